@@ -1,0 +1,19 @@
+//! Provider adapters: pure conversion between the OpenAI request/response shapes Tollgate speaks to
+//! clients and each provider's own API. No sockets here: an adapter builds the upstream request (URL,
+//! headers, body), parses the upstream answer, converts one stream event at a time, and classifies
+//! upstream errors. The gateway does the I/O, retries and accounting.
+//!
+//! Adding a provider: add a [`ProviderKind`] row in `registry.rs` and, if its API is not
+//! OpenAI-compatible, a module implementing [`Adapter`] and [`StreamTranslator`].
+
+mod adapter;
+pub mod azure;
+pub mod echo;
+pub mod openai_compat;
+mod registry;
+pub mod stream;
+
+pub use adapter::{
+    Adapter, AdapterError, Operation, Parsed, StreamTranslator, Target, UpstreamError, UpstreamRequest,
+};
+pub use registry::{AuthStyle, ProviderKind};

@@ -1,0 +1,324 @@
+//! The OpenAI wire format, shared by OpenAI itself and every OpenAI-compatible provider (Mistral, Groq,
+//! Together, Fireworks, DeepSeek, xAI, Perplexity, OpenRouter, Ollama, vLLM, ...). Requests pass through
+//! field for field; only `model` is replaced and `stream_options.include_usage` is asked for, so the
+//! gateway always learns the usage of a stream.
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue};
+use serde_json::{Map, Value};
+use tollgate_schemas::TokenUsage;
+
+use crate::{
+    stream::SseEvent, Adapter, AdapterError, AuthStyle, Operation, Parsed, StreamTranslator, Target,
+    UpstreamError, UpstreamRequest,
+};
+
+#[derive(Debug, Clone, Copy)]
+pub struct OpenAiCompat {
+    pub auth: AuthStyle,
+    /// Whether to add `stream_options.include_usage` to streaming requests.
+    pub stream_options: bool,
+}
+
+/// Sets the JSON content type and the credential in the provider's style.
+pub(crate) fn base_headers(auth: AuthStyle, api_key: Option<&str>) -> Result<HeaderMap, AdapterError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(key) = api_key {
+        let (name, value) = match auth {
+            AuthStyle::Bearer => (header::AUTHORIZATION, format!("Bearer {key}")),
+            AuthStyle::ApiKeyHeader => (header::HeaderName::from_static("api-key"), key.to_string()),
+        };
+        let mut value = HeaderValue::from_str(&value)
+            .map_err(|_| AdapterError::Config("provider key is not a valid header value".into()))?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    Ok(headers)
+}
+
+/// Puts the target model first and, for streams, asks for the final usage chunk.
+pub(crate) fn prepare_body(
+    mut body: Map<String, Value>,
+    model: Option<&str>,
+    stream: bool,
+    stream_options: bool,
+) -> Result<Bytes, AdapterError> {
+    if stream && stream_options {
+        let opts = body
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(opts) = opts {
+            opts.insert("include_usage".into(), Value::Bool(true));
+        } else {
+            *opts = serde_json::json!({ "include_usage": true });
+        }
+    }
+    let mut out = Map::with_capacity(body.len() + 1);
+    if let Some(model) = model {
+        out.insert("model".into(), Value::String(model.to_string()));
+    }
+    out.extend(body);
+    serde_json::to_vec(&out)
+        .map(Bytes::from)
+        .map_err(|e| AdapterError::InvalidRequest {
+            message: e.to_string(),
+            param: None,
+        })
+}
+
+pub(crate) fn join_url(base: &str, path: &str) -> String {
+    format!("{}/{}", base.trim_end_matches('/'), path)
+}
+
+impl Adapter for OpenAiCompat {
+    fn build_request(
+        &self,
+        op: Operation,
+        body: Map<String, Value>,
+        stream: bool,
+        target: &Target<'_>,
+    ) -> Result<UpstreamRequest, AdapterError> {
+        Ok(UpstreamRequest {
+            url: join_url(target.base_url, op.path()),
+            headers: base_headers(self.auth, target.api_key)?,
+            body: prepare_body(body, Some(target.model), stream, self.stream_options)?,
+        })
+    }
+
+    fn parse_response(&self, _op: Operation, body: Bytes) -> Result<Parsed, AdapterError> {
+        parse_openai_response(body)
+    }
+
+    fn stream_translator(&self, _op: Operation, client_wants_usage: bool) -> Box<dyn StreamTranslator> {
+        Box::new(OpenAiStream::new(client_wants_usage))
+    }
+
+    fn parse_error(&self, status: u16, body: &[u8]) -> UpstreamError {
+        parse_openai_error(status, body)
+    }
+}
+
+/// Reads usage and model from an OpenAI-shaped answer, passing the body through untouched.
+pub fn parse_openai_response(body: Bytes) -> Result<Parsed, AdapterError> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        model: Option<String>,
+        usage: Option<Value>,
+    }
+    let head: Head =
+        serde_json::from_slice(&body).map_err(|e| AdapterError::BadUpstreamBody(e.to_string()))?;
+    Ok(Parsed {
+        usage: head.usage.as_ref().and_then(TokenUsage::from_openai),
+        model: head.model,
+        body,
+    })
+}
+
+/// Whether a status means "try again, here or elsewhere".
+pub fn retryable_status(status: u16) -> bool {
+    status == 408 || status == 409 || status == 429 || status >= 500
+}
+
+/// Reads OpenAI's error shape; falls back to a generic message for bodies in any other shape.
+pub fn parse_openai_error(status: u16, body: &[u8]) -> UpstreamError {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let err = v.get("error").unwrap_or(&v);
+    let text = |k: &str| err.get(k).and_then(Value::as_str).map(str::to_string);
+    let message = text("message")
+        .or_else(|| v.get("message").and_then(Value::as_str).map(str::to_string))
+        .or_else(|| err.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("upstream answered HTTP {status}"));
+    UpstreamError {
+        status,
+        message,
+        kind: text("type").or_else(|| text("code")),
+        param: text("param"),
+        retryable: retryable_status(status),
+    }
+}
+
+/// Passes OpenAI chunks through unchanged, noting usage and model, and dropping the usage-only chunk
+/// when the client did not ask for it.
+pub struct OpenAiStream {
+    client_wants_usage: bool,
+    usage: Option<TokenUsage>,
+    model: Option<String>,
+    done: bool,
+}
+
+impl OpenAiStream {
+    pub fn new(client_wants_usage: bool) -> Self {
+        OpenAiStream {
+            client_wants_usage,
+            usage: None,
+            model: None,
+            done: false,
+        }
+    }
+}
+
+/// Finds `"key":` in a JSON text cheaply, so most chunks are forwarded without a full parse.
+fn mentions(data: &[u8], needle: &[u8]) -> bool {
+    data.windows(needle.len()).any(|w| w == needle)
+}
+
+impl StreamTranslator for OpenAiStream {
+    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<Bytes>) -> Result<(), AdapterError> {
+        let data = &event.data;
+        if data.as_ref() == b"[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let needs_model = self.model.is_none();
+        if needs_model || mentions(data, b"\"usage\"") || mentions(data, b"\"error\"") {
+            let v: Value =
+                serde_json::from_slice(data).map_err(|e| AdapterError::BadUpstreamBody(e.to_string()))?;
+            if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+                let message = err
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("upstream stream error");
+                return Err(AdapterError::StreamError(message.to_string()));
+            }
+            if needs_model {
+                self.model = v.get("model").and_then(Value::as_str).map(str::to_string);
+            }
+            if let Some(usage) = v.get("usage").and_then(TokenUsage::from_openai) {
+                self.usage = Some(usage);
+                let usage_only = v
+                    .get("choices")
+                    .and_then(Value::as_array)
+                    .is_none_or(|c| c.is_empty());
+                if usage_only && !self.client_wants_usage {
+                    return Ok(());
+                }
+            }
+        }
+        out.push(data.clone());
+        Ok(())
+    }
+
+    fn usage(&self) -> Option<TokenUsage> {
+        self.usage
+    }
+
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    fn finished(&self) -> bool {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn target() -> Target<'static> {
+        Target {
+            base_url: "http://up/v1/",
+            model: "real-model",
+            api_key: Some("sk-provider"),
+            api_version: None,
+        }
+    }
+
+    #[test]
+    fn replaces_model_and_keeps_unknown_fields() {
+        let body = json!({"messages": [], "tools": [{"type": "function"}], "x_custom": 1});
+        let a = OpenAiCompat {
+            auth: AuthStyle::Bearer,
+            stream_options: true,
+        };
+        let req = a
+            .build_request(
+                Operation::Chat,
+                body.as_object().unwrap().clone(),
+                false,
+                &target(),
+            )
+            .unwrap();
+        assert_eq!(req.url, "http://up/v1/chat/completions");
+        assert_eq!(req.headers["authorization"], "Bearer sk-provider");
+        let sent: Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(sent["model"], "real-model");
+        assert_eq!(sent["x_custom"], 1);
+        assert_eq!(sent["tools"][0]["type"], "function");
+        assert!(sent.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn streams_ask_for_usage_unless_the_provider_rejects_it() {
+        let body = json!({"messages": [], "stream": true, "stream_options": {"include_usage": false}});
+        let map = body.as_object().unwrap().clone();
+        let a = OpenAiCompat {
+            auth: AuthStyle::Bearer,
+            stream_options: true,
+        };
+        let req = a
+            .build_request(Operation::Chat, map.clone(), true, &target())
+            .unwrap();
+        let sent: Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(sent["stream_options"]["include_usage"], true);
+        let mistral = OpenAiCompat {
+            auth: AuthStyle::Bearer,
+            stream_options: false,
+        };
+        let req = mistral
+            .build_request(Operation::Chat, map, true, &target())
+            .unwrap();
+        let sent: Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(sent["stream_options"]["include_usage"], false);
+    }
+
+    fn ev(data: &str) -> SseEvent {
+        SseEvent {
+            event: None,
+            data: Bytes::from(data.to_string()),
+        }
+    }
+
+    #[test]
+    fn strips_usage_only_chunk_unless_asked() {
+        let usage_chunk =
+            r#"{"id":"1","model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#;
+        for wants in [false, true] {
+            let mut s = OpenAiStream::new(wants);
+            let mut out = Vec::new();
+            s.on_event(
+                &ev(r#"{"id":"1","model":"m","choices":[{"delta":{"content":"hi"}}]}"#),
+                &mut out,
+            )
+            .unwrap();
+            s.on_event(&ev(usage_chunk), &mut out).unwrap();
+            s.on_event(&ev("[DONE]"), &mut out).unwrap();
+            assert_eq!(out.len(), if wants { 2 } else { 1 });
+            assert_eq!(s.usage().unwrap().output, 2);
+            assert_eq!(s.model(), Some("m"));
+            assert!(s.finished());
+        }
+    }
+
+    #[test]
+    fn stream_error_event_is_an_error() {
+        let mut s = OpenAiStream::new(false);
+        let err = s.on_event(&ev(r#"{"error":{"message":"overloaded"}}"#), &mut Vec::new());
+        assert!(matches!(err, Err(AdapterError::StreamError(m)) if m == "overloaded"));
+    }
+
+    #[test]
+    fn classifies_errors() {
+        let e = parse_openai_error(429, br#"{"error":{"message":"slow down","type":"rate_limit"}}"#);
+        assert!(e.retryable);
+        assert_eq!(e.message, "slow down");
+        let e = parse_openai_error(400, b"not json");
+        assert!(!e.retryable);
+        assert_eq!(e.message, "upstream answered HTTP 400");
+    }
+}

@@ -1,0 +1,115 @@
+//! The one table of provider kinds: default base URL, auth style and which adapter converts them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{azure::AzureAdapter, openai_compat::OpenAiCompat, Adapter};
+
+/// How a provider expects its credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthStyle {
+    /// `Authorization: Bearer <key>`
+    Bearer,
+    /// `api-key: <key>` (Azure OpenAI)
+    ApiKeyHeader,
+}
+
+/// Every provider kind a `[[providers]]` entry may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    Openai,
+    Azure,
+    OpenaiCompat,
+    Mistral,
+    Groq,
+    Together,
+    Fireworks,
+    Deepseek,
+    Xai,
+    Perplexity,
+    Openrouter,
+    Ollama,
+    Vllm,
+    Echo,
+}
+
+struct KindInfo {
+    name: &'static str,
+    default_base_url: Option<&'static str>,
+    auth: AuthStyle,
+    /// Whether the API accepts `stream_options.include_usage`; the others report usage unasked or never.
+    stream_options: bool,
+}
+
+const fn info(
+    name: &'static str,
+    default_base_url: Option<&'static str>,
+    auth: AuthStyle,
+    stream_options: bool,
+) -> KindInfo {
+    KindInfo {
+        name,
+        default_base_url,
+        auth,
+        stream_options,
+    }
+}
+
+impl ProviderKind {
+    fn info(self) -> KindInfo {
+        use AuthStyle::*;
+        match self {
+            ProviderKind::Openai => info("openai", Some("https://api.openai.com/v1"), Bearer, true),
+            ProviderKind::Azure => info("azure", None, ApiKeyHeader, true),
+            ProviderKind::OpenaiCompat => info("openai_compat", None, Bearer, true),
+            ProviderKind::Mistral => info("mistral", Some("https://api.mistral.ai/v1"), Bearer, false),
+            ProviderKind::Groq => info("groq", Some("https://api.groq.com/openai/v1"), Bearer, true),
+            ProviderKind::Together => info("together", Some("https://api.together.xyz/v1"), Bearer, true),
+            ProviderKind::Fireworks => info(
+                "fireworks",
+                Some("https://api.fireworks.ai/inference/v1"),
+                Bearer,
+                true,
+            ),
+            ProviderKind::Deepseek => info("deepseek", Some("https://api.deepseek.com/v1"), Bearer, true),
+            ProviderKind::Xai => info("xai", Some("https://api.x.ai/v1"), Bearer, true),
+            ProviderKind::Perplexity => info("perplexity", Some("https://api.perplexity.ai"), Bearer, false),
+            ProviderKind::Openrouter => {
+                info("openrouter", Some("https://openrouter.ai/api/v1"), Bearer, true)
+            }
+            ProviderKind::Ollama => info("ollama", Some("http://127.0.0.1:11434/v1"), Bearer, true),
+            ProviderKind::Vllm => info("vllm", Some("http://127.0.0.1:8000/v1"), Bearer, true),
+            ProviderKind::Echo => info("echo", None, Bearer, true),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.info().name
+    }
+
+    /// The provider's public API base URL, for kinds that have one.
+    pub fn default_base_url(self) -> Option<&'static str> {
+        self.info().default_base_url
+    }
+
+    pub fn auth_style(self) -> AuthStyle {
+        self.info().auth
+    }
+
+    /// Whether this kind needs a network upstream at all.
+    pub fn is_network(self) -> bool {
+        self != ProviderKind::Echo
+    }
+
+    /// The adapter converting this kind's API (`None` for the built-in echo provider).
+    pub fn adapter(self) -> Option<Box<dyn Adapter>> {
+        match self {
+            ProviderKind::Echo => None,
+            ProviderKind::Azure => Some(Box::new(AzureAdapter)),
+            _ => Some(Box::new(OpenAiCompat {
+                auth: self.auth_style(),
+                stream_options: self.info().stream_options,
+            })),
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Builds the application: shared state, the router and its layers, and the server lifecycle.
+//!
+//! Layers, outermost first: catch-panic (a panic becomes an OpenAI-shaped 500, the process lives on)
+//! -> router. Per-request work is in the handlers, in phase order (see `proxy.rs`): usage guard ->
+//! auth -> body limit -> validation -> model policy -> dispatch. Unauthenticated routes are exactly
+//! [`UNAUTHENTICATED_ROUTES`]; every `/v1` route authenticates a Tollgate key, every `/admin` route
+//! the admin token.
+
+use std::{
+    collections::HashMap,
+    sync::{atomic::AtomicBool, atomic::Ordering, Arc},
+    time::Duration,
+};
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{delete, get, post},
+    Router,
+};
+use tollgate_policy::{KeyStore, Keyring, SqliteKeyStore};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::{
+    admin,
+    config::Config,
+    error::ApiError,
+    metrics::Metrics,
+    proxy,
+    usage::{UsageSink, UsageStore},
+};
+
+/// Routes anyone may call.
+pub const UNAUTHENTICATED_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub keys: Arc<SqliteKeyStore>,
+    pub keyring: Keyring,
+    pub usage_store: Arc<UsageStore>,
+    pub usage: UsageSink,
+    pub metrics: Arc<Metrics>,
+    /// One HTTP client per provider (each with its own connect timeout), sharing nothing.
+    clients: HashMap<String, reqwest::Client>,
+    default_client: reqwest::Client,
+    /// False once shutdown began: `/readyz` turns unready first.
+    pub ready: AtomicBool,
+}
+
+impl AppState {
+    pub fn client(&self, provider: &str) -> &reqwest::Client {
+        self.clients.get(provider).unwrap_or(&self.default_client)
+    }
+
+    /// Re-reads every key from the store into the in-memory keyring.
+    pub fn reload_keys(&self) -> anyhow::Result<()> {
+        self.keyring.load(self.keys.list()?);
+        Ok(())
+    }
+}
+
+fn http_client(connect_timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// The running pieces that outlive the router: joined on shutdown so no usage event is lost.
+pub struct Runtime {
+    pub state: Arc<AppState>,
+    pub usage_writer: std::thread::JoinHandle<()>,
+}
+
+pub fn build_state(config: Config) -> anyhow::Result<Runtime> {
+    let config = Arc::new(config);
+    let keys = Arc::new(SqliteKeyStore::open(&config.store_path)?);
+    let usage_store = Arc::new(UsageStore::open(&config.usage_path)?);
+    let metrics = Arc::new(Metrics::default());
+    let (usage, usage_writer) = UsageSink::start(
+        Arc::clone(&usage_store),
+        config.usage_queue_capacity,
+        Arc::clone(&metrics),
+    );
+    let mut clients = HashMap::new();
+    for p in &config.providers {
+        if p.kind.is_network() {
+            clients.insert(p.name.clone(), http_client(p.connect_timeout)?);
+        }
+    }
+    let state = Arc::new(AppState {
+        config,
+        keys,
+        keyring: Keyring::default(),
+        usage_store,
+        usage,
+        metrics,
+        clients,
+        default_client: http_client(Duration::from_secs(10))?,
+        ready: AtomicBool::new(true),
+    });
+    state.reload_keys()?;
+    Ok(Runtime { state, usage_writer })
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let metrics = Arc::clone(&state.metrics);
+    Router::new()
+        .route("/v1/chat/completions", post(proxy::chat))
+        .route("/v1/completions", post(proxy::completions))
+        .route("/v1/embeddings", post(proxy::embeddings))
+        .route("/v1/models", get(admin::list_models))
+        .route("/v1/models/{*id}", get(admin::get_model))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(admin::readyz))
+        .route("/metrics", get(admin::metrics))
+        .route("/admin/keys", post(admin::create_key).get(admin::list_keys))
+        .route("/admin/keys/{id}", delete(admin::revoke_key))
+        .route("/admin/usage/events", get(admin::usage_events))
+        .fallback(|| async {
+            ApiError::NotFound {
+                message: "Unknown route.".into(),
+                code: "unknown_url",
+            }
+        })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(
+            move |_: Box<dyn std::any::Any + Send>| -> Response {
+                metrics.panics.fetch_add(1, Ordering::Relaxed);
+                ApiError::Internal("handler panicked".into()).into_response()
+            },
+        ))
+}
+
+/// Re-reads keys whenever the store changed (other processes, other admin calls), every `every`.
+pub fn spawn_key_refresh(state: Arc<AppState>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = None;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let st = Arc::clone(&state);
+            let res = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<i64>> {
+                let version = st.keys.data_version()?;
+                if Some(version) != last {
+                    st.reload_keys()?;
+                }
+                Ok(Some(version))
+            })
+            .await;
+            match res {
+                Ok(Ok(v)) => last = v,
+                Ok(Err(e)) => tracing::warn!(error = %e, "key refresh failed"),
+                Err(e) => tracing::warn!(error = %e, "key refresh task failed"),
+            }
+        }
+    })
+}
+
+/// Serves until SIGTERM/ctrl-c, then drains in-flight requests for up to the grace period and
+/// waits for the usage writer to store every queued event.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let Runtime { state, usage_writer } = build_state(config)?;
+    let refresh = spawn_key_refresh(Arc::clone(&state), state.config.key_refresh);
+    let grace = state.config.shutdown_grace;
+    let app = router(Arc::clone(&state));
+    tracing::info!(%addr, models = state.config.models.len(), keys = state.keyring.len(), "tollgate listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown_state = Arc::clone(&state);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        shutdown_state.ready.store(false, Ordering::SeqCst);
+        tracing::info!("shutdown requested: draining in-flight requests");
+        let _ = stop_tx.send(true);
+    });
+    let mut graceful_rx = stop_rx.clone();
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = graceful_rx.wait_for(|s| *s).await;
+    });
+    let mut deadline_rx = stop_rx;
+    tokio::select! {
+        r = server => r?,
+        _ = async move {
+            let _ = deadline_rx.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!("grace period over: closing remaining connections"),
+    }
+    refresh.abort();
+    drop(state);
+    // The writer exits once the last sink is gone; give stragglers (cancelled streams) a moment.
+    let join = tokio::task::spawn_blocking(move || usage_writer.join());
+    let waited = tokio::time::timeout(Duration::from_secs(10), join).await;
+    if !matches!(waited, Ok(Ok(Ok(())))) {
+        tracing::error!("usage writer did not shut down cleanly");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+pub fn status_json(status: StatusCode, body: serde_json::Value) -> Response {
+    crate::error::json_response(status, &body)
+}

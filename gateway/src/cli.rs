@@ -1,0 +1,170 @@
+//! The command line: `serve`, `check-config`, `keys create|list|revoke`, `--version`.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tollgate_policy::{KeyStore, SqliteKeyStore};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "tollgate", version, about = "An OpenAI-compatible LLM gateway")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, short, default_value = "tollgate.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config file: exit 0 when valid, 1 with every error otherwise.
+    CheckConfig { file: PathBuf },
+    /// Manage API keys in the configured store.
+    Keys {
+        #[arg(long, short, default_value = "tollgate.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key; its secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Model globs the key may use (repeatable); all models when omitted.
+        #[arg(long = "model")]
+        models: Vec<String>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by id.
+    Revoke { id: String },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn load(path: &std::path::Path) -> Option<Config> {
+    match Config::load(path) {
+        Ok(c) => Some(c),
+        Err(errors) => {
+            eprintln!("{}: invalid configuration:", path.display());
+            for e in &errors.0 {
+                eprintln!("  {e}");
+            }
+            None
+        }
+    }
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => match load(&file) {
+            Some(c) => {
+                println!(
+                    "{}: ok ({} providers, {} models)",
+                    file.display(),
+                    c.providers.len(),
+                    c.models.len()
+                );
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::FAILURE,
+        },
+        Command::Serve { config } => {
+            init_logging(cli.log_format);
+            let Some(config) = load(&config) else {
+                return ExitCode::FAILURE;
+            };
+            for p in config.providers.iter().filter(|p| !p.available) {
+                tracing::warn!(provider = %p.name, "provider credentials not set: routing skips it");
+            }
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(crate::app::serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "server failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Keys { config, action } => {
+            let Some(config) = load(&config) else {
+                return ExitCode::FAILURE;
+            };
+            if config.store_path == ":memory:" {
+                eprintln!(
+                    "store.path is :memory:: keys there live only inside the server; use the admin API"
+                );
+                return ExitCode::FAILURE;
+            }
+            match keys(&config, action) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
+    let store = SqliteKeyStore::open(&config.store_path)?;
+    match action {
+        KeysAction::Create { name, models } => {
+            let k = store.create(&name, &models)?;
+            println!(
+                "{}",
+                serde_json::json!({"id": k.record.id, "name": k.record.name, "models": k.record.models, "key": k.key})
+            );
+        }
+        KeysAction::List => {
+            for k in store.list()? {
+                println!(
+                    "{}",
+                    serde_json::json!({"id": k.id, "name": k.name, "models": k.models, "created_at": k.created_at_ms / 1000, "revoked": k.revoked})
+                );
+            }
+        }
+        KeysAction::Revoke { id } => {
+            if !store.revoke(&id)? {
+                anyhow::bail!("no key with id `{id}`");
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,533 @@
+//! Configuration: TOML file -> raw serde structs (`deny_unknown_fields`) -> environment overrides
+//! (`TOLLGATE__SECTION__KEY`, array entries by index: `TOLLGATE__PROVIDERS__0__BASE_URL`) -> validated
+//! runtime [`Config`] with no half-filled values. Every problem is reported by its field path, and the
+//! server refuses to start on any of them.
+
+use std::{collections::HashMap, fmt, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use serde::Deserialize;
+use tollgate_adapters::{Adapter, ProviderKind};
+
+/// A secret string: never printed by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Self {
+        Secret(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    usage: RawUsage,
+    #[serde(default)]
+    providers: Vec<RawProvider>,
+    #[serde(default)]
+    models: Vec<RawModel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    listen: String,
+    admin_key_env: Option<String>,
+    max_body_bytes: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    shutdown_grace_secs: u64,
+    /// How often keys are re-read from the store (picks up other processes' changes).
+    key_refresh_ms: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "127.0.0.1:4000".into(),
+            admin_key_env: Some("TOLLGATE_ADMIN_KEY".into()),
+            max_body_bytes: 32 * 1024 * 1024,
+            shutdown_grace_secs: 30,
+            key_refresh_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    kind: String,
+    path: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            kind: "sqlite".into(),
+            path: "tollgate.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawUsage {
+    sink: String,
+    path: String,
+    queue_capacity: usize,
+}
+
+impl Default for RawUsage {
+    fn default() -> Self {
+        RawUsage {
+            sink: "sqlite".into(),
+            path: "tollgate-usage.db".into(),
+            queue_capacity: 65_536,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    name: String,
+    kind: ProviderKind,
+    base_url: Option<String>,
+    api_key_env: Option<String>,
+    api_version: Option<String>,
+    /// Time allowed for the whole answer (non-streaming) or for the response headers (streaming).
+    timeout_ms: Option<u64>,
+    /// Longest silence allowed between two chunks of a stream.
+    stream_idle_timeout_ms: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    name: String,
+    targets: Vec<RawTarget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    provider: String,
+    model: String,
+}
+
+/// The validated configuration the server runs on.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_key: Option<Secret>,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub key_refresh: Duration,
+    pub store_path: String,
+    pub usage_path: String,
+    pub usage_queue_capacity: usize,
+    pub providers: Vec<Arc<Provider>>,
+    /// Client-facing model name -> targets, in config order.
+    pub models: HashMap<String, Arc<Model>>,
+    /// Model names in config order, for `GET /v1/models`.
+    pub model_order: Vec<String>,
+}
+
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: String,
+    /// `None` when the provider needs no key, or when its `api_key_env` is unset (see `available`).
+    pub api_key: Option<Secret>,
+    /// False when `api_key_env` names an unset variable: routing skips the provider.
+    pub available: bool,
+    pub api_version: Option<String>,
+    pub timeout: Duration,
+    pub stream_idle_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub adapter: Option<Box<dyn Adapter>>,
+}
+
+impl fmt::Debug for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("available", &self.available)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+pub struct Model {
+    pub name: String,
+    pub targets: Vec<ModelTarget>,
+}
+
+#[derive(Debug)]
+pub struct ModelTarget {
+    pub provider: Arc<Provider>,
+    pub model: String,
+}
+
+/// Every problem found in a config, each as `field.path: message`.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            f.write_str(e)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Reads, overrides from the process environment, and validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("{}: cannot read: {e}", path.display())]))?;
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Config::from_toml(&text, &env, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses `text`, applies `TOLLGATE__*` overrides from `env`, and resolves secrets with `getenv`.
+    pub fn from_toml(
+        text: &str,
+        env: &[(String, String)],
+        getenv: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigErrors(vec![toml_error(&e)]))?;
+        apply_env_overrides(&mut value, env)?;
+        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigErrors(vec![format!("{path}: {}", e.into_inner())])
+        })?;
+        validate(raw, getenv)
+    }
+}
+
+fn toml_error(e: &toml::de::Error) -> String {
+    format!("config: {}", e.message())
+}
+
+const ENV_PREFIX: &str = "TOLLGATE__";
+
+fn apply_env_overrides(root: &mut toml::Value, env: &[(String, String)]) -> Result<(), ConfigErrors> {
+    let mut overrides: Vec<&(String, String)> =
+        env.iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+    overrides.sort();
+    let mut errors = Vec::new();
+    for (name, raw) in overrides {
+        let path: Vec<String> = name[ENV_PREFIX.len()..]
+            .split("__")
+            .map(str::to_lowercase)
+            .collect();
+        // A value that parses as TOML (number, bool, array) is taken as such, anything else as a string.
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        if let Err(e) = set_path(root, &path, value) {
+            errors.push(format!("{name}: {e}"));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn set_path(node: &mut toml::Value, path: &[String], value: toml::Value) -> Result<(), String> {
+    let Some((head, rest)) = path.split_first() else {
+        *node = value;
+        return Ok(());
+    };
+    let child = match node {
+        toml::Value::Table(t) => t
+            .entry(head.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new())),
+        toml::Value::Array(a) => {
+            let i: usize = head
+                .parse()
+                .map_err(|_| format!("`{head}` is not an array index"))?;
+            a.get_mut(i).ok_or_else(|| format!("no entry {i} to override"))?
+        }
+        _ => return Err(format!("cannot descend into `{head}`")),
+    };
+    set_path(child, rest, value)
+}
+
+fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let listen = raw
+        .server
+        .listen
+        .parse::<SocketAddr>()
+        .map_err(|_| {
+            errors.push(format!(
+                "server.listen: `{}` is not an address like 127.0.0.1:4000",
+                raw.server.listen
+            ))
+        })
+        .ok();
+    if raw.server.max_body_bytes == 0 {
+        errors.push("server.max_body_bytes: must be greater than 0".into());
+    }
+    if raw.store.kind != "sqlite" {
+        errors.push(format!(
+            "store.kind: `{}` is not supported (supported: sqlite)",
+            raw.store.kind
+        ));
+    }
+    if raw.store.path.is_empty() {
+        errors.push("store.path: must not be empty".into());
+    }
+    if raw.usage.sink != "sqlite" {
+        errors.push(format!(
+            "usage.sink: `{}` is not supported (supported: sqlite)",
+            raw.usage.sink
+        ));
+    }
+    if raw.usage.queue_capacity == 0 {
+        errors.push("usage.queue_capacity: must be greater than 0".into());
+    }
+    let admin_key = raw
+        .server
+        .admin_key_env
+        .as_deref()
+        .and_then(getenv)
+        .filter(|k| !k.is_empty())
+        .map(Secret::new);
+
+    let mut providers: Vec<Arc<Provider>> = Vec::new();
+    for (i, p) in raw.providers.into_iter().enumerate() {
+        let at = format!("providers[{i}]");
+        if p.name.is_empty() {
+            errors.push(format!("{at}.name: must not be empty"));
+        }
+        if providers.iter().any(|q| q.name == p.name) {
+            errors.push(format!("{at}.name: `{}` is defined twice", p.name));
+        }
+        let base_url = match (p.base_url, p.kind.default_base_url()) {
+            (Some(url), _) => url,
+            (None, Some(default)) => default.to_string(),
+            (None, None) if !p.kind.is_network() => String::new(),
+            (None, None) => {
+                errors.push(format!("{at}.base_url: required for kind `{}`", p.kind.as_str()));
+                String::new()
+            }
+        };
+        if p.kind.is_network()
+            && !base_url.is_empty()
+            && reqwest::Url::parse(&base_url).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+        {
+            errors.push(format!("{at}.base_url: `{base_url}` is not an http(s) URL"));
+        }
+        let (api_key, available) = match &p.api_key_env {
+            Some(var) => match getenv(var).filter(|v| !v.is_empty()) {
+                Some(v) => (Some(Secret::new(v)), true),
+                None => (None, false),
+            },
+            None => (None, true),
+        };
+        for (field, v) in [
+            ("timeout_ms", p.timeout_ms),
+            ("stream_idle_timeout_ms", p.stream_idle_timeout_ms),
+            ("connect_timeout_ms", p.connect_timeout_ms),
+        ] {
+            if v == Some(0) {
+                errors.push(format!("{at}.{field}: must be greater than 0"));
+            }
+        }
+        providers.push(Arc::new(Provider {
+            adapter: p.kind.adapter(),
+            name: p.name,
+            kind: p.kind,
+            base_url,
+            api_key,
+            available,
+            api_version: p.api_version,
+            timeout: Duration::from_millis(p.timeout_ms.unwrap_or(600_000)),
+            stream_idle_timeout: Duration::from_millis(p.stream_idle_timeout_ms.unwrap_or(120_000)),
+            connect_timeout: Duration::from_millis(p.connect_timeout_ms.unwrap_or(10_000)),
+        }));
+    }
+
+    let mut models = HashMap::new();
+    let mut model_order = Vec::new();
+    for (i, m) in raw.models.into_iter().enumerate() {
+        let at = format!("models[{i}]");
+        if m.name.is_empty() {
+            errors.push(format!("{at}.name: must not be empty"));
+        }
+        if models.contains_key(&m.name) {
+            errors.push(format!("{at}.name: `{}` is defined twice", m.name));
+        }
+        if m.targets.is_empty() {
+            errors.push(format!("{at}.targets: needs at least one target"));
+        }
+        let mut targets = Vec::new();
+        for (j, t) in m.targets.into_iter().enumerate() {
+            match providers.iter().find(|p| p.name == t.provider) {
+                Some(p) => targets.push(ModelTarget {
+                    provider: Arc::clone(p),
+                    model: t.model,
+                }),
+                None => errors.push(format!(
+                    "{at}.targets[{j}].provider: no provider named `{}`",
+                    t.provider
+                )),
+            }
+        }
+        model_order.push(m.name.clone());
+        models.insert(
+            m.name.clone(),
+            Arc::new(Model {
+                name: m.name,
+                targets,
+            }),
+        );
+    }
+
+    match (errors.is_empty(), listen) {
+        (true, Some(listen)) => Ok(Config {
+            listen,
+            admin_key,
+            max_body_bytes: usize::try_from(raw.server.max_body_bytes).unwrap_or(usize::MAX),
+            shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs),
+            key_refresh: Duration::from_millis(raw.server.key_refresh_ms.max(50)),
+            store_path: raw.store.path,
+            usage_path: raw.usage.path,
+            usage_queue_capacity: raw.usage.queue_capacity,
+            providers,
+            models,
+            model_order,
+        }),
+        _ => Err(ConfigErrors(errors)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+[server]
+listen = "127.0.0.1:4000"
+admin_key_env = "ADMIN"
+[store]
+kind = "sqlite"
+path = ":memory:"
+[[providers]]
+name = "local"
+kind = "openai_compat"
+base_url = "http://127.0.0.1:9000/v1"
+api_key_env = "LOCAL_KEY"
+[[providers]]
+name = "oai"
+kind = "openai"
+[[models]]
+name = "gpt-4o-mini"
+targets = [{ provider = "local", model = "upstream" }, { provider = "oai", model = "gpt-4o-mini" }]
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "ADMIN" => Some("admin-secret".into()),
+            "LOCAL_KEY" => Some("sk-local".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn loads_sample_with_defaults() {
+        let c = Config::from_toml(SAMPLE, &[], &env).unwrap();
+        assert_eq!(c.listen.port(), 4000);
+        assert_eq!(c.admin_key.as_ref().unwrap().expose(), "admin-secret");
+        assert_eq!(c.providers[1].base_url, "https://api.openai.com/v1");
+        assert!(c.providers[0].available);
+        let m = &c.models["gpt-4o-mini"];
+        assert_eq!(m.targets[0].model, "upstream");
+        assert_eq!(m.targets[1].provider.name, "oai");
+        assert!(!format!("{c:?}").contains("sk-local"));
+    }
+
+    #[test]
+    fn env_overrides_win() {
+        let overrides = vec![
+            ("TOLLGATE__SERVER__LISTEN".to_string(), "0.0.0.0:5000".to_string()),
+            (
+                "TOLLGATE__PROVIDERS__0__BASE_URL".to_string(),
+                "http://other:1/v1".to_string(),
+            ),
+            ("TOLLGATE__SERVER__MAX_BODY_BYTES".to_string(), "1024".to_string()),
+        ];
+        let c = Config::from_toml(SAMPLE, &overrides, &env).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:5000");
+        assert_eq!(c.providers[0].base_url, "http://other:1/v1");
+        assert_eq!(c.max_body_bytes, 1024);
+    }
+
+    #[test]
+    fn reports_every_error_by_path() {
+        let bad = r#"
+[server]
+listen = "nowhere"
+[[providers]]
+name = "az"
+kind = "azure"
+[[models]]
+name = "m"
+targets = [{ provider = "missing", model = "x" }]
+"#;
+        let errs = Config::from_toml(bad, &[], &env).unwrap_err().0;
+        assert!(errs.iter().any(|e| e.starts_with("server.listen:")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.starts_with("providers[0].base_url:")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("models[0].targets[0].provider:")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_kinds_are_named() {
+        let e = Config::from_toml("[server]\nlisten_on = 1\n", &[], &env).unwrap_err();
+        assert!(e.0[0].contains("listen_on"), "{e}");
+        let e = Config::from_toml("[[providers]]\nname='x'\nkind='nope'\n", &[], &env).unwrap_err();
+        assert!(e.0[0].starts_with("providers[0].kind"), "{e}");
+    }
+
+    #[test]
+    fn provider_without_its_key_is_unavailable() {
+        let c = Config::from_toml(SAMPLE, &[], &|_| None).unwrap();
+        assert!(!c.providers[0].available);
+        assert!(c.admin_key.is_none());
+    }
+}

@@ -1,0 +1,241 @@
+//! Prometheus metrics, rendered as text at `GET /metrics`. Request metrics are derived from the usage
+//! event (one place, so metrics and billing data never disagree). Label values are bounded: the model
+//! label is a configured model name (unknown models are counted under an empty label), never a key.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write,
+    sync::{atomic::AtomicU64, atomic::Ordering, Mutex},
+};
+
+use tollgate_schemas::UsageEvent;
+
+/// Upper bounds in seconds, for request latency and time to first token.
+const BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.counts[i] += 1;
+        }
+        self.sum += secs;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, c) in BUCKETS.iter().zip(self.counts) {
+            cumulative += c;
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+#[derive(Default)]
+struct Families {
+    /// (endpoint, model, provider, status, error_type) -> count
+    requests: BTreeMap<(String, String, String, u16, String), u64>,
+    /// endpoint -> latency
+    latency: BTreeMap<String, Histogram>,
+    /// (model, provider) -> ttft
+    ttft: BTreeMap<(String, String), Histogram>,
+    /// (model, provider, class) -> tokens
+    tokens: BTreeMap<(String, String, &'static str), u64>,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    families: Mutex<Families>,
+    pub usage_written: AtomicU64,
+    pub usage_dropped: AtomicU64,
+    pub usage_queue_depth: AtomicU64,
+    pub upstream_retries: AtomicU64,
+    pub panics: AtomicU64,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+impl Metrics {
+    pub fn record_usage_event(&self, e: &UsageEvent) {
+        let bounded_model = if e.provider.is_some() {
+            e.requested_model.clone().unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let provider = e.provider.clone().unwrap_or_default();
+        let Ok(mut f) = self.families.lock() else { return };
+        *f.requests
+            .entry((
+                e.endpoint.clone(),
+                bounded_model.clone(),
+                provider.clone(),
+                e.status,
+                e.error_type.clone().unwrap_or_default(),
+            ))
+            .or_default() += 1;
+        f.latency
+            .entry(e.endpoint.clone())
+            .or_default()
+            .observe(e.latency_ms as f64 / 1000.0);
+        if let Some(t) = e.ttft_ms {
+            f.ttft
+                .entry((bounded_model.clone(), provider.clone()))
+                .or_default()
+                .observe(t as f64 / 1000.0);
+        }
+        for (class, n) in [
+            ("input", e.input_tokens),
+            ("output", e.output_tokens),
+            ("cached_input", e.cached_input_tokens),
+            ("reasoning", e.reasoning_tokens),
+        ] {
+            if n > 0 {
+                *f.tokens
+                    .entry((bounded_model.clone(), provider.clone(), class))
+                    .or_default() += n;
+            }
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        if let Ok(f) = self.families.lock() {
+            out.push_str("# HELP tollgate_requests_total Requests by endpoint, model, provider, status and error type.\n");
+            out.push_str("# TYPE tollgate_requests_total counter\n");
+            for ((endpoint, model, provider, status, err), n) in &f.requests {
+                let _ = writeln!(
+                    out,
+                    "tollgate_requests_total{{endpoint=\"{}\",model=\"{}\",provider=\"{}\",status=\"{status}\",error_type=\"{}\"}} {n}",
+                    escape(endpoint), escape(model), escape(provider), escape(err)
+                );
+            }
+            out.push_str(
+                "# HELP tollgate_request_duration_seconds Time from request arrival to the last byte.\n",
+            );
+            out.push_str("# TYPE tollgate_request_duration_seconds histogram\n");
+            for (endpoint, h) in &f.latency {
+                h.render(
+                    &mut out,
+                    "tollgate_request_duration_seconds",
+                    &format!("endpoint=\"{}\"", escape(endpoint)),
+                );
+            }
+            out.push_str("# HELP tollgate_time_to_first_token_seconds Time to the first streamed chunk.\n");
+            out.push_str("# TYPE tollgate_time_to_first_token_seconds histogram\n");
+            for ((model, provider), h) in &f.ttft {
+                h.render(
+                    &mut out,
+                    "tollgate_time_to_first_token_seconds",
+                    &format!("model=\"{}\",provider=\"{}\"", escape(model), escape(provider)),
+                );
+            }
+            out.push_str("# HELP tollgate_tokens_total Tokens by model, provider and class.\n");
+            out.push_str("# TYPE tollgate_tokens_total counter\n");
+            for ((model, provider, class), n) in &f.tokens {
+                let _ = writeln!(
+                    out,
+                    "tollgate_tokens_total{{model=\"{}\",provider=\"{}\",class=\"{class}\"}} {n}",
+                    escape(model),
+                    escape(provider)
+                );
+            }
+        }
+        for (name, help, kind, v) in [
+            (
+                "tollgate_usage_events_written_total",
+                "Usage events written to the store.",
+                "counter",
+                &self.usage_written,
+            ),
+            (
+                "tollgate_usage_events_dropped_total",
+                "Usage events lost (queue full or store failing).",
+                "counter",
+                &self.usage_dropped,
+            ),
+            (
+                "tollgate_usage_queue_depth",
+                "Usage events waiting to be written.",
+                "gauge",
+                &self.usage_queue_depth,
+            ),
+            (
+                "tollgate_upstream_retries_total",
+                "Upstream attempts beyond the first.",
+                "counter",
+                &self.upstream_retries,
+            ),
+            (
+                "tollgate_panics_total",
+                "Requests that panicked (answered 500).",
+                "counter",
+                &self.panics,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::default();
+        let mut e = UsageEvent {
+            id: Uuid::nil(),
+            ts_ms: 0,
+            request_id: "r".into(),
+            key_id: Some("key_1".into()),
+            user: None,
+            endpoint: "chat".into(),
+            requested_model: Some("gpt".into()),
+            served_model: None,
+            provider: Some("p".into()),
+            status: 200,
+            error_type: None,
+            streamed: true,
+            cancelled: false,
+            input_tokens: 5,
+            output_tokens: 7,
+            cached_input_tokens: 0,
+            reasoning_tokens: 0,
+            latency_ms: 3,
+            ttft_ms: Some(1),
+            attempts: 1,
+        };
+        m.record_usage_event(&e);
+        e.provider = None;
+        e.requested_model = Some("attacker-chosen".into());
+        m.record_usage_event(&e);
+        let text = m.render();
+        assert!(text.contains(r#"tollgate_requests_total{endpoint="chat",model="gpt",provider="p",status="200",error_type=""} 1"#), "{text}");
+        assert!(text.contains(r#"tollgate_tokens_total{model="gpt",provider="p",class="output"} 7"#));
+        assert!(text.contains(r#"tollgate_request_duration_seconds_bucket{endpoint="chat",le="0.005"} 2"#));
+        assert!(!text.contains("attacker-chosen"));
+        assert!(!text.contains("key_1"));
+    }
+}

@@ -1,0 +1,734 @@
+//! The inference path: `POST /v1/chat/completions`, `/v1/completions` and `/v1/embeddings`.
+//!
+//! Phases, in order: usage guard (so every request yields one event) -> authenticate -> read the body
+//! under the size limit -> validate the fields Tollgate acts on -> resolve the model and check the key
+//! may use it -> try the model's targets in order (skipping providers without credentials, falling
+//! over on connection failures, timeouts and retryable statuses while nothing was sent to the client)
+//! -> answer: the body as the provider sent it (OpenAI family) or as the adapter translated it, or an
+//! SSE stream translated chunk by chunk.
+//!
+//! Cancellation is by construction: if the client goes away, hyper drops this future or the response
+//! body stream, which drops the upstream request and closes its connection; the [`UsageGuard`] then
+//! records the request as cancelled.
+
+use std::{collections::VecDeque, convert::Infallible, sync::Arc, time::Duration};
+
+use axum::{
+    body::Body,
+    extract::State,
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::{stream::BoxStream, StreamExt};
+use http_body_util::BodyExt;
+use serde_json::{Map, Value};
+use tokio::time::{timeout, timeout_at, Instant};
+use tollgate_adapters::{
+    echo::{self, EchoAnswer},
+    openai_compat::{parse_openai_response, OpenAiStream},
+    stream::{SseEvent, SseParser},
+    AdapterError, Operation, StreamTranslator, Target,
+};
+use tollgate_policy::KeyRecord;
+
+use crate::{
+    app::AppState,
+    auth::authenticate,
+    config::{Model, ModelTarget, Provider},
+    error::ApiError,
+    usage::{now_ms, UsageGuard},
+};
+
+pub async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    handle(st, Operation::Chat, headers, body).await
+}
+
+pub async fn completions(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    handle(st, Operation::Completions, headers, body).await
+}
+
+pub async fn embeddings(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    handle(st, Operation::Embeddings, headers, body).await
+}
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The client's `x-request-id` when it is sane (visible ASCII, at most 128 bytes), else a new one.
+pub fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string)
+}
+
+async fn handle(st: Arc<AppState>, op: Operation, headers: HeaderMap, body: Body) -> Response {
+    let rid = request_id(&headers);
+    let mut guard = Some(UsageGuard::new(st.usage.clone(), &rid, op.as_str()));
+    let mut res = match proxy(&st, op, &headers, body, &mut guard, &rid).await {
+        Ok(res) => res,
+        Err(e) => {
+            if let Some(g) = guard.as_mut() {
+                g.finish(e.status().as_u16(), Some(e.kind()));
+            }
+            e.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+    res
+}
+
+/// The request fields Tollgate acts on, read once; the rest of the body travels untouched.
+struct Parsed {
+    model: String,
+    body: Map<String, Value>,
+    stream: bool,
+    client_wants_usage: bool,
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge(limit)),
+        Err(e) => Err(ApiError::invalid(
+            format!("could not read the request body: {e}"),
+            None,
+        )),
+    }
+}
+
+fn parse_request(op: Operation, bytes: &[u8]) -> Result<Parsed, ApiError> {
+    let mut body: Map<String, Value> = match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => return Err(ApiError::invalid("the request body must be a JSON object", None)),
+        Err(e) => {
+            return Err(ApiError::invalid(
+                format!("We could not parse the JSON body of your request: {e}"),
+                None,
+            ))
+        }
+    };
+    let model = match body.remove("model") {
+        Some(Value::String(m)) if !m.is_empty() => m,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "`model` must be a non-empty string",
+                Some("model"),
+            ))
+        }
+        None => {
+            return Err(ApiError::invalid(
+                "you must provide a model parameter",
+                Some("model"),
+            ))
+        }
+    };
+    let stream = match body.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::invalid("`stream` must be a boolean", Some("stream"))),
+    };
+    if stream && !op.can_stream() {
+        return Err(ApiError::invalid("this endpoint does not stream", Some("stream")));
+    }
+    let client_wants_usage = match body.get("stream_options") {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(o)) => match o.get("include_usage") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "`stream_options.include_usage` must be a boolean",
+                    Some("stream_options.include_usage"),
+                ))
+            }
+        },
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "`stream_options` must be an object",
+                Some("stream_options"),
+            ))
+        }
+    };
+    match op {
+        Operation::Chat => validate_messages(body.get("messages"))?,
+        Operation::Completions => {
+            if !matches!(body.get("prompt"), Some(Value::String(_) | Value::Array(_))) {
+                return Err(ApiError::invalid(
+                    "`prompt` must be a string or an array",
+                    Some("prompt"),
+                ));
+            }
+        }
+        Operation::Embeddings => match body.get("input") {
+            Some(Value::String(_)) => {}
+            Some(Value::Array(a)) if !a.is_empty() => {}
+            _ => {
+                return Err(ApiError::invalid(
+                    "`input` must be a string or a non-empty array",
+                    Some("input"),
+                ))
+            }
+        },
+    }
+    if let Some(v) = body.get("user") {
+        if !v.is_string() && !v.is_null() {
+            return Err(ApiError::invalid("`user` must be a string", Some("user")));
+        }
+    }
+    Ok(Parsed {
+        model,
+        body,
+        stream,
+        client_wants_usage,
+    })
+}
+
+fn validate_messages(messages: Option<&Value>) -> Result<(), ApiError> {
+    let list = match messages {
+        Some(Value::Array(list)) if !list.is_empty() => list,
+        Some(Value::Array(_)) => {
+            return Err(ApiError::invalid(
+                "`messages` must not be empty",
+                Some("messages"),
+            ))
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "`messages` is required and must be an array",
+                Some("messages"),
+            ))
+        }
+    };
+    for (i, m) in list.iter().enumerate() {
+        let Some(obj) = m.as_object() else {
+            return Err(ApiError::invalid(
+                "each message must be an object",
+                Some(&format!("messages[{i}]")),
+            ));
+        };
+        match obj.get("role").and_then(Value::as_str) {
+            Some("system" | "developer" | "user" | "assistant" | "tool" | "function") => {}
+            _ => {
+                return Err(ApiError::invalid(
+                    "`role` must be one of system, developer, user, assistant, tool, function",
+                    Some(&format!("messages[{i}].role")),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolves the model and checks the key may use it.
+pub fn resolve_model(st: &AppState, key: &KeyRecord, model: &str) -> Result<Arc<Model>, ApiError> {
+    let found = st.config.models.get(model).ok_or_else(|| ApiError::NotFound {
+        message: format!("The model `{model}` does not exist or you do not have access to it."),
+        code: "model_not_found",
+    })?;
+    if !key.allows_model(model) {
+        return Err(ApiError::Forbidden {
+            message: format!("This key is not allowed to use the model `{model}`."),
+            code: "model_not_allowed",
+        });
+    }
+    Ok(Arc::clone(found))
+}
+
+async fn proxy(
+    st: &Arc<AppState>,
+    op: Operation,
+    headers: &HeaderMap,
+    body: Body,
+    guard: &mut Option<UsageGuard>,
+    rid: &str,
+) -> Result<Response, ApiError> {
+    let key = authenticate(st, headers)?;
+    let g = guard
+        .as_mut()
+        .ok_or_else(|| ApiError::Internal("usage guard missing".into()))?;
+    g.update(|e| e.key_id = Some(key.id.clone()));
+    let bytes = read_body(body, st.config.max_body_bytes).await?;
+    let mut req = parse_request(op, &bytes)?;
+    drop(bytes);
+    g.update(|e| {
+        e.requested_model = Some(req.model.clone());
+        e.streamed = req.stream;
+        e.user = req.body.get("user").and_then(Value::as_str).map(str::to_string);
+    });
+    let model = resolve_model(st, &key, &req.model)?;
+
+    let candidates: Vec<&ModelTarget> = model.targets.iter().filter(|t| t.provider.available).collect();
+    if candidates.is_empty() {
+        return Err(ApiError::Unavailable(format!(
+            "no provider for model `{}` is available (their credentials are not configured)",
+            model.name
+        )));
+    }
+    let mut last_err = ApiError::Unavailable("no target tried".into());
+    for (attempt, target) in candidates.iter().enumerate() {
+        let g = guard
+            .as_mut()
+            .ok_or_else(|| ApiError::Internal("usage guard missing".into()))?;
+        g.update(|e| {
+            e.attempts = attempt as u32 + 1;
+            e.provider = Some(target.provider.name.clone());
+            e.served_model = Some(target.model.clone());
+        });
+        if attempt > 0 {
+            st.metrics
+                .upstream_retries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let is_last = attempt + 1 == candidates.len();
+        // The body is moved into the last attempt and cloned for earlier ones.
+        let body = if is_last {
+            std::mem::take(&mut req.body)
+        } else {
+            req.body.clone()
+        };
+        match attempt_target(st, op, &req, body, target, guard, rid).await {
+            Ok(res) => return Ok(res),
+            Err(Failure { error, retryable }) => {
+                tracing::warn!(provider = %target.provider.name, request_id = rid, error = ?error.kind(), status = error.status().as_u16(), "upstream attempt failed");
+                if !retryable || is_last {
+                    return Err(error);
+                }
+                last_err = error;
+            }
+        }
+    }
+    Err(last_err)
+}
+
+struct Failure {
+    error: ApiError,
+    retryable: bool,
+}
+
+impl Failure {
+    fn retry(error: ApiError) -> Self {
+        Failure {
+            error,
+            retryable: true,
+        }
+    }
+    fn fatal(error: ApiError) -> Self {
+        Failure {
+            error,
+            retryable: false,
+        }
+    }
+}
+
+/// An upstream byte stream, transport errors already turned into messages.
+type ByteStream = BoxStream<'static, Result<Bytes, String>>;
+
+async fn attempt_target(
+    st: &Arc<AppState>,
+    op: Operation,
+    req: &Parsed,
+    body: Map<String, Value>,
+    target: &ModelTarget,
+    guard: &mut Option<UsageGuard>,
+    rid: &str,
+) -> Result<Response, Failure> {
+    let provider = &target.provider;
+    let Some(adapter) = provider.adapter.as_deref() else {
+        return Ok(echo_answer(op, req, body, target, guard));
+    };
+    let t = Target {
+        base_url: &provider.base_url,
+        model: &target.model,
+        api_key: provider.api_key.as_ref().map(|k| k.expose()),
+        api_version: provider.api_version.as_deref(),
+    };
+    let up = adapter
+        .build_request(op, body, req.stream, &t)
+        .map_err(|e| match e {
+            AdapterError::InvalidRequest { message, param } => {
+                Failure::fatal(ApiError::InvalidRequest { message, param })
+            }
+            other => Failure::fatal(ApiError::Internal(other.to_string())),
+        })?;
+    let client = st.client(&provider.name);
+    let deadline = Instant::now() + provider.timeout;
+    let send = client
+        .post(&up.url)
+        .headers(up.headers)
+        .header(REQUEST_ID, rid)
+        .body(up.body)
+        .send();
+    let resp = match timeout_at(deadline, send).await {
+        Err(_) => return Err(Failure::retry(timeout_error(provider))),
+        Ok(Err(e)) => {
+            return Err(Failure::retry(ApiError::BadGateway(format!(
+                "could not reach provider `{}`: {}",
+                provider.name,
+                transport_reason(&e)
+            ))))
+        }
+        Ok(Ok(r)) => r,
+    };
+    let status = resp.status();
+    if !status.is_success() {
+        let body = match timeout_at(deadline, resp.bytes()).await {
+            Ok(Ok(b)) => b,
+            _ => Bytes::new(),
+        };
+        let err = adapter.parse_error(status.as_u16(), &body);
+        let error = ApiError::Upstream {
+            status: err.status,
+            message: scrub(&err.message, provider),
+            kind: err.kind,
+            param: err.param,
+        };
+        return Err(Failure {
+            error,
+            retryable: err.retryable,
+        });
+    }
+    if req.stream {
+        let upstream: ByteStream = resp
+            .bytes_stream()
+            .map(|r| r.map_err(|e| transport_reason(&e)))
+            .boxed();
+        let translator = adapter.stream_translator(op, req.client_wants_usage);
+        return Ok(stream_response(
+            upstream,
+            translator,
+            target,
+            guard,
+            provider.stream_idle_timeout,
+        ));
+    }
+    let body = match timeout_at(deadline, resp.bytes()).await {
+        Err(_) => return Err(Failure::retry(timeout_error(provider))),
+        Ok(Err(e)) => {
+            return Err(Failure::retry(ApiError::BadGateway(format!(
+                "provider `{}` broke off its answer: {}",
+                provider.name,
+                transport_reason(&e)
+            ))))
+        }
+        Ok(Ok(b)) => b,
+    };
+    let parsed = adapter.parse_response(op, body).map_err(|e| {
+        Failure::retry(ApiError::BadGateway(format!(
+            "provider `{}` answered unreadably: {e}",
+            provider.name
+        )))
+    })?;
+    Ok(full_response(parsed, target, guard))
+}
+
+fn timeout_error(provider: &Provider) -> ApiError {
+    ApiError::GatewayTimeout(format!(
+        "provider `{}` did not answer within {} ms",
+        provider.name,
+        provider.timeout.as_millis()
+    ))
+}
+
+/// A transport error's reason without its URL (which may carry credentials in a query string).
+fn transport_reason(e: &reqwest::Error) -> String {
+    let kind = if e.is_connect() {
+        "connection failed"
+    } else if e.is_timeout() {
+        "timed out"
+    } else if e.is_body() || e.is_decode() {
+        "the body broke off"
+    } else {
+        "request failed"
+    };
+    kind.to_string()
+}
+
+/// Removes the provider credential from text that came from the provider.
+fn scrub(text: &str, provider: &Provider) -> String {
+    match provider
+        .api_key
+        .as_ref()
+        .map(|k| k.expose())
+        .filter(|k| k.len() >= 4)
+    {
+        Some(k) => text.replace(k, "***"),
+        None => text.to_string(),
+    }
+}
+
+fn tollgate_headers(res: &mut Response, target: &ModelTarget, served: &str) {
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&target.provider.name) {
+        h.insert("x-tollgate-provider", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(served) {
+        h.insert("x-tollgate-model", v);
+    }
+}
+
+fn full_response(
+    parsed: tollgate_adapters::Parsed,
+    target: &ModelTarget,
+    guard: &mut Option<UsageGuard>,
+) -> Response {
+    let served = parsed.model.clone().unwrap_or_else(|| target.model.clone());
+    if let Some(g) = guard.as_mut() {
+        g.update(|e| {
+            e.served_model = Some(served.clone());
+            if let Some(u) = &parsed.usage {
+                e.apply_usage(u);
+            }
+        });
+        g.finish(200, None);
+    }
+    let mut res = (StatusCode::OK, parsed.body).into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    tollgate_headers(&mut res, target, &served);
+    res
+}
+
+fn echo_answer(
+    op: Operation,
+    req: &Parsed,
+    body: Map<String, Value>,
+    target: &ModelTarget,
+    guard: &mut Option<UsageGuard>,
+) -> Response {
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = now_ms() / 1000;
+    match echo::respond(op, &body, &target.model, req.stream, &id, created) {
+        EchoAnswer::Full(bytes) => match parse_openai_response(bytes) {
+            Ok(parsed) => full_response(parsed, target, guard),
+            Err(e) => ApiError::Internal(format!("echo answer unreadable: {e}")).into_response(),
+        },
+        EchoAnswer::Chunks(chunks) => {
+            let mut frames: Vec<Result<Bytes, String>> =
+                chunks.into_iter().map(|c| Ok(sse_frame(&c))).collect();
+            frames.push(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
+            let upstream: ByteStream = futures_util::stream::iter(frames).boxed();
+            let translator = Box::new(OpenAiStream::new(req.client_wants_usage));
+            stream_response(upstream, translator, target, guard, Duration::from_secs(60))
+        }
+    }
+}
+
+fn sse_frame(payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(payload.len() + 8);
+    b.put_slice(b"data: ");
+    b.put_slice(payload);
+    b.put_slice(b"\n\n");
+    b.freeze()
+}
+
+fn error_frame(message: &str, kind: &str) -> Bytes {
+    let body = tollgate_schemas::ErrorBody::new(message, kind, None, None);
+    sse_frame(&serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// Per-stream state, owned by the response body: dropping the body (client gone) drops the upstream
+/// stream and the usage guard, which records the cancellation.
+struct StreamState {
+    upstream: ByteStream,
+    parser: SseParser,
+    translator: Box<dyn StreamTranslator>,
+    guard: UsageGuard,
+    idle: Duration,
+    pending: VecDeque<Bytes>,
+    events: Vec<SseEvent>,
+    payloads: Vec<Bytes>,
+    provider: String,
+    done: bool,
+}
+
+impl StreamState {
+    /// Turns upstream events into client frames. Returns false when the stream must end with an error.
+    fn process(&mut self) -> Result<(), String> {
+        for event in self.events.drain(..) {
+            if let Err(e) = self.translator.on_event(&event, &mut self.payloads) {
+                return Err(match e {
+                    AdapterError::StreamError(m) => m,
+                    other => other.to_string(),
+                });
+            }
+            if self.translator.finished() {
+                break;
+            }
+        }
+        if !self.payloads.is_empty() {
+            self.guard.mark_first_token();
+        }
+        for p in self.payloads.drain(..) {
+            self.pending.push_back(sse_frame(&p));
+        }
+        if let Some(u) = self.translator.usage() {
+            self.guard.update(|e| e.apply_usage(&u));
+        }
+        Ok(())
+    }
+
+    fn served_model(&mut self) {
+        if let Some(m) = self.translator.model().map(str::to_string) {
+            self.guard.update(|e| e.served_model = Some(m));
+        }
+    }
+
+    fn complete(&mut self) {
+        self.served_model();
+        self.pending.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+        self.guard.finish(200, None);
+        self.done = true;
+    }
+
+    fn fail(&mut self, message: &str, status: u16, kind: &str) {
+        self.served_model();
+        tracing::warn!(provider = %self.provider, error = message, "upstream stream failed");
+        self.pending
+            .push_back(error_frame(&format!("upstream stream failed: {message}"), kind));
+        self.guard.finish(status, Some(kind));
+        self.done = true;
+    }
+}
+
+fn stream_response(
+    upstream: ByteStream,
+    translator: Box<dyn StreamTranslator>,
+    target: &ModelTarget,
+    guard: &mut Option<UsageGuard>,
+    idle: Duration,
+) -> Response {
+    let Some(guard) = guard.take() else {
+        return ApiError::Internal("usage guard missing".into()).into_response();
+    };
+    let state = StreamState {
+        upstream,
+        parser: SseParser::new(),
+        translator,
+        guard,
+        idle,
+        pending: VecDeque::new(),
+        events: Vec::new(),
+        payloads: Vec::new(),
+        provider: target.provider.name.clone(),
+        done: false,
+    };
+    let body = futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(frame) = st.pending.pop_front() {
+                return Some((Ok::<Bytes, Infallible>(frame), st));
+            }
+            if st.done {
+                return None;
+            }
+            match timeout(st.idle, st.upstream.next()).await {
+                Err(_) => {
+                    let msg = format!("no data for {} ms", st.idle.as_millis());
+                    st.fail(&msg, 504, "timeout_error");
+                }
+                Ok(Some(Err(e))) => st.fail(&e, 502, "upstream_error"),
+                Ok(Some(Ok(bytes))) => {
+                    st.parser.feed(&bytes, &mut st.events);
+                    match st.process() {
+                        Err(m) => st.fail(&m, 502, "upstream_error"),
+                        Ok(()) if st.translator.finished() => st.complete(),
+                        Ok(()) => {}
+                    }
+                }
+                Ok(None) => {
+                    st.parser.finish(&mut st.events);
+                    match st.process() {
+                        Err(m) => st.fail(&m, 502, "upstream_error"),
+                        Ok(()) => st.complete(),
+                    }
+                }
+            }
+        }
+    });
+    let mut res = Response::new(Body::from_stream(body));
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    tollgate_headers(&mut res, target, &target.model);
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_fields_with_param() {
+        let err = |op, body: &str| match parse_request(op, body.as_bytes()) {
+            Err(ApiError::InvalidRequest { param, .. }) => param,
+            Err(other) => panic!("unexpected {other:?}"),
+            Ok(_) => panic!("accepted {body}"),
+        };
+        assert_eq!(err(Operation::Chat, "{not json"), None);
+        assert_eq!(err(Operation::Chat, "[]"), None);
+        assert_eq!(
+            err(Operation::Chat, r#"{"messages":[]}"#).as_deref(),
+            Some("model")
+        );
+        assert_eq!(
+            err(Operation::Chat, r#"{"model":"m"}"#).as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            err(Operation::Chat, r#"{"model":"m","messages":[{"role":"x"}]}"#).as_deref(),
+            Some("messages[0].role")
+        );
+        assert_eq!(
+            err(
+                Operation::Chat,
+                r#"{"model":"m","messages":[{"role":"user"}],"stream":"yes"}"#
+            )
+            .as_deref(),
+            Some("stream")
+        );
+        assert_eq!(
+            err(Operation::Embeddings, r#"{"model":"m"}"#).as_deref(),
+            Some("input")
+        );
+        assert_eq!(
+            err(
+                Operation::Embeddings,
+                r#"{"model":"m","input":"x","stream":true}"#
+            )
+            .as_deref(),
+            Some("stream")
+        );
+        assert_eq!(
+            err(Operation::Completions, r#"{"model":"m"}"#).as_deref(),
+            Some("prompt")
+        );
+    }
+
+    #[test]
+    fn keeps_unknown_fields_and_reads_stream_options() {
+        let p = parse_request(
+            Operation::Chat,
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true},"x_new":[1]}"#,
+        )
+        .unwrap();
+        assert!(p.stream && p.client_wants_usage);
+        assert_eq!(p.model, "m");
+        assert!(p.body.contains_key("x_new") && !p.body.contains_key("model"));
+    }
+
+    #[test]
+    fn request_ids_are_sanitised() {
+        let mut h = HeaderMap::new();
+        h.insert(REQUEST_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&h), "abc-123");
+        h.insert(REQUEST_ID, HeaderValue::from_static("has space"));
+        assert_ne!(request_id(&h), "has space");
+    }
+}

@@ -1,0 +1,367 @@
+//! Usage events: the request path hands each finished request's [`UsageEvent`] to a bounded queue
+//! ([`UsageSink::record`] never blocks); one writer thread drains it in batches into the embedded
+//! SQLite store, which also answers `GET /admin/usage/events`. [`UsageGuard`] makes sure every request
+//! yields exactly one event, even when the client disconnects and the handler is dropped mid-flight.
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use rusqlite::{params, Connection};
+use tokio::sync::mpsc;
+use tollgate_schemas::UsageEvent;
+use uuid::Uuid;
+
+use crate::metrics::Metrics;
+
+const BATCH: usize = 512;
+
+/// The embedded event store.
+pub struct UsageStore {
+    conn: Mutex<Connection>,
+}
+
+/// Filters for [`UsageStore::query`]; `before` is the paging cursor (an event id).
+#[derive(Debug, Default, Clone)]
+pub struct UsageQuery {
+    pub key_id: Option<String>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+const COLUMNS: &str = "id, ts_ms, request_id, key_id, user, endpoint, requested_model, served_model, provider, \
+    status, error_type, streamed, cancelled, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, \
+    latency_ms, ttft_ms, attempts";
+
+impl UsageStore {
+    pub fn open(path: &str) -> anyhow::Result<Self> {
+        let conn = if path == ":memory:" {
+            Connection::open_in_memory()?
+        } else {
+            if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let conn = Connection::open(path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS usage_events (
+                id TEXT PRIMARY KEY, ts_ms INTEGER NOT NULL, request_id TEXT NOT NULL, key_id TEXT,
+                user TEXT, endpoint TEXT NOT NULL, requested_model TEXT, served_model TEXT, provider TEXT,
+                status INTEGER NOT NULL, error_type TEXT, streamed INTEGER NOT NULL, cancelled INTEGER NOT NULL,
+                input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+                cached_input_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL,
+                latency_ms INTEGER NOT NULL, ttft_ms INTEGER, attempts INTEGER NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS usage_events_key ON usage_events (key_id, id);",
+        )?;
+        Ok(UsageStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> anyhow::Result<std::sync::MutexGuard<'_, Connection>> {
+        self.conn
+            .lock()
+            .map_err(|_| anyhow::anyhow!("usage store lock poisoned"))
+    }
+
+    /// Inserts a batch in one transaction. Re-inserting an event id is a no-op (idempotent retries).
+    pub fn insert(&self, events: &[UsageEvent]) -> anyhow::Result<()> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(&format!(
+                "INSERT OR IGNORE INTO usage_events ({COLUMNS}) VALUES \
+                 (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)"
+            ))?;
+            for e in events {
+                stmt.execute(params![
+                    e.id.to_string(),
+                    e.ts_ms,
+                    e.request_id,
+                    e.key_id,
+                    e.user,
+                    e.endpoint,
+                    e.requested_model,
+                    e.served_model,
+                    e.provider,
+                    e.status,
+                    e.error_type,
+                    e.streamed,
+                    e.cancelled,
+                    e.input_tokens as i64,
+                    e.output_tokens as i64,
+                    e.cached_input_tokens as i64,
+                    e.reasoning_tokens as i64,
+                    e.latency_ms as i64,
+                    e.ttft_ms.map(|t| t as i64),
+                    e.attempts,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Newest first.
+    pub fn query(&self, q: &UsageQuery) -> anyhow::Result<Vec<UsageEvent>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM usage_events
+             WHERE (?1 IS NULL OR key_id = ?1) AND (?2 IS NULL OR ts_ms >= ?2) AND (?3 IS NULL OR ts_ms < ?3)
+               AND (?4 IS NULL OR id < ?4)
+             ORDER BY id DESC LIMIT ?5"
+        ))?;
+        let rows = stmt.query_map(
+            params![q.key_id, q.from_ms, q.to_ms, q.before, q.limit as i64],
+            |r| {
+                let id: String = r.get(0)?;
+                Ok(UsageEvent {
+                    id: Uuid::parse_str(&id).unwrap_or_default(),
+                    ts_ms: r.get(1)?,
+                    request_id: r.get(2)?,
+                    key_id: r.get(3)?,
+                    user: r.get(4)?,
+                    endpoint: r.get(5)?,
+                    requested_model: r.get(6)?,
+                    served_model: r.get(7)?,
+                    provider: r.get(8)?,
+                    status: r.get(9)?,
+                    error_type: r.get(10)?,
+                    streamed: r.get(11)?,
+                    cancelled: r.get(12)?,
+                    input_tokens: r.get::<_, i64>(13)? as u64,
+                    output_tokens: r.get::<_, i64>(14)? as u64,
+                    cached_input_tokens: r.get::<_, i64>(15)? as u64,
+                    reasoning_tokens: r.get::<_, i64>(16)? as u64,
+                    latency_ms: r.get::<_, i64>(17)? as u64,
+                    ttft_ms: r.get::<_, Option<i64>>(18)?.map(|t| t as u64),
+                    attempts: r.get(19)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+/// The request path's handle on the usage queue.
+#[derive(Clone)]
+pub struct UsageSink {
+    tx: mpsc::Sender<UsageEvent>,
+    metrics: Arc<Metrics>,
+}
+
+impl UsageSink {
+    /// Starts the writer thread. It exits, having written everything queued, once every sink is dropped.
+    pub fn start(
+        store: Arc<UsageStore>,
+        capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> (UsageSink, std::thread::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<UsageEvent>(capacity);
+        let writer_metrics = Arc::clone(&metrics);
+        let handle = std::thread::Builder::new()
+            .name("usage-writer".into())
+            .spawn(move || {
+                let mut batch = Vec::with_capacity(BATCH);
+                while let Some(first) = rx.blocking_recv() {
+                    batch.push(first);
+                    while batch.len() < BATCH {
+                        match rx.try_recv() {
+                            Ok(e) => batch.push(e),
+                            Err(_) => break,
+                        }
+                    }
+                    write_with_retry(&store, &batch, &writer_metrics);
+                    writer_metrics
+                        .usage_queue_depth
+                        .store(rx.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    batch.clear();
+                }
+            })
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot start the usage writer thread");
+                std::thread::spawn(|| {})
+            });
+        (UsageSink { tx, metrics }, handle)
+    }
+
+    /// Queues an event without waiting. A full queue is counted and logged, never silent.
+    pub fn record(&self, event: UsageEvent) {
+        self.metrics.record_usage_event(&event);
+        if let Err(e) = self.tx.try_send(event) {
+            self.metrics
+                .usage_dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(error = %e, "usage queue full or closed: event dropped");
+        }
+    }
+}
+
+fn write_with_retry(store: &UsageStore, batch: &[UsageEvent], metrics: &Metrics) {
+    let mut delay = std::time::Duration::from_millis(50);
+    for attempt in 1..=8 {
+        match store.insert(batch) {
+            Ok(()) => {
+                metrics
+                    .usage_written
+                    .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "usage batch write failed, retrying");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(std::time::Duration::from_secs(2));
+            }
+        }
+    }
+    metrics
+        .usage_dropped
+        .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    tracing::error!(
+        events = batch.len(),
+        "usage batch could not be written: events dropped"
+    );
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Owns a request's event until it is finished; dropping it unfinished records the request as
+/// cancelled (status 499), so a client disconnect never loses an event.
+pub struct UsageGuard {
+    event: Option<UsageEvent>,
+    started: Instant,
+    sink: UsageSink,
+}
+
+impl UsageGuard {
+    pub fn new(sink: UsageSink, request_id: &str, endpoint: &str) -> Self {
+        UsageGuard {
+            event: Some(UsageEvent {
+                id: Uuid::now_v7(),
+                ts_ms: now_ms(),
+                request_id: request_id.to_string(),
+                key_id: None,
+                user: None,
+                endpoint: endpoint.to_string(),
+                requested_model: None,
+                served_model: None,
+                provider: None,
+                status: 0,
+                error_type: None,
+                streamed: false,
+                cancelled: false,
+                input_tokens: 0,
+                output_tokens: 0,
+                cached_input_tokens: 0,
+                reasoning_tokens: 0,
+                latency_ms: 0,
+                ttft_ms: None,
+                attempts: 0,
+            }),
+            started: Instant::now(),
+            sink,
+        }
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Edits the pending event (no-op once finished).
+    pub fn update(&mut self, f: impl FnOnce(&mut UsageEvent)) {
+        if let Some(e) = self.event.as_mut() {
+            f(e);
+        }
+    }
+
+    pub fn mark_first_token(&mut self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.update(|e| {
+            if e.ttft_ms.is_none() {
+                e.ttft_ms = Some(ms);
+            }
+        });
+    }
+
+    /// Records the event with its final status.
+    pub fn finish(&mut self, status: u16, error_type: Option<&str>) {
+        if let Some(mut e) = self.event.take() {
+            e.status = status;
+            e.error_type = error_type.map(str::to_string);
+            e.latency_ms = self.started.elapsed().as_millis() as u64;
+            self.sink.record(e);
+        }
+    }
+}
+
+impl Drop for UsageGuard {
+    fn drop(&mut self) {
+        if let Some(e) = self.event.as_mut() {
+            e.cancelled = true;
+            if e.status == 0 {
+                e.status = 499;
+            }
+            let status = e.status;
+            self.finish(status, Some("client_cancelled"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn dropped_guard_records_a_cancelled_event() {
+        let store = Arc::new(UsageStore::open(":memory:").unwrap());
+        let (sink, writer) = UsageSink::start(Arc::clone(&store), 16, Arc::new(Metrics::default()));
+        let mut done = UsageGuard::new(sink.clone(), "r1", "chat");
+        done.update(|e| e.key_id = Some("key_a".into()));
+        done.finish(200, None);
+        let dropped = UsageGuard::new(sink.clone(), "r2", "chat");
+        drop(dropped);
+        drop(done);
+        drop(sink);
+        writer.join().unwrap();
+        let all = store
+            .query(&UsageQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].request_id, "r2");
+        assert!(all[0].cancelled && all[0].status == 499);
+        assert!(!all[1].cancelled && all[1].status == 200);
+        let by_key = store
+            .query(&UsageQuery {
+                key_id: Some("key_a".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(by_key.len(), 1);
+        let page = store
+            .query(&UsageQuery {
+                before: Some(all[0].id.to_string()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].request_id, "r1");
+    }
+}

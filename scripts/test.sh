@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the tests need, then runs them.
+#   scripts/test.sh            everything (format, lints, unit, end-to-end, OpenAI SDK)
+# Environment: CI=true turns "skipped: missing ../shared/specs" into failures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+log() { printf '\n== %s\n' "$*"; }
+
+# Python venv with the official OpenAI SDK (and the spec validator's libraries) for tests/python.
+VENV="$ROOT/target/venv"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import openai, jsonschema, yaml' 2>/dev/null; then
+  log "installing the Python test venv (openai, jsonschema, pyyaml)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'openai>=1.40' 'jsonschema>=4.20' 'pyyaml>=6'
+fi
+export TOLLGATE_TEST_PYTHON="$VENV/bin/python"
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+log "building the tollgate binary"
+cargo build --quiet -p tollgate --bin tollgate
+
+log "cargo test"
+cargo test --workspace --no-fail-fast 2>&1 | tee "$ROOT/target/test-output.log"
