@@ -1,1 +1,9 @@
-//! placeholder
+//! Test support for Tollgate's end-to-end tests: a fake OpenAI-compatible provider ([`fake`]) that
+//! speaks the real wire format (JSON answers, SSE streams, error bodies), and a harness ([`gateway`])
+//! that runs the real `tollgate` binary against it.
+
+// Test support: failing loudly is the point.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+pub mod fake;
+pub mod gateway;

@@ -1,0 +1,384 @@
+//! A fake OpenAI-compatible provider, in-process, on an ephemeral port. Its behaviour is chosen by the
+//! upstream model name the gateway sends, so one fake serves every scenario:
+//!
+//! | model            | answer |
+//! |------------------|--------|
+//! | anything else    | `fake: <last user text>`, usage 11 in (3 cached) / 7 out; streams in pieces |
+//! | `tools`          | one `get_weather` tool call; streamed as argument fragments |
+//! | `fail-500`       | 500 with an OpenAI error body (retryable) |
+//! | `fail-429`       | 429 rate limit (retryable) |
+//! | `fail-400`       | 400 `invalid_request_error` with `param` |
+//! | `fail-401`       | 401 whose message echoes the provider key it received |
+//! | `slow`           | waits 30 s (non-streaming) / one chunk every 50 ms for 30 s (streaming) |
+//! | `break-stream`   | two chunks, then the connection is cut |
+//! | `error-event`    | one chunk, then an `error` event in the stream |
+//!
+//! Every request is recorded (path, headers, JSON body). A request whose handler is dropped before it
+//! answered (the gateway closed the connection) is recorded in `cancellations` with the time it happened.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    body::Body,
+    extract::State,
+    http::{HeaderMap, StatusCode, Uri},
+    response::{IntoResponse, Response},
+    routing::post,
+    Router,
+};
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+#[derive(Default)]
+pub struct FakeState {
+    pub requests: Mutex<Vec<Recorded>>,
+    pub cancellations: Mutex<Vec<Instant>>,
+    pub completions: Mutex<usize>,
+}
+
+pub struct FakeProvider {
+    pub addr: SocketAddr,
+    pub state: Arc<FakeState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeProvider {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeProvider {
+    pub async fn start() -> FakeProvider {
+        let state = Arc::new(FakeState::default());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/completions", post(completions))
+            .route("/v1/embeddings", post(embeddings))
+            .route("/openai/deployments/{deployment}/chat/completions", post(chat))
+            .with_state(Arc::clone(&state));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeProvider { addr, state, task }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().expect("lock").clone()
+    }
+
+    pub fn cancellations(&self) -> Vec<Instant> {
+        self.state.cancellations.lock().expect("lock").clone()
+    }
+}
+
+/// Records a cancellation if dropped before `done()`.
+struct DropWatch {
+    state: Arc<FakeState>,
+    done: bool,
+}
+
+impl DropWatch {
+    fn new(state: &Arc<FakeState>) -> Self {
+        DropWatch {
+            state: Arc::clone(state),
+            done: false,
+        }
+    }
+}
+
+impl Drop for DropWatch {
+    fn drop(&mut self) {
+        if self.done {
+            *self.state.completions.lock().expect("lock") += 1;
+        } else {
+            self.state
+                .cancellations
+                .lock()
+                .expect("lock")
+                .push(Instant::now());
+        }
+    }
+}
+
+fn record(state: &FakeState, uri: &Uri, headers: &HeaderMap, body: &Value) {
+    state.requests.lock().expect("lock").push(Recorded {
+        path: uri
+            .path_and_query()
+            .map_or_else(|| uri.path().to_string(), |p| p.to_string()),
+        headers: headers.clone(),
+        body: body.clone(),
+    });
+}
+
+fn last_user_text(body: &Value) -> String {
+    let Some(messages) = body["messages"].as_array() else {
+        return String::new();
+    };
+    messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => String::new(),
+        })
+        .unwrap_or_default()
+}
+
+fn usage() -> Value {
+    json!({"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
+           "prompt_tokens_details": {"cached_tokens": 3, "audio_tokens": 0},
+           "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}})
+}
+
+fn error(status: u16, message: &str, kind: &str, param: Option<&str>) -> Response {
+    let body = json!({"error": {"message": message, "type": kind, "param": param, "code": null}});
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+fn sse(frames: Vec<(Duration, Option<String>)>, watch: DropWatch) -> Response {
+    // `None` cuts the connection (an error on the body stream).
+    let stream =
+        futures_util::stream::unfold((frames.into_iter(), watch), |(mut it, mut watch)| async move {
+            match it.next() {
+                None => {
+                    watch.done = true;
+                    drop(watch);
+                    None
+                }
+                Some((delay, frame)) => {
+                    tokio::time::sleep(delay).await;
+                    let item = match frame {
+                        Some(f) => Ok::<Bytes, std::io::Error>(Bytes::from(f)),
+                        None => {
+                            watch.done = true;
+                            Err(std::io::Error::other("cut"))
+                        }
+                    };
+                    Some((item, (it, watch)))
+                }
+            }
+        });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(stream))
+        .expect("response")
+}
+
+fn chunk(model: &str, delta: Value, finish: Value) -> String {
+    let c = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+    format!("data: {c}\n\n")
+}
+
+async fn chat(State(state): State<Arc<FakeState>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    record(&state, &uri, &headers, &body);
+    let watch = DropWatch::new(&state);
+    // Azure puts the deployment in the path and no model in the body.
+    let model = body["model"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| uri.path().split('/').nth(3).map(str::to_string))
+        .unwrap_or_default();
+    let stream = body["stream"] == true;
+    let include_usage = body["stream_options"]["include_usage"] == true;
+    let ms = Duration::from_millis;
+    match model.as_str() {
+        "fail-500" => return finish(watch, error(500, "the fake is down", "server_error", None)),
+        "fail-429" => return finish(watch, error(429, "slow down", "rate_limit_exceeded", None)),
+        "fail-400" => {
+            return finish(
+                watch,
+                error(
+                    400,
+                    "temperature is out of range",
+                    "invalid_request_error",
+                    Some("temperature"),
+                ),
+            )
+        }
+        "fail-401" => {
+            let presented = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            return finish(
+                watch,
+                error(
+                    401,
+                    &format!("Incorrect API key provided: {presented}"),
+                    "invalid_request_error",
+                    None,
+                ),
+            );
+        }
+        "slow" if !stream => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return finish(watch, axum::Json(json!({"never": "reached"})).into_response());
+        }
+        _ => {}
+    }
+    let text = format!("fake: {}", last_user_text(&body));
+    if !stream {
+        let message = if model == "tools" {
+            json!({"role": "assistant", "content": null, "refusal": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]})
+        } else {
+            json!({"role": "assistant", "content": text, "refusal": null})
+        };
+        let finish_reason = if model == "tools" { "tool_calls" } else { "stop" };
+        return finish(
+            watch,
+            axum::Json(
+                json!({"id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason}],
+            "usage": usage(), "system_fingerprint": "fp_fake"}),
+            )
+            .into_response(),
+        );
+    }
+    let mut frames: Vec<(Duration, Option<String>)> = Vec::new();
+    // An empty frame cuts the connection.
+    let mut push = |d: u64, f: String| frames.push((ms(d), (!f.is_empty()).then_some(f)));
+    push(
+        0,
+        chunk(&model, json!({"role": "assistant", "content": ""}), Value::Null),
+    );
+    match model.as_str() {
+        "tools" => {
+            push(
+                0,
+                chunk(
+                    &model,
+                    json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": ""}}]}),
+                    Value::Null,
+                ),
+            );
+            for part in ["{\"ci", "ty\":\"Pa", "ris\"}"] {
+                push(
+                    5,
+                    chunk(
+                        &model,
+                        json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}),
+                        Value::Null,
+                    ),
+                );
+            }
+            push(0, chunk(&model, json!({}), json!("tool_calls")));
+        }
+        "slow" => {
+            for i in 0..600 {
+                push(
+                    50,
+                    chunk(&model, json!({"content": format!("{i} ")}), Value::Null),
+                );
+            }
+        }
+        "break-stream" => {
+            push(5, chunk(&model, json!({"content": "partial "}), Value::Null));
+            push(5, String::new());
+        }
+        "error-event" => {
+            push(5, chunk(&model, json!({"content": "partial "}), Value::Null));
+            push(
+                5,
+                format!(
+                    "data: {}\n\n",
+                    json!({"error": {"message": "the model is overloaded", "type": "server_error"}})
+                ),
+            );
+        }
+        _ => {
+            let mut rest = text.as_str();
+            while !rest.is_empty() {
+                let cut = rest.char_indices().nth(4).map_or(rest.len(), |(i, _)| i);
+                push(2, chunk(&model, json!({"content": &rest[..cut]}), Value::Null));
+                rest = &rest[cut..];
+            }
+            push(0, chunk(&model, json!({}), json!("stop")));
+        }
+    }
+    if include_usage {
+        let c = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
+            "choices": [], "usage": usage()});
+        push(0, format!("data: {c}\n\n"));
+    }
+    push(0, "data: [DONE]\n\n".to_string());
+    sse(frames, watch)
+}
+
+fn finish(mut watch: DropWatch, res: Response) -> Response {
+    watch.done = true;
+    res
+}
+
+async fn completions(
+    State(state): State<Arc<FakeState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    record(&state, &uri, &headers, &body);
+    let watch = DropWatch::new(&state);
+    let prompt = body["prompt"].as_str().unwrap_or("").to_string();
+    finish(watch, axum::Json(json!({"id": "cmpl-fake", "object": "text_completion", "created": 1, "model": body["model"],
+        "choices": [{"index": 0, "text": format!("fake: {prompt}"), "logprobs": null, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}})).into_response())
+}
+
+async fn embeddings(
+    State(state): State<Arc<FakeState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    record(&state, &uri, &headers, &body);
+    let watch = DropWatch::new(&state);
+    let n = match &body["input"] {
+        Value::Array(a) => a.len(),
+        _ => 1,
+    };
+    let data: Vec<Value> = (0..n)
+        .map(|i| json!({"object": "embedding", "index": i, "embedding": [0.1, -0.2, i as f64]}))
+        .collect();
+    finish(
+        watch,
+        axum::Json(json!({"object": "list", "data": data, "model": body["model"],
+        "usage": {"prompt_tokens": 5, "total_tokens": 5}}))
+        .into_response(),
+    )
+}

@@ -1,0 +1,236 @@
+//! Runs the real `tollgate` binary for a test: writes a config into a fresh temp dir (listen port,
+//! admin token, SQLite files), starts the process, waits for `/healthz`, and kills it on drop.
+//! The binary is `target/debug/tollgate` (built by `scripts/test.sh`), or `$TOLLGATE_BIN`.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
+
+use serde_json::{json, Value};
+
+pub const ADMIN_KEY: &str = "test-admin-token-5b1d";
+
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    pub http: reqwest::Client,
+}
+
+pub fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("TOLLGATE_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
+    let bin = target.join("debug").join("tollgate");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p tollgate` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "tollgate-{tag}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+impl Gateway {
+    /// Starts the gateway with `extra` TOML (providers, models, more sections) after a generated
+    /// `[server]`, `[store]` and `[usage]`; `env` is added to the process environment.
+    pub async fn start(extra: &str, env: &[(&str, &str)]) -> Gateway {
+        let dir = temp_dir("gw");
+        let port = free_port();
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_key_env = \"TG_TEST_ADMIN\"\nkey_refresh_ms = 200\nshutdown_grace_secs = 5\n\
+             [store]\nkind = \"sqlite\"\npath = \"{}\"\n[usage]\nsink = \"sqlite\"\npath = \"{}\"\n{extra}",
+            dir.join("keys.db").display(),
+            dir.join("usage.db").display()
+        );
+        let config_path = dir.join("tollgate.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let log = std::fs::File::create(dir.join("gateway.log")).expect("log file");
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("TG_TEST_ADMIN", ADMIN_KEY)
+            .env("TOLLGATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn tollgate");
+        let gw = Gateway {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+            child: Some(child),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+        };
+        for _ in 0..200 {
+            if let Ok(r) = gw.http.get(gw.url("/healthz")).send().await {
+                if r.status().is_success() {
+                    return gw;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("gateway did not become healthy; log:\n{}", gw.logs());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.join("gateway.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Waits for the process to exit (after a signal sent by the test), returning its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let start = std::time::Instant::now();
+        while start.elapsed() < within {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub async fn create_key(&self, models: &[&str]) -> String {
+        let r = self
+            .http
+            .post(self.url("/admin/keys"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&json!({"name": "test", "models": models}))
+            .send()
+            .await
+            .expect("create key");
+        assert_eq!(r.status(), 201, "create key failed");
+        let v: Value = r.json().await.expect("json");
+        v["key"].as_str().expect("key").to_string()
+    }
+
+    pub async fn events(&self, query: &str) -> Value {
+        let r = self
+            .http
+            .get(self.url(&format!("/admin/usage/events?{query}")))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .expect("events");
+        assert_eq!(r.status(), 200);
+        r.json().await.expect("json")
+    }
+
+    /// Polls the usage store until at least `n` events exist (they are written asynchronously).
+    pub async fn wait_events(&self, n: usize) -> Vec<Value> {
+        for _ in 0..200 {
+            let v = self.events("limit=1000").await;
+            let data = v["data"].as_array().cloned().unwrap_or_default();
+            if data.len() >= n {
+                return data;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "fewer than {n} usage events after 5 s: {}",
+            self.events("limit=1000").await
+        );
+    }
+
+    pub async fn chat(&self, key: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .expect("chat request")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The standard provider/model block for tests: an OpenAI-compatible provider at `base_url` with
+/// the key from `FAKE_PROVIDER_KEY`, and the echo provider.
+pub fn standard_config(base_url: &str) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "fake"
+kind = "openai_compat"
+base_url = "{base_url}"
+api_key_env = "FAKE_PROVIDER_KEY"
+timeout_ms = 5000
+stream_idle_timeout_ms = 3000
+
+[[providers]]
+name = "echo"
+kind = "echo"
+
+[[models]]
+name = "gpt-test"
+targets = [{{ provider = "fake", model = "up-gpt" }}]
+
+[[models]]
+name = "tools-test"
+targets = [{{ provider = "fake", model = "tools" }}]
+
+[[models]]
+name = "embed-test"
+targets = [{{ provider = "fake", model = "up-embed" }}]
+
+[[models]]
+name = "secret-model"
+targets = [{{ provider = "fake", model = "up-secret" }}]
+
+[[models]]
+name = "echo"
+targets = [{{ provider = "echo", model = "echo" }}]
+"#
+    )
+}
+
+pub const PROVIDER_KEY: &str = "sk-fake-provider-9f8e7d6c5b4a";
