@@ -127,12 +127,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
-        .layer(CatchPanicLayer::custom(
-            move |_: Box<dyn std::any::Any + Send>| -> Response {
-                metrics.panics.fetch_add(1, Ordering::Relaxed);
-                ApiError::Internal("handler panicked".into()).into_response()
-            },
-        ))
+        .layer(panic_guard(metrics))
+}
+
+/// Turns a panic in any handler into an OpenAI-shaped 500 (counted); the process lives on.
+pub fn panic_guard(metrics: Arc<Metrics>) -> CatchPanicLayer<PanicResponse> {
+    CatchPanicLayer::custom(PanicResponse(metrics))
+}
+
+#[derive(Clone)]
+pub struct PanicResponse(Arc<Metrics>);
+
+impl tower_http::catch_panic::ResponseForPanic for PanicResponse {
+    type ResponseBody = axum::body::Body;
+
+    fn response_for_panic(&mut self, _: Box<dyn std::any::Any + Send + 'static>) -> Response {
+        self.0.panics.fetch_add(1, Ordering::Relaxed);
+        ApiError::Internal("handler panicked".into()).into_response()
+    }
 }
 
 /// Re-reads keys whenever the store changed (other processes, other admin calls), every `every`.
@@ -161,9 +173,10 @@ pub fn spawn_key_refresh(state: Arc<AppState>, every: Duration) -> tokio::task::
     })
 }
 
-/// Serves until SIGTERM/ctrl-c, then drains in-flight requests for up to the grace period and
-/// waits for the usage writer to store every queued event.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// Serves until SIGTERM/ctrl-c, then drains in-flight requests for up to the grace period. Returns
+/// the usage writer: the caller shuts the runtime down (dropping any request still running, whose
+/// usage guard then records it as cancelled) and joins the writer, so no event is lost.
+pub async fn serve(config: Config) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let Runtime { state, usage_writer } = build_state(config)?;
@@ -196,15 +209,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         } => tracing::warn!("grace period over: closing remaining connections"),
     }
     refresh.abort();
-    drop(state);
-    // The writer exits once the last sink is gone; give stragglers (cancelled streams) a moment.
-    let join = tokio::task::spawn_blocking(move || usage_writer.join());
-    let waited = tokio::time::timeout(Duration::from_secs(10), join).await;
-    if !matches!(waited, Ok(Ok(Ok(())))) {
-        tracing::error!("usage writer did not shut down cleanly");
-    }
-    tracing::info!("stopped");
-    Ok(())
+    Ok(usage_writer)
 }
 
 async fn shutdown_signal() {
@@ -227,4 +232,29 @@ async fn shutdown_signal() {
 
 pub fn status_json(status: StatusCode, body: serde_json::Value) -> Response {
     crate::error::json_response(status, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_the_service_lives_on() {
+        let metrics = Arc::new(Metrics::default());
+        let app = Router::new()
+            .route("/boom", get(|| async { panic!("boom") as &str }))
+            .route("/fine", get(|| async { "fine" }))
+            .layer(panic_guard(Arc::clone(&metrics)));
+        let req = |p: &str| axum::http::Request::get(p).body(Body::empty()).unwrap();
+        let res = app.clone().oneshot(req("/boom")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["type"], "internal_error");
+        assert_eq!(metrics.panics.load(Ordering::Relaxed), 1);
+        assert_eq!(app.oneshot(req("/fine")).await.unwrap().status(), StatusCode::OK);
+    }
 }

@@ -112,8 +112,19 @@ pub fn run() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(crate::app::serve(config)) {
-                Ok(()) => ExitCode::SUCCESS,
+            let served = rt.block_on(crate::app::serve(config));
+            // Dropping the runtime drops requests still running past the grace period; their usage
+            // guards record them as cancelled before the writer, now the last holder, drains and exits.
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            match served {
+                Ok(writer) => {
+                    if writer.join().is_err() {
+                        tracing::error!("usage writer failed");
+                        return ExitCode::FAILURE;
+                    }
+                    tracing::info!("stopped");
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "server failed");
                     ExitCode::FAILURE

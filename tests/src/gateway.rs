@@ -18,6 +18,7 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub dir: PathBuf,
     child: Option<Child>,
+    env: Vec<(String, String)>,
     pub http: reqwest::Client,
 }
 
@@ -67,39 +68,49 @@ impl Gateway {
             dir.join("keys.db").display(),
             dir.join("usage.db").display()
         );
-        let config_path = dir.join("tollgate.toml");
-        std::fs::write(&config_path, config).expect("write config");
-        let log = std::fs::File::create(dir.join("gateway.log")).expect("log file");
-        let mut cmd = Command::new(binary());
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .env("TG_TEST_ADMIN", ADMIN_KEY)
-            .env("TOLLGATE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawn tollgate");
-        let gw = Gateway {
+        std::fs::write(dir.join("tollgate.toml"), config).expect("write config");
+        let mut gw = Gateway {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             dir,
-            child: Some(child),
+            child: None,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("client"),
         };
+        gw.spawn().await;
+        gw
+    }
+
+    /// Starts (or restarts, after the previous process exited) the binary on the same config and data.
+    pub async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("gateway.log"))
+            .expect("log file");
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(self.dir.join("tollgate.toml"))
+            .env("TG_TEST_ADMIN", ADMIN_KEY)
+            .env("TOLLGATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn tollgate"));
         for _ in 0..200 {
-            if let Ok(r) = gw.http.get(gw.url("/healthz")).send().await {
+            if let Ok(r) = self.http.get(self.url("/healthz")).send().await {
                 if r.status().is_success() {
-                    return gw;
+                    return;
                 }
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("gateway did not become healthy; log:\n{}", gw.logs());
+        panic!("gateway did not become healthy; log:\n{}", self.logs());
     }
 
     pub fn url(&self, path: &str) -> String {

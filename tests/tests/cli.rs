@@ -1,0 +1,206 @@
+//! The `tollgate` command line: config checking, key management against a running server, logs,
+//! and graceful shutdown.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::{process::Command, time::Duration};
+
+use serde_json::{json, Value};
+use tollgate_tests::{
+    fake::FakeProvider,
+    gateway::{binary, standard_config, temp_dir, Gateway, PROVIDER_KEY},
+};
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(binary()).args(args).output().expect("run tollgate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn version_is_printed() {
+    let (code, out, _) = run(&["--version"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("tollgate "), "{out}");
+}
+
+#[test]
+fn check_config_reports_every_error_by_field_path() {
+    let dir = temp_dir("cli");
+    let good = dir.join("good.toml");
+    std::fs::write(&good, standard_config("http://127.0.0.1:9/v1")).unwrap();
+    let (code, out, err) = run(&["check-config", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[server]\nlisten = \"not-an-address\"\n[[providers]]\nname = \"a\"\nkind = \"azure\"\n\
+         [[models]]\nname = \"m\"\ntargets = [{ provider = \"ghost\", model = \"x\" }]\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    for path in [
+        "server.listen",
+        "providers[0].base_url",
+        "models[0].targets[0].provider",
+    ] {
+        assert!(err.contains(path), "missing {path} in: {err}");
+    }
+    std::fs::write(
+        &bad,
+        "[[providers]]\nname = \"a\"\nkind = \"openai\"\nbase_url = 3\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("providers[0].base_url"), "{err}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn serve_refuses_an_invalid_config() {
+    let dir = temp_dir("cli");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[server]\nlisten = \"nowhere\"\n").unwrap();
+    let (code, _, err) = run(&["serve", "--config", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("server.listen"), "{err}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn keys_created_and_revoked_by_the_cli_are_honoured_by_the_running_server() {
+    let fake = FakeProvider::start().await;
+    let gw = Gateway::start(
+        &standard_config(&fake.base_url()),
+        &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)],
+    )
+    .await;
+    let config = gw.dir.join("tollgate.toml");
+    let config = config.to_str().unwrap();
+    let (code, out, err) = run(&[
+        "keys", "create", "--config", config, "--name", "cli-key", "--model", "echo",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let created: Value = serde_json::from_str(out.trim()).unwrap();
+    let key = created["key"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
+    // The server re-reads the store when it changed (here every 200 ms; by default every second).
+    let mut status = 0;
+    for _ in 0..50 {
+        status = gw
+            .chat(
+                key,
+                json!({"model": "echo", "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .await
+            .status()
+            .as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "CLI-created key not honoured within 2.5 s");
+    let (_, list, _) = run(&["keys", "list", "--config", config]);
+    assert!(list.contains(id) && !list.contains(key), "{list}");
+    let (code, _, _) = run(&["keys", "revoke", "--config", config, id]);
+    assert_eq!(code, 0);
+    for _ in 0..50 {
+        status = gw
+            .chat(
+                key,
+                json!({"model": "echo", "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .await
+            .status()
+            .as_u16();
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 401, "CLI-revoked key still accepted");
+    let (code, _, err) = run(&["keys", "revoke", "--config", config, "key_nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("key_nope"));
+}
+
+#[tokio::test]
+async fn sigterm_drains_streams_for_the_grace_period_then_exits_zero_without_losing_events() {
+    let fake = FakeProvider::start().await;
+    let extra = "[[models]]\nname = \"gpt-slow\"\ntargets = [{ provider = \"fake\", model = \"slow\" }]\n";
+    let mut gw = Gateway::start(
+        &format!("{}{extra}", standard_config(&fake.base_url())),
+        &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)],
+    )
+    .await;
+    let key = gw.create_key(&[]).await;
+    assert_eq!(
+        gw.chat(
+            &key,
+            json!({"model": "echo", "messages": [{"role": "user", "content": "a b"}]})
+        )
+        .await
+        .status(),
+        200
+    );
+    // A stream of the echo model is quick; the slow one outlives the grace period (5 s in tests).
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "gpt-slow", "stream": true, "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    // Collect what arrives until the stream ends or is cut.
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        let mut body = res.bytes_stream();
+        while let Some(Ok(b)) = futures_util::StreamExt::next(&mut body).await {
+            got.extend_from_slice(&b);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &gw.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ready = gw.http.get(gw.url("/readyz")).send().await;
+    // New connections are refused once draining started; an answer, if any, is not ready.
+    if let Ok(r) = ready {
+        assert_eq!(r.status(), 503);
+    }
+    let code = tokio::task::spawn_blocking(move || {
+        let code = gw.wait_exit(Duration::from_secs(15));
+        (code, gw)
+    })
+    .await
+    .unwrap();
+    let (code, gw) = code;
+    assert_eq!(code, Some(0), "log:\n{}", gw.logs());
+    let streamed = reader.await.unwrap();
+    // One chunk per 50 ms: the stream kept flowing through the 5 s grace period after SIGTERM.
+    let chunks = streamed.matches("data: ").count();
+    assert!(chunks >= 50, "only {chunks} chunks: the stream was not drained");
+    let log = gw.logs();
+    assert!(log.contains("shutdown requested"), "{log}");
+    // Both requests were recorded before exit: the stream cut at the end of the grace period as
+    // cancelled. A restarted gateway reads them from the same usage store.
+    let mut gw = gw;
+    gw.spawn().await;
+    let events = gw.wait_events(2).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(
+        (events[0]["streamed"].as_bool(), events[0]["cancelled"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert_eq!(events[1]["status"], 200);
+}
