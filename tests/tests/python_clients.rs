@@ -1,0 +1,170 @@
+//! The official OpenAI Python SDK against the running gateway, and the requests Tollgate sends
+//! upstream validated against OpenAI's own OpenAPI spec (`../shared/specs/openai/openapi.yaml`).
+//!
+//! Both need the Python venv `scripts/test.sh` installs (`TOLLGATE_TEST_PYTHON`). Without it, or
+//! without the spec, these tests say why and skip, except under CI (`CI=true`), where that fails.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::{path::PathBuf, process::Command};
+
+use serde_json::{json, Value};
+use tollgate_tests::{
+    fake::FakeProvider,
+    gateway::{standard_config, temp_dir, Gateway, PROVIDER_KEY},
+};
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn skip(why: &str) {
+    assert!(!in_ci(), "required under CI: {why}");
+    eprintln!("SKIPPED: {why}");
+}
+
+fn python() -> Option<String> {
+    match std::env::var("TOLLGATE_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => {
+            skip("TOLLGATE_TEST_PYTHON is not set (scripts/test.sh creates the venv)");
+            None
+        }
+    }
+}
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name)
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run python");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(
+        out.status.success(),
+        "python exited {:?}:\n{text}",
+        out.status.code()
+    );
+    text
+}
+
+#[tokio::test]
+async fn official_openai_python_sdk_works_unchanged() {
+    let Some(py) = python() else { return };
+    let fake = FakeProvider::start().await;
+    let gw = Gateway::start(
+        &standard_config(&fake.base_url()),
+        &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)],
+    )
+    .await;
+    let key = gw.create_key(&["gpt-*", "tools-*", "embed-*", "echo"]).await;
+    let base = gw.url("/v1");
+    let out = tokio::task::spawn_blocking(move || {
+        run(Command::new(py)
+            .arg(script("sdk_test.py"))
+            .env("TOLLGATE_BASE_URL", base)
+            .env("TOLLGATE_KEY", key))
+    })
+    .await
+    .unwrap();
+    assert!(out.contains(" 0 failed"), "{out}");
+}
+
+#[tokio::test]
+async fn requests_sent_upstream_conform_to_the_openai_spec() {
+    let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/openai/openapi.yaml");
+    if !spec.exists() {
+        return skip(&format!("{} is missing", spec.display()));
+    }
+    let Some(py) = python() else { return };
+    let fake = FakeProvider::start().await;
+    let gw = Gateway::start(
+        &standard_config(&fake.base_url()),
+        &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)],
+    )
+    .await;
+    let key = gw.create_key(&[]).await;
+    let weather = json!({"type": "function", "function": {"name": "get_weather", "description": "weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}});
+    let chats = [
+        json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}),
+        json!({"model": "gpt-test", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        json!({"model": "gpt-test", "stream": true, "stream_options": {"include_usage": true},
+               "messages": [{"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}]}),
+        json!({"model": "tools-test", "messages": [{"role": "user", "content": "weather in Paris?"}],
+               "tools": [weather], "tool_choice": "auto", "parallel_tool_calls": true}),
+        json!({"model": "tools-test", "messages": [{"role": "user", "content": "weather?"}], "tools": [weather],
+               "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}),
+        json!({"model": "gpt-test", "messages": [
+            {"role": "user", "content": "weather in Paris?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}], "tools": [weather]}),
+        json!({"model": "gpt-test", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "describe"},
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "high"}}]}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "d", "strict": true,
+                "schema": {"type": "object", "properties": {"d": {"type": "string"}}, "required": ["d"], "additionalProperties": false}}},
+            "logprobs": true, "top_logprobs": 3, "n": 1, "seed": 7, "stop": ["\n\n"], "user": "u-42",
+            "temperature": 0.5, "max_completion_tokens": 64, "reasoning_effort": "medium", "metadata": {"team": "a"}}),
+    ];
+    for body in chats {
+        let res = gw.chat(&key, body.clone()).await;
+        assert_eq!(res.status(), 200, "{body}");
+        res.bytes().await.unwrap();
+    }
+    let r = gw
+        .http
+        .post(gw.url("/v1/embeddings"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "embed-test", "input": ["a", "b"], "encoding_format": "float"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = gw
+        .http
+        .post(gw.url("/v1/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "gpt-test", "prompt": "say hi", "max_tokens": 8, "echo": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let dir = temp_dir("spec");
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 9);
+    for (i, r) in requests.iter().enumerate() {
+        let endpoint = match r.path.as_str() {
+            "/v1/chat/completions" => "chat",
+            "/v1/completions" => "completions",
+            "/v1/embeddings" => "embeddings",
+            other => panic!("unexpected upstream path {other}"),
+        };
+        let body: &Value = &r.body;
+        std::fs::write(
+            dir.join(format!("{i:02}.{endpoint}.json")),
+            serde_json::to_vec_pretty(body).unwrap(),
+        )
+        .unwrap();
+    }
+    let dir2 = dir.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        run(Command::new(py)
+            .arg(script("validate_openai.py"))
+            .arg(spec)
+            .arg(&dir2))
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("spec: 9 passed, 0 failed"), "{out}");
+    std::fs::remove_dir_all(dir).ok();
+}
