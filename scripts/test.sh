@@ -27,4 +27,8 @@ log "building the tollgate binary"
 cargo build --quiet -p tollgate --bin tollgate
 
 log "cargo test"
-cargo test --workspace --no-fail-fast 2>&1 | tee "$ROOT/target/test-output.log"
+cargo test --workspace --lib --bins --tests --no-fail-fast 2>&1 | tee "$ROOT/target/test-output.log"
+
+# One closing line for the whole suite.
+awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "\nall: %d passed, %d failed, %d skipped\n", p, f, s }' \
+  "$ROOT/target/test-output.log"

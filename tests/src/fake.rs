@@ -61,6 +61,11 @@ impl Drop for FakeProvider {
 
 impl FakeProvider {
     pub async fn start() -> FakeProvider {
+        FakeProvider::start_on("127.0.0.1:0").await
+    }
+
+    /// Starts on a given address (the benchmark runs the fake as its own process on a fixed port).
+    pub async fn start_on(addr: &str) -> FakeProvider {
         let state = Arc::new(FakeState::default());
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
