@@ -73,9 +73,7 @@ impl FakeProvider {
             .route("/v1/embeddings", post(embeddings))
             .route("/openai/deployments/{deployment}/chat/completions", post(chat))
             .with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake");
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind fake");
         let addr = listener.local_addr().expect("addr");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
