@@ -8,7 +8,8 @@ ROOT=$(pwd)
 DUR=${DUR:-10}
 [ "${1:-}" = quick ] && DUR=3
 
-cargo build --release --quiet -p tollgate --bin tollgate -p tollgate-bench
+cargo build --release --quiet -p tollgate --bin tollgate
+cargo build --release --quiet -p tollgate-bench --bins
 BIN="$ROOT/target/release"
 WORK=$(mktemp -d)
 FAKE=127.0.0.1:19100
@@ -38,9 +39,10 @@ TOML
 START_NS=$(date +%s%N)
 BENCH_ADMIN=bench-admin BENCH_PROVIDER_KEY=sk-bench TOLLGATE_LOG=warn \
   "$BIN/tollgate" serve --config "$WORK/tollgate.toml" 2>"$WORK/gw.log" & GW=$!; PIDS+=($GW)
-until curl -sf "http://127.0.0.1:$GW_PORT/healthz" >/dev/null; do sleep 0.005; done
+wait_for() { for _ in $(seq 1 400); do "$@" >/dev/null 2>&1 && return 0; sleep 0.005; done; echo "timed out: $*" >&2; exit 1; }
+wait_for curl -sf "http://127.0.0.1:$GW_PORT/healthz"
 READY_MS=$(( ($(date +%s%N) - START_NS) / 1000000 ))
-until curl -sf "http://$FAKE/v1/chat/completions" -d '{"model":"m","messages":[]}' >/dev/null; do sleep 0.05; done
+wait_for curl -sf "http://$FAKE/v1/chat/completions" -d '{"model":"m","messages":[]}'
 KEY=$(curl -sf -X POST "http://127.0.0.1:$GW_PORT/admin/keys" -H 'Authorization: Bearer bench-admin' \
   -H 'content-type: application/json' -d '{"name":"bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 rss() { awk '/VmRSS/ {print $2/1024 " MiB"}' "/proc/$1/status"; }
