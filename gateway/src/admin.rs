@@ -10,7 +10,10 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tollgate_policy::KeyStore;
+use tollgate_policy::{
+    keys::{KeyPatch, TeamPatch, TeamSpec},
+    KeySpec, PolicyError,
+};
 
 use crate::{
     app::{status_json, AppState},
@@ -24,7 +27,7 @@ fn model_entry(id: &str) -> Value {
 }
 
 pub async fn list_models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let key = authenticate(&st, &headers)?;
+    let key = authenticate(&st, &headers)?.key;
     let data: Vec<Value> = st
         .config
         .model_order
@@ -43,7 +46,7 @@ pub async fn get_model(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let key = authenticate(&st, &headers)?;
+    let key = authenticate(&st, &headers)?.key;
     if st.config.models.contains_key(&id) && key.allows_model(&id) {
         Ok(status_json(StatusCode::OK, model_entry(&id)))
     } else {
@@ -74,14 +77,6 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     res
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateKey {
-    name: String,
-    #[serde(default)]
-    models: Vec<String>,
-}
-
 /// Runs blocking store work off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
@@ -93,45 +88,86 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-fn key_json(r: &tollgate_policy::KeyRecord) -> Value {
-    json!({"id": r.id, "name": r.name, "models": r.models, "created_at": r.created_at_ms / 1000, "revoked": r.revoked})
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> Self {
+        match e {
+            PolicyError::Invalid(m) => ApiError::invalid(m, None),
+            PolicyError::Conflict(m) => ApiError::Conflict(m),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+fn body<T>(b: JsonBody<T>) -> Result<T, ApiError> {
+    b.map(|Json(v)| v)
+        .map_err(|e| ApiError::invalid(e.body_text(), None))
+}
+
+/// Records an admin action, then makes every replica (this one at once) see the change.
+async fn changed(st: &AppState, action: &str, target: &str, detail: Value) -> Result<(), ApiError> {
+    st.keys.audit("admin", action, target, detail).await?;
+    st.reload_keys()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    tracing::info!(action, target, "admin change");
+    Ok(())
+}
+
+fn not_found(what: &str, id: &str) -> ApiError {
+    ApiError::NotFound {
+        message: format!("No {what} with id `{id}`."),
+        code: "not_found",
+    }
 }
 
 pub async fn create_key(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Json<CreateKey>, axum::extract::rejection::JsonRejection>,
+    spec: JsonBody<KeySpec>,
 ) -> Result<Response, ApiError> {
     authenticate_admin(&st, &headers)?;
-    let Json(req) = body.map_err(|e| ApiError::invalid(e.body_text(), None))?;
-    if req.name.trim().is_empty() {
-        return Err(ApiError::invalid("`name` must not be empty", Some("name")));
-    }
-    if req.models.iter().any(|m| m.is_empty()) {
-        return Err(ApiError::invalid("model globs must not be empty", Some("models")));
-    }
-    let st2 = Arc::clone(&st);
-    let created = blocking(move || {
-        let k = st2.keys.create(&req.name, &req.models)?;
-        st2.reload_keys()?;
-        Ok(k)
-    })
-    .await?;
-    tracing::info!(key_id = %created.record.id, "key created");
-    let mut body = key_json(&created.record);
-    body["key"] = Value::String(created.key);
-    Ok(status_json(StatusCode::CREATED, body))
+    let created = st.keys.create(body(spec)?).await?;
+    let mut out = created.record.public();
+    changed(&st, "key.create", &created.record.id, out.clone()).await?;
+    out["key"] = Value::String(created.key);
+    Ok(status_json(StatusCode::CREATED, out))
 }
 
 pub async fn list_keys(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     authenticate_admin(&st, &headers)?;
-    let st2 = Arc::clone(&st);
-    let keys = blocking(move || Ok(st2.keys.list()?)).await?;
-    let data: Vec<Value> = keys.iter().map(key_json).collect();
+    let data: Vec<Value> = st.keys.list().await?.iter().map(|k| k.public()).collect();
     Ok(status_json(
         StatusCode::OK,
         json!({"object": "list", "data": data}),
     ))
+}
+
+pub async fn get_key(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate_admin(&st, &headers)?;
+    let k = st.keys.get(&id).await?.ok_or_else(|| not_found("key", &id))?;
+    Ok(status_json(StatusCode::OK, k.public()))
+}
+
+pub async fn update_key(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    patch: JsonBody<KeyPatch>,
+) -> Result<Response, ApiError> {
+    authenticate_admin(&st, &headers)?;
+    let k = st
+        .keys
+        .update(&id, body(patch)?)
+        .await?
+        .ok_or_else(|| not_found("key", &id))?;
+    changed(&st, "key.update", &id, k.public()).await?;
+    Ok(status_json(StatusCode::OK, k.public()))
 }
 
 pub async fn revoke_key(
@@ -140,22 +176,117 @@ pub async fn revoke_key(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authenticate_admin(&st, &headers)?;
-    let st2 = Arc::clone(&st);
-    let id2 = id.clone();
-    let found = blocking(move || {
-        let found = st2.keys.revoke(&id2)?;
-        st2.reload_keys()?;
-        Ok(found)
-    })
-    .await?;
-    if !found {
-        return Err(ApiError::NotFound {
-            message: format!("No key with id `{id}`."),
-            code: "key_not_found",
-        });
+    if !st.keys.revoke(&id).await? {
+        return Err(not_found("key", &id));
     }
-    tracing::info!(key_id = %id, "key revoked");
+    changed(&st, "key.revoke", &id, Value::Null).await?;
     Ok(status_json(StatusCode::OK, json!({"id": id, "revoked": true})))
+}
+
+/// Current counters and remaining budget of a key (and its team), as the quota store sees them.
+pub async fn key_usage(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate_admin(&st, &headers)?;
+    let key = st.keys.get(&id).await?.ok_or_else(|| not_found("key", &id))?;
+    let team = match &key.team {
+        Some(t) => st.keys.get_team(t).await?,
+        None => None,
+    };
+    let status = crate::quota::status(&st.quota, &key, team.as_ref()).await;
+    Ok(status_json(
+        StatusCode::OK,
+        json!({"key_id": id, "team": key.team, "limits": status}),
+    ))
+}
+
+pub async fn create_team(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    spec: JsonBody<TeamSpec>,
+) -> Result<Response, ApiError> {
+    authenticate_admin(&st, &headers)?;
+    let t = st.keys.create_team(body(spec)?).await?;
+    let v = serde_json::to_value(&t).unwrap_or(Value::Null);
+    changed(&st, "team.create", &t.id, v.clone()).await?;
+    Ok(status_json(StatusCode::CREATED, v))
+}
+
+pub async fn list_teams(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authenticate_admin(&st, &headers)?;
+    let teams = st.keys.list_teams().await?;
+    Ok(status_json(
+        StatusCode::OK,
+        json!({"object": "list", "data": teams}),
+    ))
+}
+
+pub async fn get_team(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate_admin(&st, &headers)?;
+    let t = st
+        .keys
+        .get_team(&id)
+        .await?
+        .ok_or_else(|| not_found("team", &id))?;
+    Ok(status_json(
+        StatusCode::OK,
+        serde_json::to_value(t).unwrap_or(Value::Null),
+    ))
+}
+
+pub async fn update_team(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    patch: JsonBody<TeamPatch>,
+) -> Result<Response, ApiError> {
+    authenticate_admin(&st, &headers)?;
+    let t = st
+        .keys
+        .update_team(&id, body(patch)?)
+        .await?
+        .ok_or_else(|| not_found("team", &id))?;
+    let v = serde_json::to_value(&t).unwrap_or(Value::Null);
+    changed(&st, "team.update", &id, v.clone()).await?;
+    Ok(status_json(StatusCode::OK, v))
+}
+
+pub async fn delete_team(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate_admin(&st, &headers)?;
+    if !st.keys.delete_team(&id).await? {
+        return Err(not_found("team", &id));
+    }
+    changed(&st, "team.delete", &id, Value::Null).await?;
+    Ok(status_json(StatusCode::OK, json!({"id": id, "deleted": true})))
+}
+
+#[derive(Deserialize)]
+pub struct AuditParams {
+    limit: Option<usize>,
+}
+
+pub async fn audit_log(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    authenticate_admin(&st, &headers)?;
+    let Query(p) = params.map_err(|e| ApiError::invalid(e.body_text(), None))?;
+    let data = st.keys.audit_log(p.limit.unwrap_or(100).clamp(1, 1000)).await?;
+    Ok(status_json(
+        StatusCode::OK,
+        json!({"object": "list", "data": data}),
+    ))
 }
 
 #[derive(Deserialize)]

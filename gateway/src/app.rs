@@ -15,18 +15,24 @@ use std::{
 use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{delete, get, post},
+    routing::{get, post},
     Router,
 };
-use tollgate_policy::{KeyStore, Keyring, SqliteKeyStore};
+use tollgate_policy::{
+    quota::LocalQuota,
+    redis_quota::RedisQuota,
+    store::{DocStore, RedisDocs, SqliteDocs},
+    Keyring, Keys,
+};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
     admin,
-    config::Config,
+    config::{Config, StoreConfig},
     error::ApiError,
     metrics::Metrics,
     proxy,
+    quota::QuotaService,
     usage::{UsageSink, UsageStore},
 };
 
@@ -35,8 +41,9 @@ pub const UNAUTHENTICATED_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics"]
 
 pub struct AppState {
     pub config: Arc<Config>,
-    pub keys: Arc<SqliteKeyStore>,
+    pub keys: Keys,
     pub keyring: Keyring,
+    pub quota: QuotaService,
     pub usage_store: Arc<UsageStore>,
     pub usage: UsageSink,
     pub metrics: Arc<Metrics>,
@@ -52,9 +59,9 @@ impl AppState {
         self.clients.get(provider).unwrap_or(&self.default_client)
     }
 
-    /// Re-reads every key from the store into the in-memory keyring.
-    pub fn reload_keys(&self) -> anyhow::Result<()> {
-        self.keyring.load(self.keys.list()?);
+    /// Re-reads every key and team from the store into the in-memory keyring.
+    pub async fn reload_keys(&self) -> anyhow::Result<()> {
+        self.keyring.reload(&self.keys).await?;
         Ok(())
     }
 }
@@ -74,9 +81,32 @@ pub struct Runtime {
     pub usage_writer: std::thread::JoinHandle<()>,
 }
 
-pub fn build_state(config: Config) -> anyhow::Result<Runtime> {
+/// Opens the configured key store; with Redis also returns the connection the quotas share.
+pub async fn open_store(
+    cfg: &StoreConfig,
+) -> anyhow::Result<(DocStore, Option<redis::aio::ConnectionManager>)> {
+    match cfg {
+        StoreConfig::Sqlite { path } => Ok((DocStore::Sqlite(Arc::new(SqliteDocs::open(path)?)), None)),
+        StoreConfig::Redis { url, prefix } => {
+            let client = redis::Client::open(url.as_str())?;
+            let settings = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Duration::from_millis(500))
+                .set_response_timeout(Duration::from_millis(500))
+                .set_number_of_retries(1)
+                .set_max_delay(200);
+            let conn = client
+                .get_connection_manager_with_config(settings)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot reach Redis at store.url: {e}"))?;
+            Ok((DocStore::Redis(RedisDocs::new(conn.clone(), prefix)), Some(conn)))
+        }
+    }
+}
+
+pub async fn build_state(config: Config) -> anyhow::Result<Runtime> {
     let config = Arc::new(config);
-    let keys = Arc::new(SqliteKeyStore::open(&config.store_path)?);
+    let (store, redis_conn) = open_store(&config.store).await?;
+    let keys = Keys::new(store);
     let usage_store = Arc::new(UsageStore::open(&config.usage_path)?);
     let metrics = Arc::new(Metrics::default());
     let (usage, usage_writer) = UsageSink::start(
@@ -90,10 +120,22 @@ pub fn build_state(config: Config) -> anyhow::Result<Runtime> {
             clients.insert(p.name.clone(), http_client(p.connect_timeout)?);
         }
     }
+    let quota = QuotaService {
+        local: Arc::new(LocalQuota::default()),
+        redis: match (&config.store, redis_conn) {
+            (StoreConfig::Redis { prefix, .. }, Some(conn)) => {
+                Some(RedisQuota::new(conn, prefix, config.quota.lease_ttl))
+            }
+            _ => None,
+        },
+        modes: config.quota.on_redis_error,
+        metrics: Arc::clone(&metrics),
+    };
     let state = Arc::new(AppState {
         config,
         keys,
         keyring: Keyring::default(),
+        quota,
         usage_store,
         usage,
         metrics,
@@ -101,7 +143,7 @@ pub fn build_state(config: Config) -> anyhow::Result<Runtime> {
         default_client: http_client(Duration::from_secs(10))?,
         ready: AtomicBool::new(true),
     });
-    state.reload_keys()?;
+    state.reload_keys().await?;
     Ok(Runtime { state, usage_writer })
 }
 
@@ -117,7 +159,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))
         .route("/admin/keys", post(admin::create_key).get(admin::list_keys))
-        .route("/admin/keys/{id}", delete(admin::revoke_key))
+        .route(
+            "/admin/keys/{id}",
+            get(admin::get_key)
+                .patch(admin::update_key)
+                .delete(admin::revoke_key),
+        )
+        .route("/admin/keys/{id}/usage", get(admin::key_usage))
+        .route("/admin/teams", post(admin::create_team).get(admin::list_teams))
+        .route(
+            "/admin/teams/{id}",
+            get(admin::get_team)
+                .patch(admin::update_team)
+                .delete(admin::delete_team),
+        )
+        .route("/admin/audit", get(admin::audit_log))
         .route("/admin/usage/events", get(admin::usage_events))
         .fallback(|| async {
             ApiError::NotFound {
@@ -147,27 +203,32 @@ impl tower_http::catch_panic::ResponseForPanic for PanicResponse {
     }
 }
 
-/// Re-reads keys whenever the store changed (other processes, other admin calls), every `every`.
+/// Re-reads keys and teams whenever the store's version changed (any replica's or process's write),
+/// polling every `every`; also sweeps idle local quota state once a minute.
 pub fn spawn_key_refresh(state: Arc<AppState>, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut last = None;
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sweep = std::time::Instant::now();
         loop {
             tick.tick().await;
-            let st = Arc::clone(&state);
-            let res = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<i64>> {
-                let version = st.keys.data_version()?;
-                if Some(version) != last {
-                    st.reload_keys()?;
-                }
-                Ok(Some(version))
-            })
-            .await;
-            match res {
-                Ok(Ok(v)) => last = v,
-                Ok(Err(e)) => tracing::warn!(error = %e, "key refresh failed"),
-                Err(e) => tracing::warn!(error = %e, "key refresh task failed"),
+            match state.keys.store.version().await {
+                Ok(v) if Some(v) != last => match state.reload_keys().await {
+                    Ok(()) => last = Some(v),
+                    Err(e) => tracing::warn!(error = %e, "key reload failed"),
+                },
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "key store version check failed"),
+            }
+            if last_sweep.elapsed() > Duration::from_secs(60) {
+                last_sweep = std::time::Instant::now();
+                let now = crate::usage::now_ms();
+                let current: Vec<String> = tollgate_policy::quota::periods(now)
+                    .into_iter()
+                    .map(|(p, _)| p)
+                    .collect();
+                state.quota.local.sweep(now as f64, &current);
             }
         }
     })
@@ -179,7 +240,7 @@ pub fn spawn_key_refresh(state: Arc<AppState>, every: Duration) -> tokio::task::
 pub async fn serve(config: Config) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    let Runtime { state, usage_writer } = build_state(config)?;
+    let Runtime { state, usage_writer } = build_state(config).await?;
     let refresh = spawn_key_refresh(Arc::clone(&state), state.config.key_refresh);
     let grace = state.config.shutdown_grace;
     let app = router(Arc::clone(&state));

@@ -1,11 +1,9 @@
 //! Client authentication: the Tollgate key from `Authorization: Bearer`, `api-key` or `x-api-key`
 //! (so OpenAI, Azure and Anthropic SDKs all work unchanged), and the admin bearer token.
 
-use std::sync::Arc;
-
 use axum::http::{header, HeaderMap};
 use subtle::ConstantTimeEq;
-use tollgate_policy::{KeyRecord, PolicyError};
+use tollgate_policy::{PolicyError, Principal};
 
 use crate::{app::AppState, error::ApiError};
 
@@ -23,14 +21,16 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-pub fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Arc<KeyRecord>, ApiError> {
+pub fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let key = presented_key(headers).filter(|k| !k.is_empty()).ok_or_else(|| {
         ApiError::Unauthorized(
             "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.".into(),
         )
     })?;
-    st.keyring.authenticate(key).map_err(|e| match e {
+    let now_s = crate::usage::now_ms() / 1000;
+    st.keyring.authenticate(key, now_s).map_err(|e| match e {
         PolicyError::Revoked => ApiError::Unauthorized("This API key has been revoked.".into()),
+        PolicyError::Expired => ApiError::Unauthorized("This API key has expired.".into()),
         _ => ApiError::Unauthorized("Incorrect API key provided.".into()),
     })
 }

@@ -3,9 +3,9 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tollgate_policy::{KeyStore, SqliteKeyStore};
+use tollgate_policy::{KeySpec, Keys};
 
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
 
 #[derive(Parser)]
 #[command(name = "tollgate", version, about = "An OpenAI-compatible LLM gateway")]
@@ -135,7 +135,11 @@ pub fn run() -> ExitCode {
             let Some(config) = load(&config) else {
                 return ExitCode::FAILURE;
             };
-            if config.store_path == ":memory:" {
+            if config.store
+                == (StoreConfig::Sqlite {
+                    path: ":memory:".into(),
+                })
+            {
                 eprintln!(
                     "store.path is :memory:: keys there live only inside the server; use the admin API"
                 );
@@ -153,29 +157,40 @@ pub fn run() -> ExitCode {
 }
 
 fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
-    let store = SqliteKeyStore::open(&config.store_path)?;
-    match action {
-        KeysAction::Create { name, models } => {
-            let k = store.create(&name, &models)?;
-            println!(
-                "{}",
-                serde_json::json!({"id": k.record.id, "name": k.record.name, "models": k.record.models, "key": k.key})
-            );
-        }
-        KeysAction::List => {
-            for k in store.list()? {
-                println!(
-                    "{}",
-                    serde_json::json!({"id": k.id, "name": k.name, "models": k.models, "created_at": k.created_at_ms / 1000, "revoked": k.revoked})
-                );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let (store, _) = crate::app::open_store(&config.store).await?;
+        let keys = Keys::new(store);
+        match action {
+            KeysAction::Create { name, models } => {
+                let k = keys
+                    .create(KeySpec {
+                        name,
+                        models,
+                        ..Default::default()
+                    })
+                    .await?;
+                let mut out = k.record.public();
+                keys.audit("cli", "key.create", &k.record.id, out.clone()).await?;
+                out["key"] = serde_json::Value::String(k.key);
+                println!("{out}");
+            }
+            KeysAction::List => {
+                for k in keys.list().await? {
+                    println!("{}", k.public());
+                }
+            }
+            KeysAction::Revoke { id } => {
+                if !keys.revoke(&id).await? {
+                    anyhow::bail!("no key with id `{id}`");
+                }
+                keys.audit("cli", "key.revoke", &id, serde_json::Value::Null)
+                    .await?;
+                println!("revoked {id}");
             }
         }
-        KeysAction::Revoke { id } => {
-            if !store.revoke(&id)? {
-                anyhow::bail!("no key with id `{id}`");
-            }
-            println!("revoked {id}");
-        }
-    }
-    Ok(())
+        Ok(())
+    })
 }

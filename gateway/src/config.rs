@@ -40,6 +40,10 @@ struct RawConfig {
     providers: Vec<RawProvider>,
     #[serde(default)]
     models: Vec<RawModel>,
+    #[serde(default)]
+    quota: RawQuota,
+    #[serde(default)]
+    pricing: Vec<RawPrice>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,7 +65,7 @@ impl Default for RawServer {
             admin_key_env: Some("TOLLGATE_ADMIN_KEY".into()),
             max_body_bytes: 32 * 1024 * 1024,
             shutdown_grace_secs: 30,
-            key_refresh_ms: 1000,
+            key_refresh_ms: 250,
         }
     }
 }
@@ -71,6 +75,8 @@ impl Default for RawServer {
 struct RawStore {
     kind: String,
     path: String,
+    url: Option<String>,
+    prefix: String,
 }
 
 impl Default for RawStore {
@@ -78,8 +84,77 @@ impl Default for RawStore {
         RawStore {
             kind: "sqlite".into(),
             path: "tollgate.db".into(),
+            url: None,
+            prefix: "tollgate:".into(),
         }
     }
+}
+
+/// What a limit does while Redis cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Fall back to this replica's local limiter (counted in a metric).
+    FailOpen,
+    /// Answer 503.
+    FailClosed,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailModes {
+    pub requests: FailMode,
+    pub tokens: FailMode,
+    pub parallel: FailMode,
+    pub budget: FailMode,
+}
+
+impl Default for FailModes {
+    fn default() -> Self {
+        FailModes {
+            requests: FailMode::FailOpen,
+            tokens: FailMode::FailOpen,
+            parallel: FailMode::FailOpen,
+            budget: FailMode::FailClosed,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawQuota {
+    /// Output tokens assumed for estimates when a request sets no `max_tokens`.
+    default_output_tokens: u64,
+    /// Parallel-request leases and budget reservations expire after this unless renewed.
+    lease_ttl_ms: u64,
+    on_redis_error: FailModes,
+}
+
+impl Default for RawQuota {
+    fn default() -> Self {
+        RawQuota {
+            default_output_tokens: 1024,
+            lease_ttl_ms: 30_000,
+            on_redis_error: FailModes::default(),
+        }
+    }
+}
+
+/// A price override: USD per million tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    model: String,
+    #[serde(default)]
+    provider: Option<ProviderKind>,
+    input: tollgate_policy::Usd,
+    output: tollgate_policy::Usd,
+    #[serde(default)]
+    cached_input: Option<tollgate_policy::Usd>,
+    #[serde(default)]
+    cache_write_input: Option<tollgate_policy::Usd>,
+    #[serde(default)]
+    reasoning: Option<tollgate_policy::Usd>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +204,19 @@ struct RawTarget {
     model: String,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreConfig {
+    Sqlite { path: String },
+    Redis { url: String, prefix: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct QuotaConfig {
+    pub default_output_tokens: u64,
+    pub lease_ttl: Duration,
+    pub on_redis_error: FailModes,
+}
+
 /// The validated configuration the server runs on.
 #[derive(Debug)]
 pub struct Config {
@@ -137,7 +225,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
     pub key_refresh: Duration,
-    pub store_path: String,
+    pub store: StoreConfig,
+    pub quota: QuotaConfig,
+    pub prices: tollgate_policy::pricing::PriceTable,
     pub usage_path: String,
     pub usage_queue_capacity: usize,
     pub providers: Vec<Arc<Provider>>,
@@ -296,14 +386,50 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
     if raw.server.max_body_bytes == 0 {
         errors.push("server.max_body_bytes: must be greater than 0".into());
     }
-    if raw.store.kind != "sqlite" {
-        errors.push(format!(
-            "store.kind: `{}` is not supported (supported: sqlite)",
-            raw.store.kind
-        ));
+    let store = match raw.store.kind.as_str() {
+        "sqlite" => {
+            if raw.store.path.is_empty() {
+                errors.push("store.path: must not be empty".into());
+            }
+            StoreConfig::Sqlite {
+                path: raw.store.path.clone(),
+            }
+        }
+        "redis" => {
+            let url = raw.store.url.clone().unwrap_or_default();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {
+                errors.push(format!(
+                    "store.url: `{url}` is not a redis:// URL (required for kind redis)"
+                ));
+            }
+            StoreConfig::Redis {
+                url,
+                prefix: raw.store.prefix.clone(),
+            }
+        }
+        other => {
+            errors.push(format!(
+                "store.kind: `{other}` is not supported (supported: sqlite, redis)"
+            ));
+            StoreConfig::Sqlite { path: String::new() }
+        }
+    };
+    if raw.quota.lease_ttl_ms < 1000 {
+        errors.push("quota.lease_ttl_ms: must be at least 1000".into());
     }
-    if raw.store.path.is_empty() {
-        errors.push("store.path: must not be empty".into());
+    let mut prices = tollgate_policy::pricing::PriceTable::builtin();
+    for p in &raw.pricing {
+        let price = tollgate_policy::pricing::Price {
+            input: p.input,
+            output: p.output,
+            cached_input: p.cached_input,
+            cache_write_input: p.cache_write_input,
+            reasoning: p.reasoning,
+        };
+        match p.provider {
+            Some(kind) => prices.insert(&format!("{}/{}", kind.as_str(), p.model), price),
+            None => prices.insert(&p.model, price),
+        }
     }
     if raw.usage.sink != "sqlite" {
         errors.push(format!(
@@ -419,7 +545,13 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
             max_body_bytes: usize::try_from(raw.server.max_body_bytes).unwrap_or(usize::MAX),
             shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs),
             key_refresh: Duration::from_millis(raw.server.key_refresh_ms.max(50)),
-            store_path: raw.store.path,
+            store,
+            quota: QuotaConfig {
+                default_output_tokens: raw.quota.default_output_tokens,
+                lease_ttl: Duration::from_millis(raw.quota.lease_ttl_ms),
+                on_redis_error: raw.quota.on_redis_error,
+            },
+            prices,
             usage_path: raw.usage.path,
             usage_queue_capacity: raw.usage.queue_capacity,
             providers,

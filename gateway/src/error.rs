@@ -5,6 +5,7 @@ use axum::{
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
+use tollgate_policy::quota::RateInfo;
 use tollgate_schemas::ErrorBody;
 
 /// Who failed: decides the status family and whether a fallback may help.
@@ -37,6 +38,15 @@ pub enum ApiError {
     Unavailable(String),
     /// 500; the message is logged, the client sees a generic text.
     Internal(String),
+    /// 409
+    Conflict(String),
+    /// 429 from Tollgate's own limits and budgets, with OpenAI's rate-limit headers.
+    RateLimited {
+        message: String,
+        code: &'static str,
+        retry_after_ms: Option<f64>,
+        info: RateInfo,
+    },
 }
 
 impl ApiError {
@@ -60,6 +70,8 @@ impl ApiError {
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -80,6 +92,12 @@ impl ApiError {
             ApiError::BadGateway(_) | ApiError::Unavailable(_) => "upstream_error",
             ApiError::GatewayTimeout(_) => "timeout_error",
             ApiError::Internal(_) => "internal_error",
+            ApiError::Conflict(_) => "invalid_request_error",
+            ApiError::RateLimited {
+                code: "budget_exceeded",
+                ..
+            } => "insufficient_quota",
+            ApiError::RateLimited { .. } => "rate_limit_error",
         }
     }
 
@@ -124,6 +142,10 @@ impl ApiError {
                 ErrorBody::new(m.clone(), self.kind(), None, Some("no_upstream_available"))
             }
             ApiError::Internal(_) => ErrorBody::new("internal error", self.kind(), None, None),
+            ApiError::Conflict(m) => ErrorBody::new(m.clone(), self.kind(), None, Some("conflict")),
+            ApiError::RateLimited { message, code, .. } => {
+                ErrorBody::new(message.clone(), self.kind(), None, Some(code))
+            }
         }
     }
 }
@@ -145,7 +167,59 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(error = %detail, "internal error");
         }
-        json_response(self.status(), &self.body())
+        let mut res = json_response(self.status(), &self.body());
+        if let ApiError::RateLimited {
+            retry_after_ms, info, ..
+        } = &self
+        {
+            if let Some(ms) = retry_after_ms {
+                let secs = (ms / 1000.0).ceil().max(1.0) as u64;
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    res.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            rate_headers(res.headers_mut(), info);
+        }
+        res
+    }
+}
+
+/// Go-style durations, as OpenAI writes them: `17ms`, `1.2s`, `6m0s`.
+fn duration_text(ms: f64) -> String {
+    let ms = ms.max(0.0);
+    if ms < 1000.0 {
+        return format!("{}ms", ms.ceil() as u64);
+    }
+    let secs = ms / 1000.0;
+    let (h, rest) = ((secs / 3600.0).floor(), secs % 3600.0);
+    let (m, s) = ((rest / 60.0).floor(), rest % 60.0);
+    let s = format!("{:.3}", s)
+        .trim_end_matches('0')
+        .trim_end_matches('.')
+        .to_string();
+    match (h as u64, m as u64) {
+        (0, 0) => format!("{s}s"),
+        (0, m) => format!("{m}m{s}s"),
+        (h, m) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers.
+pub fn rate_headers(h: &mut http::HeaderMap, info: &RateInfo) {
+    for (suffix, w) in [("requests", info.requests), ("tokens", info.tokens)] {
+        let Some(w) = w else { continue };
+        for (name, value) in [
+            ("limit", w.limit.to_string()),
+            ("remaining", w.remaining.to_string()),
+            ("reset", duration_text(w.reset_ms)),
+        ] {
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(format!("x-ratelimit-{name}-{suffix}").as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                h.insert(n, v);
+            }
+        }
     }
 }
 
@@ -186,6 +260,13 @@ mod tests {
             (up.status(), up.kind()),
             (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error")
         );
+    }
+
+    #[test]
+    fn durations_read_like_openai() {
+        assert_eq!(duration_text(17.2), "18ms");
+        assert_eq!(duration_text(1200.0), "1.2s");
+        assert_eq!(duration_text(360_000.0), "6m0s");
     }
 
     #[test]

@@ -10,4 +10,5 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod proxy;
+pub mod quota;
 pub mod usage;

@@ -64,6 +64,9 @@ pub struct Metrics {
     pub usage_queue_depth: AtomicU64,
     pub upstream_retries: AtomicU64,
     pub panics: AtomicU64,
+    pub quota_rejections: AtomicU64,
+    pub quota_fallbacks: AtomicU64,
+    pub quota_store_errors: AtomicU64,
 }
 
 fn escape(v: &str) -> String {
@@ -181,6 +184,24 @@ impl Metrics {
                 &self.upstream_retries,
             ),
             (
+                "tollgate_quota_rejections_total",
+                "Requests refused by a rate limit or budget.",
+                "counter",
+                &self.quota_rejections,
+            ),
+            (
+                "tollgate_quota_store_fallbacks_total",
+                "Quota checks answered by the local limiter because Redis was unreachable.",
+                "counter",
+                &self.quota_fallbacks,
+            ),
+            (
+                "tollgate_quota_store_errors_total",
+                "Requests refused with 503 because Redis was unreachable and the limit fails closed.",
+                "counter",
+                &self.quota_store_errors,
+            ),
+            (
                 "tollgate_panics_total",
                 "Requests that panicked (answered 500).",
                 "counter",
@@ -226,6 +247,7 @@ mod tests {
             latency_ms: 3,
             ttft_ms: Some(1),
             attempts: 1,
+            cost_usd: None,
         };
         m.record_usage_event(&e);
         e.provider = None;

@@ -30,13 +30,18 @@ use tollgate_adapters::{
     stream::{SseEvent, SseParser},
     AdapterError, Operation, StreamTranslator, Target,
 };
-use tollgate_policy::KeyRecord;
+use tollgate_policy::{
+    pricing::Pricing,
+    quota::{LimitKind, Plan, QuotaError},
+    KeyRecord,
+};
+use tollgate_schemas::TokenUsage;
 
 use crate::{
     app::AppState,
     auth::authenticate,
     config::{Model, ModelTarget, Provider},
-    error::ApiError,
+    error::{rate_headers, ApiError},
     usage::{now_ms, UsageGuard},
 };
 
@@ -246,12 +251,14 @@ async fn proxy(
     guard: &mut Option<UsageGuard>,
     rid: &str,
 ) -> Result<Response, ApiError> {
-    let key = authenticate(st, headers)?;
+    let principal = authenticate(st, headers)?;
+    let key = &principal.key;
     let g = guard
         .as_mut()
         .ok_or_else(|| ApiError::Internal("usage guard missing".into()))?;
     g.update(|e| e.key_id = Some(key.id.clone()));
     let bytes = read_body(body, st.config.max_body_bytes).await?;
+    let body_len = bytes.len();
     let mut req = parse_request(op, &bytes)?;
     drop(bytes);
     g.update(|e| {
@@ -259,15 +266,102 @@ async fn proxy(
         e.streamed = req.stream;
         e.user = req.body.get("user").and_then(Value::as_str).map(str::to_string);
     });
-    let model = resolve_model(st, &key, &req.model)?;
+    let model = resolve_model(st, key, &req.model)?;
 
     let candidates: Vec<&ModelTarget> = model.targets.iter().filter(|t| t.provider.available).collect();
-    if candidates.is_empty() {
+    let Some(first) = candidates.first() else {
         return Err(ApiError::Unavailable(format!(
             "no provider for model `{}` is available (their credentials are not configured)",
             model.name
         )));
+    };
+
+    // Reserve every limit of the key and its team before any upstream work.
+    let estimate = estimate_usage(st, op, &req, body_len);
+    let est_cost = price_of(st, first).map_or(tollgate_policy::Usd(0), |p| p.cost(&estimate));
+    let plan = Plan::for_principal(&principal, estimate.input + estimate.output, est_cost, now_ms());
+    let lease = st.quota.acquire(plan).await.map_err(quota_error)?;
+    let info = lease.info;
+    if let Some(g) = guard.as_mut() {
+        g.attach_lease(lease);
     }
+    let mut res = dispatch(st, op, &mut req, &candidates, guard, rid).await?;
+    rate_headers(res.headers_mut(), &info);
+    Ok(res)
+}
+
+fn price_of(st: &AppState, target: &ModelTarget) -> Option<tollgate_policy::pricing::Price> {
+    st.config
+        .prices
+        .price(target.provider.kind.as_str(), &target.model)
+}
+
+/// Tokens a request may use at most: the prompt from its size (about 4 bytes a token) and the
+/// output from `max_completion_tokens`/`max_tokens` (or the configured default) times `n`.
+fn estimate_usage(st: &AppState, op: Operation, req: &Parsed, body_len: usize) -> TokenUsage {
+    let input = (body_len as u64).div_ceil(4).max(1);
+    let output = match op {
+        Operation::Embeddings => 0,
+        _ => {
+            let max = ["max_completion_tokens", "max_tokens"]
+                .iter()
+                .find_map(|f| req.body.get(*f).and_then(Value::as_u64))
+                .unwrap_or(st.config.quota.default_output_tokens);
+            let n = req
+                .body
+                .get("n")
+                .and_then(Value::as_u64)
+                .unwrap_or(1)
+                .clamp(1, 128);
+            max.saturating_mul(n)
+        }
+    };
+    TokenUsage {
+        input,
+        output,
+        ..Default::default()
+    }
+}
+
+fn quota_error(e: QuotaError) -> ApiError {
+    match e {
+        QuotaError::Unavailable(m) => ApiError::Unavailable(m),
+        QuotaError::Rejected(r) => {
+            let whose = if r.owner.starts_with("t:") { "team" } else { "key" };
+            let (message, code) = match r.kind {
+                LimitKind::Budget => (format!("The {whose}'s budget is exhausted."), "budget_exceeded"),
+                LimitKind::Requests => (
+                    format!("Rate limit reached: the {whose}'s requests per minute."),
+                    "rate_limit_exceeded",
+                ),
+                LimitKind::Tokens => (
+                    format!("Rate limit reached: the {whose}'s tokens per minute."),
+                    "rate_limit_exceeded",
+                ),
+                LimitKind::Parallel => (
+                    format!("Too many parallel requests for the {whose}."),
+                    "rate_limit_exceeded",
+                ),
+            };
+            ApiError::RateLimited {
+                message,
+                code,
+                retry_after_ms: r.retry_after_ms,
+                info: r.info,
+            }
+        }
+    }
+}
+
+/// Tries the model's targets in order; falls over while nothing was sent to the client.
+async fn dispatch(
+    st: &Arc<AppState>,
+    op: Operation,
+    req: &mut Parsed,
+    candidates: &[&ModelTarget],
+    guard: &mut Option<UsageGuard>,
+    rid: &str,
+) -> Result<Response, ApiError> {
     let mut last_err = ApiError::Unavailable("no target tried".into());
     for (attempt, target) in candidates.iter().enumerate() {
         let g = guard
@@ -278,6 +372,7 @@ async fn proxy(
             e.provider = Some(target.provider.name.clone());
             e.served_model = Some(target.model.clone());
         });
+        g.price = price_of(st, target);
         if attempt > 0 {
             st.metrics
                 .upstream_retries
@@ -290,7 +385,7 @@ async fn proxy(
         } else {
             req.body.clone()
         };
-        match attempt_target(st, op, &req, body, target, guard, rid).await {
+        match attempt_target(st, op, req, body, target, guard, rid).await {
             Ok(res) => return Ok(res),
             Err(Failure { error, retryable }) => {
                 tracing::warn!(provider = %target.provider.name, request_id = rid, error = ?error.kind(), status = error.status().as_u16(), "upstream attempt failed");
@@ -477,12 +572,10 @@ fn full_response(
 ) -> Response {
     let served = parsed.model.clone().unwrap_or_else(|| target.model.clone());
     if let Some(g) = guard.as_mut() {
-        g.update(|e| {
-            e.served_model = Some(served.clone());
-            if let Some(u) = &parsed.usage {
-                e.apply_usage(u);
-            }
-        });
+        g.update(|e| e.served_model = Some(served.clone()));
+        if let Some(u) = &parsed.usage {
+            g.set_usage(u);
+        }
         g.finish(200, None);
     }
     let mut res = (StatusCode::OK, parsed.body).into_response();
@@ -566,7 +659,7 @@ impl StreamState {
             self.pending.push_back(sse_frame(&p));
         }
         if let Some(u) = self.translator.usage() {
-            self.guard.update(|e| e.apply_usage(&u));
+            self.guard.set_usage(&u);
         }
         Ok(())
     }

@@ -11,7 +11,8 @@ use std::{
 
 use rusqlite::{params, Connection};
 use tokio::sync::mpsc;
-use tollgate_schemas::UsageEvent;
+use tollgate_policy::{pricing::Price, quota::Lease, Usd};
+use tollgate_schemas::{TokenUsage, UsageEvent};
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
@@ -35,7 +36,7 @@ pub struct UsageQuery {
 
 const COLUMNS: &str = "id, ts_ms, request_id, key_id, user, endpoint, requested_model, served_model, provider, \
     status, error_type, streamed, cancelled, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, \
-    latency_ms, ttft_ms, attempts";
+    latency_ms, ttft_ms, attempts, cost_usd";
 
 impl UsageStore {
     pub fn open(path: &str) -> anyhow::Result<Self> {
@@ -62,6 +63,11 @@ impl UsageStore {
             );
             CREATE INDEX IF NOT EXISTS usage_events_key ON usage_events (key_id, id);",
         )?;
+        // Added after the first release: older files get the column.
+        let has_cost = conn.prepare("SELECT cost_usd FROM usage_events LIMIT 0").is_ok();
+        if !has_cost {
+            conn.execute_batch("ALTER TABLE usage_events ADD COLUMN cost_usd TEXT")?;
+        }
         Ok(UsageStore {
             conn: Mutex::new(conn),
         })
@@ -80,7 +86,7 @@ impl UsageStore {
         {
             let mut stmt = tx.prepare_cached(&format!(
                 "INSERT OR IGNORE INTO usage_events ({COLUMNS}) VALUES \
-                 (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)"
+                 (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)"
             ))?;
             for e in events {
                 stmt.execute(params![
@@ -104,6 +110,7 @@ impl UsageStore {
                     e.latency_ms as i64,
                     e.ttft_ms.map(|t| t as i64),
                     e.attempts,
+                    e.cost_usd,
                 ])?;
             }
         }
@@ -145,6 +152,7 @@ impl UsageStore {
                     latency_ms: r.get::<_, i64>(17)? as u64,
                     ttft_ms: r.get::<_, Option<i64>>(18)?.map(|t| t as u64),
                     attempts: r.get(19)?,
+                    cost_usd: r.get(20)?,
                 })
             },
         )?;
@@ -239,11 +247,16 @@ pub fn now_ms() -> i64 {
 }
 
 /// Owns a request's event until it is finished; dropping it unfinished records the request as
-/// cancelled (status 499), so a client disconnect never loses an event.
+/// cancelled (status 499), so a client disconnect never loses an event. Finishing also prices the
+/// request and settles its quota lease (actual tokens and cost replace the reservation).
 pub struct UsageGuard {
     event: Option<UsageEvent>,
     started: Instant,
     sink: UsageSink,
+    /// The price of the target being tried, set by the dispatcher.
+    pub price: Option<Price>,
+    usage: Option<TokenUsage>,
+    lease: Option<Lease>,
 }
 
 impl UsageGuard {
@@ -270,10 +283,25 @@ impl UsageGuard {
                 latency_ms: 0,
                 ttft_ms: None,
                 attempts: 0,
+                cost_usd: None,
             }),
             started: Instant::now(),
             sink,
+            price: None,
+            usage: None,
+            lease: None,
         }
+    }
+
+    /// The quota lease to settle when the request ends.
+    pub fn attach_lease(&mut self, lease: Lease) {
+        self.lease = Some(lease);
+    }
+
+    /// Records the provider's token usage (the latest report wins).
+    pub fn set_usage(&mut self, u: &TokenUsage) {
+        self.usage = Some(*u);
+        self.update(|e| e.apply_usage(u));
     }
 
     pub fn started(&self) -> Instant {
@@ -296,14 +324,37 @@ impl UsageGuard {
         });
     }
 
-    /// Records the event with its final status.
+    /// Records the event with its final status, and settles the quota lease.
     pub fn finish(&mut self, status: u16, error_type: Option<&str>) {
-        if let Some(mut e) = self.event.take() {
-            e.status = status;
-            e.error_type = error_type.map(str::to_string);
-            e.latency_ms = self.started.elapsed().as_millis() as u64;
-            self.sink.record(e);
+        let Some(mut e) = self.event.take() else { return };
+        e.status = status;
+        e.error_type = error_type.map(str::to_string);
+        e.latency_ms = self.started.elapsed().as_millis() as u64;
+        // A request that never reached a provider costs nothing; one whose usage is unknown keeps
+        // its reservation (see `quota::settle`).
+        let reached = e.attempts > 0;
+        let cost = match (&self.usage, &self.price) {
+            (Some(u), Some(p)) => Some(p.cost(u)),
+            (Some(_), None) => None,
+            (None, _) if !reached => Some(Usd(0)),
+            (None, _) => None,
+        };
+        e.cost_usd = cost
+            .filter(|_| self.usage.is_some() || !reached)
+            .map(|c| c.to_string());
+        if let Some(lease) = self.lease.take() {
+            let tokens = match &self.usage {
+                Some(u) => Some(u.input + u.output),
+                None if !reached => Some(0),
+                None => None,
+            };
+            let cost = match (&self.usage, &self.price) {
+                (Some(_), None) => Some(Usd(0)),
+                _ => cost,
+            };
+            crate::quota::settle(lease, tokens, cost);
         }
+        self.sink.record(e);
     }
 }
 

@@ -1,58 +1,185 @@
-//! Virtual API keys. A key is shown once at creation (`tg-` + 48 hex characters); only its SHA-256 is
-//! stored. Authentication hashes the presented key, looks the hash up in an in-memory [`Keyring`]
-//! (refreshed from the store, so keys created or revoked by another process are honoured within a
-//! refresh interval) and confirms the match in constant time.
+//! Virtual API keys and teams. A key is shown once at creation (`tg-` + 48 hex characters); only its
+//! SHA-256 is stored. A key may belong to a team; a request must pass both the key's and the team's
+//! limits and budgets. Authentication hashes the presented key and looks it up in an in-memory
+//! [`Keyring`], reloaded whenever the store's version changes (any replica's write), and confirms the
+//! match in constant time.
 
 use std::{
     collections::HashMap,
-    path::Path,
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, RwLock},
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use rand::RngCore;
-use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::glob::glob_match;
+use crate::{
+    glob::glob_match,
+    money::Usd,
+    store::{DocStore, Kind},
+};
 
 pub const KEY_PREFIX: &str = "tg-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("key store error: {0}")]
+    #[error("store error: {0}")]
     Store(String),
     #[error("invalid key")]
     InvalidKey,
     #[error("key revoked")]
     Revoked,
+    #[error("key expired")]
+    Expired,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
 }
 
-impl From<rusqlite::Error> for PolicyError {
-    fn from(e: rusqlite::Error) -> Self {
-        PolicyError::Store(e.to_string())
-    }
+/// Rate limits; `None` = unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u64>,
+}
+
+/// Spend caps in USD per UTC day, UTC calendar month, and in total; `None` = unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budgets {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_usd: Option<Usd>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_usd: Option<Usd>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_usd: Option<Usd>,
 }
 
 /// A key as stored: everything but the key itself.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct KeyRecord {
     pub id: String,
     pub name: String,
     /// Model-name globs; empty means every model.
+    #[serde(default)]
     pub models: Vec<String>,
+    #[serde(default)]
+    pub team: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub budgets: Budgets,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    /// Unix seconds after which the key is refused.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
     pub created_at_ms: i64,
+    #[serde(default)]
     pub revoked: bool,
-    #[serde(skip)]
-    pub hash: [u8; 32],
+    /// Hex SHA-256 of the key; never shown by the admin API.
+    pub key_hash: String,
 }
 
 impl KeyRecord {
     pub fn allows_model(&self, model: &str) -> bool {
         self.models.is_empty() || self.models.iter().any(|g| glob_match(g, model))
     }
+
+    /// The admin API's view: no hash.
+    pub fn public(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Some(o) = v.as_object_mut() {
+            o.remove("key_hash");
+        }
+        v
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Team {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub budgets: Budgets,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    pub created_at_ms: i64,
+}
+
+/// `POST /admin/keys` body.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    pub name: String,
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub team: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub budgets: Budgets,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+}
+
+/// Distinguishes "absent" (`None`) from "null" (`Some(None)`) in PATCH bodies.
+fn double<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `PATCH /admin/keys/{id}` body: present fields replace, `null` clears `team` and `expires_at`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPatch {
+    pub name: Option<String>,
+    pub models: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "double")]
+    pub team: Option<Option<String>>,
+    pub limits: Option<Limits>,
+    pub budgets: Option<Budgets>,
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "double")]
+    pub expires_at: Option<Option<i64>>,
+    pub revoked: Option<bool>,
+}
+
+/// `POST /admin/teams` body; `id` is chosen by the caller (it appears in keys and JWT claims).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamSpec {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub budgets: Budgets,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TeamPatch {
+    pub name: Option<String>,
+    pub limits: Option<Limits>,
+    pub budgets: Option<Budgets>,
+    pub metadata: Option<Map<String, Value>>,
 }
 
 /// A freshly created key: the record plus the one-time plaintext.
@@ -66,7 +193,7 @@ pub fn hash_key(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -78,144 +205,311 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-/// Where keys live. Implementations are synchronous; callers on an async runtime use `spawn_blocking`.
-pub trait KeyStore: Send + Sync {
-    fn create(&self, name: &str, models: &[String]) -> Result<NewKey, PolicyError>;
-    fn list(&self) -> Result<Vec<KeyRecord>, PolicyError>;
-    /// Marks a key revoked; `Ok(false)` when no such key exists.
-    fn revoke(&self, id: &str) -> Result<bool, PolicyError>;
+fn parse<T: serde::de::DeserializeOwned>(doc: &str) -> Result<T, PolicyError> {
+    serde_json::from_str(doc).map_err(|e| PolicyError::Store(format!("corrupt record: {e}")))
 }
 
-/// The embedded store: one SQLite database (a file, or `:memory:`).
-pub struct SqliteKeyStore {
-    conn: Mutex<Connection>,
+fn dump<T: Serialize>(v: &T) -> Result<String, PolicyError> {
+    serde_json::to_string(v).map_err(|e| PolicyError::Store(e.to_string()))
 }
 
-impl SqliteKeyStore {
-    pub fn open(path: &str) -> Result<Self, PolicyError> {
-        let conn = if path == ":memory:" {
-            Connection::open_in_memory()?
-        } else {
-            if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| PolicyError::Store(e.to_string()))?;
+fn validate_models(models: &[String]) -> Result<(), PolicyError> {
+    if models.iter().any(|m| m.is_empty()) {
+        return Err(PolicyError::Invalid("model globs must not be empty".into()));
+    }
+    Ok(())
+}
+
+fn validate_limits(l: &Limits) -> Result<(), PolicyError> {
+    if [l.rpm, l.tpm, l.max_parallel].contains(&Some(0)) {
+        return Err(PolicyError::Invalid(
+            "limits must be positive (omit a limit for none)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Key and team management on top of a [`DocStore`]; every change is audited by the caller.
+#[derive(Clone)]
+pub struct Keys {
+    pub store: DocStore,
+}
+
+impl Keys {
+    pub fn new(store: DocStore) -> Keys {
+        Keys { store }
+    }
+
+    async fn check_team(&self, team: Option<&str>) -> Result<(), PolicyError> {
+        if let Some(t) = team {
+            if self.store.get(Kind::Team, t).await?.is_none() {
+                return Err(PolicyError::Invalid(format!("no team with id `{t}`")));
             }
-            let conn = Connection::open(path)?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn
-        };
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS api_keys (
-                id TEXT PRIMARY KEY,
-                name TEXT NOT NULL,
-                key_hash BLOB NOT NULL UNIQUE,
-                models TEXT NOT NULL,
-                created_at_ms INTEGER NOT NULL,
-                revoked INTEGER NOT NULL DEFAULT 0
-            );",
-        )?;
-        Ok(SqliteKeyStore {
-            conn: Mutex::new(conn),
-        })
+        }
+        Ok(())
     }
 
-    /// Changes whenever another connection (process) committed to the database: a cheap "did anything
-    /// change" check before reloading.
-    pub fn data_version(&self) -> Result<i64, PolicyError> {
-        Ok(self.conn()?.query_row("PRAGMA data_version", [], |r| r.get(0))?)
-    }
-
-    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, PolicyError> {
-        self.conn
-            .lock()
-            .map_err(|_| PolicyError::Store("key store lock poisoned".into()))
-    }
-}
-
-impl KeyStore for SqliteKeyStore {
-    fn create(&self, name: &str, models: &[String]) -> Result<NewKey, PolicyError> {
+    pub async fn create(&self, spec: KeySpec) -> Result<NewKey, PolicyError> {
+        if spec.name.trim().is_empty() {
+            return Err(PolicyError::Invalid("`name` must not be empty".into()));
+        }
+        validate_models(&spec.models)?;
+        validate_limits(&spec.limits)?;
+        self.check_team(spec.team.as_deref()).await?;
         let key = format!("{KEY_PREFIX}{}", random_hex(24));
         let record = KeyRecord {
             id: format!("key_{}", random_hex(8)),
-            name: name.to_string(),
-            models: models.to_vec(),
+            name: spec.name,
+            models: spec.models,
+            team: spec.team,
+            limits: spec.limits,
+            budgets: spec.budgets,
+            metadata: spec.metadata,
+            expires_at: spec.expires_at,
             created_at_ms: now_ms(),
             revoked: false,
-            hash: hash_key(&key),
+            key_hash: hex::encode(hash_key(&key)),
         };
-        let models_json =
-            serde_json::to_string(&record.models).map_err(|e| PolicyError::Store(e.to_string()))?;
-        self.conn()?.execute(
-            "INSERT INTO api_keys (id, name, key_hash, models, created_at_ms, revoked) VALUES (?1, ?2, ?3, ?4, ?5, 0)",
-            params![record.id, record.name, &record.hash[..], models_json, record.created_at_ms],
-        )?;
+        self.store.put(Kind::Key, &record.id, dump(&record)?).await?;
         Ok(NewKey { record, key })
     }
 
-    fn list(&self) -> Result<Vec<KeyRecord>, PolicyError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT id, name, key_hash, models, created_at_ms, revoked FROM api_keys ORDER BY created_at_ms, id",
-        )?;
-        let rows = stmt.query_map([], |row| {
-            let hash: Vec<u8> = row.get(2)?;
-            let models: String = row.get(3)?;
-            Ok(KeyRecord {
-                id: row.get(0)?,
-                name: row.get(1)?,
-                hash: hash.try_into().unwrap_or([0u8; 32]),
-                models: serde_json::from_str(&models).unwrap_or_default(),
-                created_at_ms: row.get(4)?,
-                revoked: row.get::<_, i64>(5)? != 0,
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    pub async fn get(&self, id: &str) -> Result<Option<KeyRecord>, PolicyError> {
+        self.store
+            .get(Kind::Key, id)
+            .await?
+            .map(|d| parse(&d))
+            .transpose()
     }
 
-    fn revoke(&self, id: &str) -> Result<bool, PolicyError> {
-        let conn = self.conn()?;
-        let found: Option<i64> = conn
-            .query_row("SELECT revoked FROM api_keys WHERE id = ?1", [id], |r| r.get(0))
-            .optional()?;
-        if found.is_none() {
-            return Ok(false);
+    pub async fn list(&self) -> Result<Vec<KeyRecord>, PolicyError> {
+        let mut keys: Vec<KeyRecord> = self
+            .store
+            .all(Kind::Key)
+            .await?
+            .iter()
+            .map(|d| parse(d))
+            .collect::<Result<_, _>>()?;
+        keys.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        Ok(keys)
+    }
+
+    pub async fn update(&self, id: &str, patch: KeyPatch) -> Result<Option<KeyRecord>, PolicyError> {
+        let Some(mut k) = self.get(id).await? else {
+            return Ok(None);
+        };
+        if let Some(name) = patch.name {
+            if name.trim().is_empty() {
+                return Err(PolicyError::Invalid("`name` must not be empty".into()));
+            }
+            k.name = name;
         }
-        conn.execute("UPDATE api_keys SET revoked = 1 WHERE id = ?1", [id])?;
-        Ok(true)
+        if let Some(models) = patch.models {
+            validate_models(&models)?;
+            k.models = models;
+        }
+        if let Some(team) = patch.team {
+            self.check_team(team.as_deref()).await?;
+            k.team = team;
+        }
+        if let Some(limits) = patch.limits {
+            validate_limits(&limits)?;
+            k.limits = limits;
+        }
+        if let Some(budgets) = patch.budgets {
+            k.budgets = budgets;
+        }
+        if let Some(metadata) = patch.metadata {
+            k.metadata = metadata;
+        }
+        if let Some(expires_at) = patch.expires_at {
+            k.expires_at = expires_at;
+        }
+        if let Some(revoked) = patch.revoked {
+            k.revoked = revoked;
+        }
+        self.store.put(Kind::Key, id, dump(&k)?).await?;
+        Ok(Some(k))
+    }
+
+    /// Marks a key revoked (kept for the audit trail); `Ok(false)` when no such key exists.
+    pub async fn revoke(&self, id: &str) -> Result<bool, PolicyError> {
+        let patch = KeyPatch {
+            revoked: Some(true),
+            ..Default::default()
+        };
+        Ok(self.update(id, patch).await?.is_some())
+    }
+
+    pub async fn create_team(&self, spec: TeamSpec) -> Result<Team, PolicyError> {
+        let valid_id = !spec.id.is_empty()
+            && spec.id.len() <= 64
+            && spec
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if !valid_id {
+            return Err(PolicyError::Invalid(
+                "team `id` must be 1-64 characters of [A-Za-z0-9._-]".into(),
+            ));
+        }
+        validate_limits(&spec.limits)?;
+        if self.store.get(Kind::Team, &spec.id).await?.is_some() {
+            return Err(PolicyError::Conflict(format!("team `{}` exists", spec.id)));
+        }
+        let team = Team {
+            name: spec.name.unwrap_or_else(|| spec.id.clone()),
+            id: spec.id,
+            limits: spec.limits,
+            budgets: spec.budgets,
+            metadata: spec.metadata,
+            created_at_ms: now_ms(),
+        };
+        self.store.put(Kind::Team, &team.id, dump(&team)?).await?;
+        Ok(team)
+    }
+
+    pub async fn get_team(&self, id: &str) -> Result<Option<Team>, PolicyError> {
+        self.store
+            .get(Kind::Team, id)
+            .await?
+            .map(|d| parse(&d))
+            .transpose()
+    }
+
+    pub async fn list_teams(&self) -> Result<Vec<Team>, PolicyError> {
+        self.store
+            .all(Kind::Team)
+            .await?
+            .iter()
+            .map(|d| parse(d))
+            .collect()
+    }
+
+    pub async fn update_team(&self, id: &str, patch: TeamPatch) -> Result<Option<Team>, PolicyError> {
+        let Some(mut t) = self.get_team(id).await? else {
+            return Ok(None);
+        };
+        if let Some(name) = patch.name {
+            t.name = name;
+        }
+        if let Some(limits) = patch.limits {
+            validate_limits(&limits)?;
+            t.limits = limits;
+        }
+        if let Some(budgets) = patch.budgets {
+            t.budgets = budgets;
+        }
+        if let Some(metadata) = patch.metadata {
+            t.metadata = metadata;
+        }
+        self.store.put(Kind::Team, id, dump(&t)?).await?;
+        Ok(Some(t))
+    }
+
+    /// Refuses while a key still belongs to the team.
+    pub async fn delete_team(&self, id: &str) -> Result<bool, PolicyError> {
+        if self
+            .list()
+            .await?
+            .iter()
+            .any(|k| k.team.as_deref() == Some(id) && !k.revoked)
+        {
+            return Err(PolicyError::Conflict(format!("team `{id}` still has keys")));
+        }
+        self.store.delete(Kind::Team, id).await
+    }
+
+    /// Appends to the audit log: who did what to which record, when.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: Value,
+    ) -> Result<(), PolicyError> {
+        let entry = serde_json::json!({"ts_ms": now_ms(), "actor": actor, "action": action, "target": target, "detail": detail});
+        self.store.audit(entry.to_string()).await
+    }
+
+    pub async fn audit_log(&self, limit: usize) -> Result<Vec<Value>, PolicyError> {
+        Ok(self
+            .store
+            .audit_log(limit)
+            .await?
+            .iter()
+            .filter_map(|e| serde_json::from_str(e).ok())
+            .collect())
     }
 }
 
-/// The in-memory index used on every request: SHA-256 of the key -> record.
+/// What a successful authentication yields.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub key: Arc<KeyRecord>,
+    pub team: Option<Arc<Team>>,
+}
+
+#[derive(Default)]
+struct Index {
+    by_hash: HashMap<[u8; 32], Arc<KeyRecord>>,
+    teams: HashMap<String, Arc<Team>>,
+}
+
+/// The in-memory index used on every request.
 #[derive(Default)]
 pub struct Keyring {
-    by_hash: RwLock<HashMap<[u8; 32], Arc<KeyRecord>>>,
+    index: RwLock<Index>,
 }
 
 impl Keyring {
-    /// Replaces the whole index with the store's current content.
-    pub fn load(&self, records: Vec<KeyRecord>) {
-        let map = records.into_iter().map(|r| (r.hash, Arc::new(r))).collect();
-        if let Ok(mut guard) = self.by_hash.write() {
-            *guard = map;
+    /// Replaces the whole index.
+    pub fn load(&self, keys: Vec<KeyRecord>, teams: Vec<Team>) {
+        let mut by_hash = HashMap::with_capacity(keys.len());
+        for k in keys {
+            let mut hash = [0u8; 32];
+            if hex::decode_to_slice(&k.key_hash, &mut hash).is_ok() {
+                by_hash.insert(hash, Arc::new(k));
+            }
+        }
+        let teams = teams.into_iter().map(|t| (t.id.clone(), Arc::new(t))).collect();
+        if let Ok(mut g) = self.index.write() {
+            *g = Index { by_hash, teams };
         }
     }
 
-    /// Resolves a presented key. Revoked keys fail with [`PolicyError::Revoked`].
-    pub fn authenticate(&self, presented: &str) -> Result<Arc<KeyRecord>, PolicyError> {
+    /// Reloads from the store.
+    pub async fn reload(&self, keys: &Keys) -> Result<(), PolicyError> {
+        let (k, t) = (keys.list().await?, keys.list_teams().await?);
+        self.load(k, t);
+        Ok(())
+    }
+
+    /// Resolves a presented key at unix time `now_s`.
+    pub fn authenticate(&self, presented: &str, now_s: i64) -> Result<Principal, PolicyError> {
         let hash = hash_key(presented);
-        let guard = self.by_hash.read().map_err(|_| PolicyError::InvalidKey)?;
-        let record = guard.get(&hash).ok_or(PolicyError::InvalidKey)?;
-        if !bool::from(record.hash.ct_eq(&hash)) {
+        let g = self.index.read().map_err(|_| PolicyError::InvalidKey)?;
+        let key = g.by_hash.get(&hash).ok_or(PolicyError::InvalidKey)?;
+        let mut stored = [0u8; 32];
+        hex::decode_to_slice(&key.key_hash, &mut stored).map_err(|_| PolicyError::InvalidKey)?;
+        if !bool::from(stored.ct_eq(&hash)) {
             return Err(PolicyError::InvalidKey);
         }
-        if record.revoked {
+        if key.revoked {
             return Err(PolicyError::Revoked);
         }
-        Ok(Arc::clone(record))
+        if key.expires_at.is_some_and(|e| now_s >= e) {
+            return Err(PolicyError::Expired);
+        }
+        let team = key.team.as_ref().and_then(|t| g.teams.get(t)).cloned();
+        Ok(Principal {
+            key: Arc::clone(key),
+            team,
+        })
     }
 
     pub fn len(&self) -> usize {
-        self.by_hash.read().map_or(0, |g| g.len())
+        self.index.read().map_or(0, |g| g.by_hash.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -226,39 +520,108 @@ impl Keyring {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SqliteDocs;
 
-    #[test]
-    fn create_authenticate_revoke() {
-        let store = SqliteKeyStore::open(":memory:").unwrap();
-        let new = store.create("ci", &["gpt-*".to_string()]).unwrap();
+    fn keys() -> Keys {
+        Keys::new(DocStore::Sqlite(Arc::new(SqliteDocs::open(":memory:").unwrap())))
+    }
+
+    #[tokio::test]
+    async fn create_authenticate_patch_revoke() {
+        let keys = keys();
+        let team = keys
+            .create_team(TeamSpec {
+                id: "t1".into(),
+                name: None,
+                limits: Limits::default(),
+                budgets: Budgets::default(),
+                metadata: Map::new(),
+            })
+            .await
+            .unwrap();
+        let spec = KeySpec {
+            name: "ci".into(),
+            models: vec!["gpt-*".into()],
+            team: Some(team.id.clone()),
+            ..Default::default()
+        };
+        let new = keys.create(spec).await.unwrap();
         assert!(new.key.starts_with("tg-") && new.key.len() == 51);
         let ring = Keyring::default();
-        ring.load(store.list().unwrap());
-        let rec = ring.authenticate(&new.key).unwrap();
-        assert_eq!(rec.id, new.record.id);
-        assert!(rec.allows_model("gpt-4o") && !rec.allows_model("claude"));
+        ring.reload(&keys).await.unwrap();
+        let p = ring.authenticate(&new.key, 0).unwrap();
+        assert_eq!(p.key.id, new.record.id);
+        assert_eq!(p.team.unwrap().id, "t1");
+        assert!(p.key.allows_model("gpt-4o") && !p.key.allows_model("claude"));
         assert!(matches!(
-            ring.authenticate("tg-wrong"),
+            ring.authenticate("tg-wrong", 0),
             Err(PolicyError::InvalidKey)
         ));
-        assert!(store.revoke(&new.record.id).unwrap());
-        assert!(!store.revoke("key_missing").unwrap());
-        ring.load(store.list().unwrap());
-        assert!(matches!(ring.authenticate(&new.key), Err(PolicyError::Revoked)));
+
+        let patch: KeyPatch =
+            serde_json::from_str(r#"{"limits": {"rpm": 5}, "expires_at": 100, "team": null}"#).unwrap();
+        let k = keys.update(&new.record.id, patch).await.unwrap().unwrap();
+        assert_eq!(
+            (k.limits.rpm, k.expires_at, k.team.as_deref()),
+            (Some(5), Some(100), None)
+        );
+        ring.reload(&keys).await.unwrap();
+        assert!(ring.authenticate(&new.key, 99).is_ok());
+        assert!(matches!(
+            ring.authenticate(&new.key, 100),
+            Err(PolicyError::Expired)
+        ));
+        assert!(keys.revoke(&new.record.id).await.unwrap());
+        assert!(!keys.revoke("key_missing").await.unwrap());
+        ring.reload(&keys).await.unwrap();
+        assert!(matches!(
+            ring.authenticate(&new.key, 0),
+            Err(PolicyError::Revoked)
+        ));
+        assert!(!new.record.public().to_string().contains(&new.record.key_hash));
+    }
+
+    #[tokio::test]
+    async fn rejects_unknown_teams_and_bad_limits() {
+        let keys = keys();
+        let spec = KeySpec {
+            name: "x".into(),
+            team: Some("ghost".into()),
+            ..Default::default()
+        };
+        assert!(matches!(keys.create(spec).await, Err(PolicyError::Invalid(_))));
+        let spec: KeySpec = serde_json::from_str(r#"{"name": "x", "limits": {"rpm": 0}}"#).unwrap();
+        assert!(matches!(keys.create(spec).await, Err(PolicyError::Invalid(_))));
+        assert!(
+            serde_json::from_str::<KeySpec>(r#"{"name": "x", "budgets": {"daily_usd": "abc"}}"#).is_err()
+        );
+        assert!(serde_json::from_str::<KeySpec>(r#"{"name": "x", "limits": {"rpd": 1}}"#).is_err());
     }
 
     #[test]
     fn stores_only_the_hash() {
         let dir = std::env::temp_dir().join(format!("tg-keys-{}", random_hex(4)));
         let path = dir.join("k.db");
-        let store = SqliteKeyStore::open(path.to_str().unwrap()).unwrap();
-        let new = store.create("x", &[]).unwrap();
-        drop(store);
-        let raw = std::fs::read(&path).unwrap();
-        let wal = std::fs::read(dir.join("k.db-wal")).unwrap_or_default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let new = rt.block_on(async {
+            let keys = Keys::new(DocStore::Sqlite(Arc::new(
+                SqliteDocs::open(path.to_str().unwrap()).unwrap(),
+            )));
+            keys.create(KeySpec {
+                name: "x".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+        });
+        drop(rt);
+        let mut raw = std::fs::read(&path).unwrap();
+        raw.extend(std::fs::read(dir.join("k.db-wal")).unwrap_or_default());
         let needle = new.key.as_bytes();
         assert!(!raw.windows(needle.len()).any(|w| w == needle));
-        assert!(!wal.windows(needle.len()).any(|w| w == needle));
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -1,7 +1,14 @@
-//! Policy: who may call (keys), what they may use (model globs), and, as the policy issue lands,
-//! quotas, budgets and routing decisions. No HTTP framework here: the gateway adapts these to requests.
+//! Policy: who may call (keys, teams), what they may use (model globs), how much (quotas and budgets),
+//! and what it costs (pricing). No HTTP framework here: the gateway adapts these to requests.
 
+pub mod gcra;
 pub mod glob;
 pub mod keys;
+pub mod money;
+pub mod pricing;
+pub mod quota;
+pub mod redis_quota;
+pub mod store;
 
-pub use keys::{hash_key, KeyRecord, KeyStore, Keyring, NewKey, PolicyError, SqliteKeyStore};
+pub use keys::{hash_key, KeyRecord, KeySpec, Keyring, Keys, NewKey, PolicyError, Principal, Team};
+pub use money::Usd;

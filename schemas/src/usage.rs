@@ -67,6 +67,9 @@ pub struct UsageEvent {
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
     pub attempts: u32,
+    /// Cost in USD as a decimal string; `None` when the model's price is unknown (never a guessed zero).
+    #[serde(default)]
+    pub cost_usd: Option<String>,
 }
 
 impl UsageEvent {
