@@ -17,6 +17,18 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import openai, jsonsc
 fi
 export TOLLGATE_TEST_PYTHON="$VENV/bin/python"
 
+# Redis for the policy tests: the machine's server on 6379, started (and installed) when missing.
+if ! command -v redis-server >/dev/null 2>&1; then
+  log "installing redis-server"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  log "starting redis-server on 127.0.0.1:6379"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir /tmp --logfile /tmp/tollgate-test-redis.log
+  for _ in $(seq 1 50); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -60,12 +60,28 @@ impl Gateway {
     /// Starts the gateway with `extra` TOML (providers, models, more sections) after a generated
     /// `[server]`, `[store]` and `[usage]`; `env` is added to the process environment.
     pub async fn start(extra: &str, env: &[(&str, &str)]) -> Gateway {
+        Gateway::start_with_store(None, extra, env).await
+    }
+
+    /// Like [`Gateway::start`], with keys and quotas in Redis under `prefix` (replicas that share a
+    /// prefix share keys, limits and budgets).
+    pub async fn start_redis(url: &str, prefix: &str, extra: &str, env: &[(&str, &str)]) -> Gateway {
+        let store = format!("[store]\nkind = \"redis\"\nurl = \"{url}\"\nprefix = \"{prefix}\"\n");
+        Gateway::start_with_store(Some(store), extra, env).await
+    }
+
+    async fn start_with_store(store: Option<String>, extra: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = temp_dir("gw");
         let port = free_port();
+        let store = store.unwrap_or_else(|| {
+            format!(
+                "[store]\nkind = \"sqlite\"\npath = \"{}\"\n",
+                dir.join("keys.db").display()
+            )
+        });
         let config = format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_key_env = \"TG_TEST_ADMIN\"\nkey_refresh_ms = 200\nshutdown_grace_secs = 5\n\
-             [store]\nkind = \"sqlite\"\npath = \"{}\"\n[usage]\nsink = \"sqlite\"\npath = \"{}\"\n{extra}",
-            dir.join("keys.db").display(),
+             {store}[usage]\nsink = \"sqlite\"\npath = \"{}\"\n{extra}",
             dir.join("usage.db").display()
         );
         std::fs::write(dir.join("tollgate.toml"), config).expect("write config");
@@ -140,17 +156,36 @@ impl Gateway {
     }
 
     pub async fn create_key(&self, models: &[&str]) -> String {
-        let r = self
-            .http
-            .post(self.url("/admin/keys"))
-            .bearer_auth(ADMIN_KEY)
-            .json(&json!({"name": "test", "models": models}))
-            .send()
+        self.create_key_with(json!({"name": "test", "models": models}))
+            .await["key"]
+            .as_str()
+            .expect("key")
+            .to_string()
+    }
+
+    /// `POST /admin/keys` with any body; returns the answer (with `id` and `key`).
+    pub async fn create_key_with(&self, body: Value) -> Value {
+        self.admin(reqwest::Method::POST, "/admin/keys", Some(body), 201)
             .await
-            .expect("create key");
-        assert_eq!(r.status(), 201, "create key failed");
-        let v: Value = r.json().await.expect("json");
-        v["key"].as_str().expect("key").to_string()
+    }
+
+    /// An admin call that must answer `status`; returns its JSON body.
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        status: u16,
+    ) -> Value {
+        let mut r = self.http.request(method, self.url(path)).bearer_auth(ADMIN_KEY);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.expect("admin call");
+        let got = r.status().as_u16();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(got, status, "{path}: {v}");
+        v
     }
 
     pub async fn events(&self, query: &str) -> Value {

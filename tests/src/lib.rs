@@ -7,3 +7,4 @@
 
 pub mod fake;
 pub mod gateway;
+pub mod redis;
