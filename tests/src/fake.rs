@@ -75,6 +75,10 @@ impl FakeProvider {
             .with_state(Arc::clone(&state));
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind fake");
         let addr = listener.local_addr().expect("addr");
+        // Nagle off, as a real provider's edge has it: otherwise small SSE writes wait for a delayed ACK.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

@@ -142,21 +142,41 @@ async fn main() {
     let warm_end = start + Duration::from_secs_f64(a.warmup);
     let end = warm_end + Duration::from_secs_f64(a.duration);
     if a.rate > 0.0 {
+        // A plain thread paces the arrivals: tokio's timer wheel has 1 ms granularity, which would
+        // add up to 1 ms of the driver's own lateness to every measured latency.
         let interval = Duration::from_secs_f64(1.0 / a.rate);
-        let mut tasks = Vec::new();
-        let mut i: u32 = 0;
-        loop {
-            let due = start + interval * i;
-            if due >= end {
-                break;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        let pacer = std::thread::spawn(move || {
+            let mut i: u32 = 0;
+            loop {
+                let due = start + interval * i;
+                if due >= end {
+                    break;
+                }
+                loop {
+                    let now = Instant::now();
+                    if now >= due {
+                        break;
+                    }
+                    let left = due - now;
+                    if left > Duration::from_micros(300) {
+                        std::thread::sleep(left - Duration::from_micros(200));
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+                if tx.send(due).is_err() {
+                    break;
+                }
+                i += 1;
             }
-            tokio::time::sleep_until(due.into()).await;
+        });
+        let mut tasks = Vec::new();
+        while let Some(due) = rx.recv().await {
             let (client, a, body, out) = (client.clone(), Arc::clone(&a), body.clone(), Arc::clone(&out));
-            tasks.push(tokio::spawn(async move {
-                one(&client, &a, body, due, &out, due >= warm_end).await
-            }));
-            i += 1;
+            tasks.push(tokio::spawn(async move { one(&client, &a, body, due, &out, due >= warm_end).await }));
         }
+        let _ = pacer.join();
         for t in tasks {
             let _ = t.await;
         }
