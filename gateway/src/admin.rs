@@ -69,7 +69,23 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 }
 
 pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
-    let mut res = st.metrics.render().into_response();
+    let mut text = st.metrics.render();
+    text.push_str(
+        "# HELP tollgate_circuit_state Circuit breaker per target: 0 closed, 1 half-open, 2 open.\n",
+    );
+    text.push_str("# TYPE tollgate_circuit_state gauge\n");
+    for (target, circuit) in st.health.snapshot() {
+        let v = match circuit {
+            crate::routing::Circuit::Closed => 0,
+            crate::routing::Circuit::HalfOpen => 1,
+            crate::routing::Circuit::Open => 2,
+        };
+        text.push_str(&format!(
+            "tollgate_circuit_state{{target=\"{}\"}} {v}\n",
+            target.replace('"', "")
+        ));
+    }
+    let mut res = text.into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

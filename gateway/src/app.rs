@@ -33,6 +33,7 @@ use crate::{
     metrics::Metrics,
     proxy,
     quota::QuotaService,
+    routing::Health,
     usage::{UsageSink, UsageStore},
 };
 
@@ -44,6 +45,7 @@ pub struct AppState {
     pub keys: Keys,
     pub keyring: Keyring,
     pub quota: QuotaService,
+    pub health: Health,
     pub usage_store: Arc<UsageStore>,
     pub usage: UsageSink,
     pub metrics: Arc<Metrics>,
@@ -136,6 +138,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<Runtime> {
         keys,
         keyring: Keyring::default(),
         quota,
+        health: Health::default(),
         usage_store,
         usage,
         metrics,

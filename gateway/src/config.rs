@@ -44,6 +44,8 @@ struct RawConfig {
     quota: RawQuota,
     #[serde(default)]
     pricing: Vec<RawPrice>,
+    #[serde(default)]
+    routing: RoutingConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,7 +196,18 @@ struct RawProvider {
 #[serde(deny_unknown_fields)]
 struct RawModel {
     name: String,
+    /// Other names clients may send for this model.
+    #[serde(default)]
+    aliases: Vec<String>,
     targets: Vec<RawTarget>,
+    /// Models tried, in order, after every target of this one failed.
+    #[serde(default)]
+    fallbacks: Vec<String>,
+    #[serde(default)]
+    strategy: Option<Strategy>,
+    /// Extra attempts on the same target for retryable errors (with backoff).
+    #[serde(default)]
+    retries: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -202,6 +215,50 @@ struct RawModel {
 struct RawTarget {
     provider: String,
     model: String,
+    #[serde(default)]
+    weight: Option<u32>,
+}
+
+/// How a model orders its targets for each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Config order: the first healthy target serves, the others are fallbacks.
+    Ordered,
+    /// Random by weight; the rest follow as fallbacks.
+    Weighted,
+    /// Power of two choices over each target's latency (EWMA).
+    LeastLatency,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Upstream attempts per request, across retries, targets and fallbacks.
+    pub max_attempts: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    /// Consecutive failures that open a target's circuit.
+    pub breaker_failures: u32,
+    /// Or this failure ratio over the last `breaker_window` calls (at least half the window seen).
+    pub breaker_error_ratio: f64,
+    pub breaker_window: u32,
+    /// How long an open circuit stays open before one probe may try it (half-open).
+    pub breaker_cooldown_ms: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            max_attempts: 6,
+            retry_base_ms: 100,
+            retry_max_ms: 2000,
+            breaker_failures: 5,
+            breaker_error_ratio: 0.5,
+            breaker_window: 20,
+            breaker_cooldown_ms: 30_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -228,6 +285,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub quota: QuotaConfig,
     pub prices: tollgate_policy::pricing::PriceTable,
+    pub routing: RoutingConfig,
     pub usage_path: String,
     pub usage_queue_capacity: usize,
     pub providers: Vec<Arc<Provider>>,
@@ -267,12 +325,18 @@ impl fmt::Debug for Provider {
 pub struct Model {
     pub name: String,
     pub targets: Vec<ModelTarget>,
+    pub fallbacks: Vec<String>,
+    pub strategy: Strategy,
+    pub retries: u32,
 }
 
 #[derive(Debug)]
 pub struct ModelTarget {
     pub provider: Arc<Provider>,
     pub model: String,
+    pub weight: u32,
+    /// `provider/model`: the circuit breaker's and metrics' name for this target.
+    pub id: String,
 }
 
 /// Every problem found in a config, each as `field.path: message`.
@@ -502,8 +566,9 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
         }));
     }
 
-    let mut models = HashMap::new();
+    let mut models: HashMap<String, Arc<Model>> = HashMap::new();
     let mut model_order = Vec::new();
+    let all_names: Vec<String> = raw.models.iter().map(|m| m.name.clone()).collect();
     for (i, m) in raw.models.into_iter().enumerate() {
         let at = format!("models[{i}]");
         if m.name.is_empty() {
@@ -517,10 +582,15 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
         }
         let mut targets = Vec::new();
         for (j, t) in m.targets.into_iter().enumerate() {
+            if t.weight == Some(0) {
+                errors.push(format!("{at}.targets[{j}].weight: must be at least 1"));
+            }
             match providers.iter().find(|p| p.name == t.provider) {
                 Some(p) => targets.push(ModelTarget {
+                    id: format!("{}/{}", p.name, t.model),
                     provider: Arc::clone(p),
                     model: t.model,
+                    weight: t.weight.unwrap_or(1),
                 }),
                 None => errors.push(format!(
                     "{at}.targets[{j}].provider: no provider named `{}`",
@@ -528,14 +598,41 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
                 )),
             }
         }
-        model_order.push(m.name.clone());
-        models.insert(
-            m.name.clone(),
-            Arc::new(Model {
-                name: m.name,
-                targets,
+        for (j, f) in m.fallbacks.iter().enumerate() {
+            if f == &m.name || !all_names.contains(f) {
+                errors.push(format!(
+                    "{at}.fallbacks[{j}]: `{f}` is not another configured model"
+                ));
+            }
+        }
+        let weighted = targets.iter().any(|t| t.weight != 1);
+        let model = Arc::new(Model {
+            name: m.name.clone(),
+            targets,
+            fallbacks: m.fallbacks,
+            strategy: m.strategy.unwrap_or(if weighted {
+                Strategy::Weighted
+            } else {
+                Strategy::Ordered
             }),
-        );
+            retries: m.retries,
+        });
+        for (j, alias) in m.aliases.iter().enumerate() {
+            if all_names.contains(alias) || models.contains_key(alias) {
+                errors.push(format!(
+                    "{at}.aliases[{j}]: `{alias}` is already a model or alias"
+                ));
+            }
+            models.insert(alias.clone(), Arc::clone(&model));
+        }
+        model_order.push(m.name.clone());
+        models.insert(m.name, model);
+    }
+    if raw.routing.max_attempts == 0 {
+        errors.push("routing.max_attempts: must be at least 1".into());
+    }
+    if !(0.0..=1.0).contains(&raw.routing.breaker_error_ratio) || raw.routing.breaker_window == 0 {
+        errors.push("routing.breaker_error_ratio: must be within 0..=1 with breaker_window >= 1".into());
     }
 
     match (errors.is_empty(), listen) {
@@ -552,6 +649,7 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
                 on_redis_error: raw.quota.on_redis_error,
             },
             prices,
+            routing: raw.routing,
             usage_path: raw.usage.path,
             usage_queue_capacity: raw.usage.queue_capacity,
             providers,

@@ -11,4 +11,5 @@ pub mod error;
 pub mod metrics;
 pub mod proxy;
 pub mod quota;
+pub mod routing;
 pub mod usage;

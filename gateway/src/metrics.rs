@@ -65,6 +65,7 @@ pub struct Metrics {
     pub upstream_retries: AtomicU64,
     pub panics: AtomicU64,
     pub quota_rejections: AtomicU64,
+    pub fallbacks: AtomicU64,
     pub quota_fallbacks: AtomicU64,
     pub quota_store_errors: AtomicU64,
 }
@@ -182,6 +183,12 @@ impl Metrics {
                 "Upstream attempts beyond the first.",
                 "counter",
                 &self.upstream_retries,
+            ),
+            (
+                "tollgate_fallbacks_total",
+                "Requests served by a target other than the first planned one.",
+                "counter",
+                &self.fallbacks,
             ),
             (
                 "tollgate_quota_rejections_total",

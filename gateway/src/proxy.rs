@@ -42,6 +42,7 @@ use crate::{
     auth::authenticate,
     config::{Model, ModelTarget, Provider},
     error::{rate_headers, ApiError},
+    routing,
     usage::{now_ms, UsageGuard},
 };
 
@@ -234,7 +235,7 @@ pub fn resolve_model(st: &AppState, key: &KeyRecord, model: &str) -> Result<Arc<
         message: format!("The model `{model}` does not exist or you do not have access to it."),
         code: "model_not_found",
     })?;
-    if !key.allows_model(model) {
+    if !key.allows_model(model) && !key.allows_model(&found.name) {
         return Err(ApiError::Forbidden {
             message: format!("This key is not allowed to use the model `{model}`."),
             code: "model_not_allowed",
@@ -268,8 +269,8 @@ async fn proxy(
     });
     let model = resolve_model(st, key, &req.model)?;
 
-    let candidates: Vec<&ModelTarget> = model.targets.iter().filter(|t| t.provider.available).collect();
-    let Some(first) = candidates.first() else {
+    let plan = routing::plan(&st.config, &model, &st.health, |m| key.allows_model(m));
+    let Some((first, _)) = plan.first() else {
         return Err(ApiError::Unavailable(format!(
             "no provider for model `{}` is available (their credentials are not configured)",
             model.name
@@ -279,13 +280,13 @@ async fn proxy(
     // Reserve every limit of the key and its team before any upstream work.
     let estimate = estimate_usage(st, op, &req, body_len);
     let est_cost = price_of(st, first).map_or(tollgate_policy::Usd(0), |p| p.cost(&estimate));
-    let plan = Plan::for_principal(&principal, estimate.input + estimate.output, est_cost, now_ms());
-    let lease = st.quota.acquire(plan).await.map_err(quota_error)?;
+    let quota_plan = Plan::for_principal(&principal, estimate.input + estimate.output, est_cost, now_ms());
+    let lease = st.quota.acquire(quota_plan).await.map_err(quota_error)?;
     let info = lease.info;
     if let Some(g) = guard.as_mut() {
         g.attach_lease(lease);
     }
-    let mut res = dispatch(st, op, &mut req, &candidates, guard, rid).await?;
+    let mut res = dispatch(st, op, &mut req, &plan, guard, rid).await?;
     rate_headers(res.headers_mut(), &info);
     Ok(res)
 }
@@ -353,55 +354,95 @@ fn quota_error(e: QuotaError) -> ApiError {
     }
 }
 
-/// Tries the model's targets in order; falls over while nothing was sent to the client.
+/// Tries the planned targets in order, retrying retryable failures on the same target with backoff
+/// (`retries` per model) and falling over to the next target, all while nothing was sent to the
+/// client and within `routing.max_attempts`. Targets whose circuit is open are skipped.
 async fn dispatch(
     st: &Arc<AppState>,
     op: Operation,
     req: &mut Parsed,
-    candidates: &[&ModelTarget],
+    plan: &[(&ModelTarget, &Model)],
     guard: &mut Option<UsageGuard>,
     rid: &str,
 ) -> Result<Response, ApiError> {
-    let mut last_err = ApiError::Unavailable("no target tried".into());
-    for (attempt, target) in candidates.iter().enumerate() {
-        let g = guard
-            .as_mut()
-            .ok_or_else(|| ApiError::Internal("usage guard missing".into()))?;
-        g.update(|e| {
-            e.attempts = attempt as u32 + 1;
-            e.provider = Some(target.provider.name.clone());
-            e.served_model = Some(target.model.clone());
-        });
-        g.price = price_of(st, target);
-        if attempt > 0 {
-            st.metrics
-                .upstream_retries
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let cfg = &st.config.routing;
+    let mut attempts = 0u32;
+    let mut last_err: Option<ApiError> = None;
+    for (position, (target, owner)) in plan.iter().enumerate() {
+        if !st.health.admit(&target.id) {
+            continue;
         }
-        let is_last = attempt + 1 == candidates.len();
-        // The body is moved into the last attempt and cloned for earlier ones.
-        let body = if is_last {
-            std::mem::take(&mut req.body)
-        } else {
-            req.body.clone()
-        };
-        match attempt_target(st, op, req, body, target, guard, rid).await {
-            Ok(res) => return Ok(res),
-            Err(Failure { error, retryable }) => {
-                tracing::warn!(provider = %target.provider.name, request_id = rid, error = ?error.kind(), status = error.status().as_u16(), "upstream attempt failed");
-                if !retryable || is_last {
-                    return Err(error);
+        for retry in 0..=owner.retries {
+            if attempts >= cfg.max_attempts {
+                break;
+            }
+            if retry > 0 {
+                tokio::time::sleep(routing::backoff(cfg, retry - 1)).await;
+            }
+            attempts += 1;
+            let g = guard
+                .as_mut()
+                .ok_or_else(|| ApiError::Internal("usage guard missing".into()))?;
+            g.update(|e| {
+                e.attempts = attempts;
+                e.provider = Some(target.provider.name.clone());
+                e.served_model = Some(target.model.clone());
+            });
+            g.price = price_of(st, target);
+            if attempts > 1 {
+                st.metrics
+                    .upstream_retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            // The last possible attempt takes the body; earlier ones clone it.
+            let last = position + 1 == plan.len() && retry == owner.retries;
+            let body = if last {
+                std::mem::take(&mut req.body)
+            } else {
+                req.body.clone()
+            };
+            let started = Instant::now();
+            match attempt_target(st, op, req, body, target, guard, rid).await {
+                Ok(res) => {
+                    st.health.record(&target.id, true, started.elapsed(), cfg);
+                    if position > 0 {
+                        st.metrics
+                            .fallbacks
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return Ok(res);
                 }
-                last_err = error;
+                Err(Failure {
+                    error,
+                    retryable,
+                    fallback,
+                }) => {
+                    tracing::warn!(target = %target.id, request_id = rid, error = error.kind(), status = error.status().as_u16(), "upstream attempt failed");
+                    if retryable || fallback {
+                        st.health.record(&target.id, false, started.elapsed(), cfg);
+                    }
+                    if !retryable && !fallback {
+                        return Err(error);
+                    }
+                    last_err = Some(error);
+                    if !retryable {
+                        break;
+                    }
+                }
             }
         }
     }
-    Err(last_err)
+    Err(last_err.unwrap_or_else(|| {
+        ApiError::Unavailable("every target of this model is unavailable (circuit open)".into())
+    }))
 }
 
+/// A failed attempt. `retryable`: the same target may succeed on another try (and so may the next);
+/// `fallback`: only another target may (the provider rejected its own credentials or lacks the model).
 struct Failure {
     error: ApiError,
     retryable: bool,
+    fallback: bool,
 }
 
 impl Failure {
@@ -409,12 +450,14 @@ impl Failure {
         Failure {
             error,
             retryable: true,
+            fallback: true,
         }
     }
     fn fatal(error: ApiError) -> Self {
         Failure {
             error,
             retryable: false,
+            fallback: false,
         }
     }
 }
@@ -481,9 +524,11 @@ async fn attempt_target(
             kind: err.kind,
             param: err.param,
         };
+        let fallback = err.retryable || matches!(err.status, 401 | 403 | 404);
         return Err(Failure {
             error,
             retryable: err.retryable,
+            fallback,
         });
     }
     if req.stream {

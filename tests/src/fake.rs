@@ -10,6 +10,7 @@
 //! | `fail-400`       | 400 `invalid_request_error` with `param` |
 //! | `fail-401`       | 401 whose message echoes the provider key it received |
 //! | `slow`           | waits 30 s (non-streaming) / one chunk every 50 ms for 30 s (streaming) |
+//! | `reset`          | (non-streaming) 200 headers, then the connection is cut |
 //! | `break-stream`   | two chunks, then the connection is cut |
 //! | `error-event`    | one chunk, then an `error` event in the stream |
 //!
@@ -248,6 +249,19 @@ async fn chat(State(state): State<Arc<FakeState>>, uri: Uri, headers: HeaderMap,
                     "invalid_request_error",
                     None,
                 ),
+            );
+        }
+        "reset" if !stream => {
+            // Headers go out, then the connection is cut before any body byte.
+            let body = futures_util::stream::once(async {
+                Err::<Bytes, std::io::Error>(std::io::Error::other("reset"))
+            });
+            return finish(
+                watch,
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Body::from_stream(body))
+                    .expect("response"),
             );
         }
         "slow" if !stream => {

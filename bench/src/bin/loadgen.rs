@@ -174,7 +174,9 @@ async fn main() {
         let mut tasks = Vec::new();
         while let Some(due) = rx.recv().await {
             let (client, a, body, out) = (client.clone(), Arc::clone(&a), body.clone(), Arc::clone(&out));
-            tasks.push(tokio::spawn(async move { one(&client, &a, body, due, &out, due >= warm_end).await }));
+            tasks.push(tokio::spawn(async move {
+                one(&client, &a, body, due, &out, due >= warm_end).await
+            }));
         }
         let _ = pacer.join();
         for t in tasks {
