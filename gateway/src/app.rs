@@ -30,6 +30,7 @@ use crate::{
     admin,
     config::{Config, StoreConfig},
     error::ApiError,
+    jwt::JwtAuth,
     metrics::Metrics,
     proxy,
     quota::QuotaService,
@@ -46,6 +47,7 @@ pub struct AppState {
     pub keyring: Keyring,
     pub quota: QuotaService,
     pub health: Health,
+    pub jwt: Option<Arc<JwtAuth>>,
     pub usage_store: Arc<UsageStore>,
     pub usage: UsageSink,
     pub metrics: Arc<Metrics>,
@@ -122,6 +124,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<Runtime> {
             clients.insert(p.name.clone(), http_client(p.connect_timeout)?);
         }
     }
+    let jwt = match &config.jwt {
+        Some((cfg, secret)) => Some(JwtAuth::new(cfg.clone(), secret.clone()).await?),
+        None => None,
+    };
     let quota = QuotaService {
         local: Arc::new(LocalQuota::default()),
         redis: match (&config.store, redis_conn) {
@@ -139,6 +145,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<Runtime> {
         keyring: Keyring::default(),
         quota,
         health: Health::default(),
+        jwt,
         usage_store,
         usage,
         metrics,
@@ -245,6 +252,7 @@ pub async fn serve(config: Config) -> anyhow::Result<std::thread::JoinHandle<()>
     let addr = listener.local_addr()?;
     let Runtime { state, usage_writer } = build_state(config).await?;
     let refresh = spawn_key_refresh(Arc::clone(&state), state.config.key_refresh);
+    let jwks_refresh = state.jwt.as_ref().and_then(|j| j.spawn_refresh());
     let grace = state.config.shutdown_grace;
     let app = router(Arc::clone(&state));
     tracing::info!(%addr, models = state.config.models.len(), keys = state.keyring.len(), "tollgate listening");
@@ -273,6 +281,9 @@ pub async fn serve(config: Config) -> anyhow::Result<std::thread::JoinHandle<()>
         } => tracing::warn!("grace period over: closing remaining connections"),
     }
     refresh.abort();
+    if let Some(j) = jwks_refresh {
+        j.abort();
+    }
     Ok(usage_writer)
 }
 

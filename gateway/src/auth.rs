@@ -5,7 +5,7 @@ use axum::http::{header, HeaderMap};
 use subtle::ConstantTimeEq;
 use tollgate_policy::{PolicyError, Principal};
 
-use crate::{app::AppState, error::ApiError};
+use crate::{app::AppState, error::ApiError, jwt::JwtAuth};
 
 /// The credential a client presented, if any.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
@@ -27,6 +27,9 @@ pub fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Principal, Api
             "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.".into(),
         )
     })?;
+    if let Some(jwt) = st.jwt.as_ref().filter(|_| JwtAuth::looks_like_jwt(key)) {
+        return jwt.authenticate(key, &st.keyring);
+    }
     let now_s = crate::usage::now_ms() / 1000;
     st.keyring.authenticate(key, now_s).map_err(|e| match e {
         PolicyError::Revoked => ApiError::Unauthorized("This API key has been revoked.".into()),

@@ -46,6 +46,14 @@ struct RawConfig {
     pricing: Vec<RawPrice>,
     #[serde(default)]
     routing: RoutingConfig,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    jwt: Option<crate::jwt::JwtConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -286,6 +294,8 @@ pub struct Config {
     pub quota: QuotaConfig,
     pub prices: tollgate_policy::pricing::PriceTable,
     pub routing: RoutingConfig,
+    /// JWT authentication and its HMAC secret, when configured.
+    pub jwt: Option<(crate::jwt::JwtConfig, Option<Secret>)>,
     pub usage_path: String,
     pub usage_queue_capacity: usize,
     pub providers: Vec<Arc<Provider>>,
@@ -628,6 +638,11 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
         model_order.push(m.name.clone());
         models.insert(m.name, model);
     }
+    let jwt = raw.auth.jwt.map(|j| {
+        errors.extend(j.problems(getenv));
+        let secret = j.hs_secret_env.as_deref().and_then(getenv).map(Secret::new);
+        (j, secret)
+    });
     if raw.routing.max_attempts == 0 {
         errors.push("routing.max_attempts: must be at least 1".into());
     }
@@ -650,6 +665,7 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
             },
             prices,
             routing: raw.routing,
+            jwt,
             usage_path: raw.usage.path,
             usage_queue_capacity: raw.usage.queue_capacity,
             providers,

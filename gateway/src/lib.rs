@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod jwt;
 pub mod metrics;
 pub mod proxy;
 pub mod quota;

@@ -508,6 +508,10 @@ impl Keyring {
         })
     }
 
+    pub fn team(&self, id: &str) -> Option<Arc<Team>> {
+        self.index.read().ok().and_then(|g| g.teams.get(id).cloned())
+    }
+
     pub fn len(&self) -> usize {
         self.index.read().map_or(0, |g| g.by_hash.len())
     }
