@@ -193,8 +193,10 @@ struct RawProvider {
     base_url: Option<String>,
     api_key_env: Option<String>,
     api_version: Option<String>,
-    /// Time allowed for the whole answer (non-streaming) or for the response headers (streaming).
+    /// Time allowed for the whole answer, streams included.
     timeout_ms: Option<u64>,
+    /// Time allowed until the response headers arrive (defaults to `timeout_ms`).
+    first_byte_timeout_ms: Option<u64>,
     /// Longest silence allowed between two chunks of a stream.
     stream_idle_timeout_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
@@ -315,6 +317,7 @@ pub struct Provider {
     pub available: bool,
     pub api_version: Option<String>,
     pub timeout: Duration,
+    pub first_byte_timeout: Duration,
     pub stream_idle_timeout: Duration,
     pub connect_timeout: Duration,
     pub adapter: Option<Box<dyn Adapter>>,
@@ -555,6 +558,7 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
         };
         for (field, v) in [
             ("timeout_ms", p.timeout_ms),
+            ("first_byte_timeout_ms", p.first_byte_timeout_ms),
             ("stream_idle_timeout_ms", p.stream_idle_timeout_ms),
             ("connect_timeout_ms", p.connect_timeout_ms),
         ] {
@@ -571,6 +575,9 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
             available,
             api_version: p.api_version,
             timeout: Duration::from_millis(p.timeout_ms.unwrap_or(600_000)),
+            first_byte_timeout: Duration::from_millis(
+                p.first_byte_timeout_ms.or(p.timeout_ms).unwrap_or(600_000),
+            ),
             stream_idle_timeout: Duration::from_millis(p.stream_idle_timeout_ms.unwrap_or(120_000)),
             connect_timeout: Duration::from_millis(p.connect_timeout_ms.unwrap_or(10_000)),
         }));

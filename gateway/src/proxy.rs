@@ -493,14 +493,16 @@ async fn attempt_target(
             other => Failure::fatal(ApiError::Internal(other.to_string())),
         })?;
     let client = st.client(&provider.name);
-    let deadline = Instant::now() + provider.timeout;
+    let started = Instant::now();
+    let deadline = started + provider.timeout;
+    let first_byte = deadline.min(started + provider.first_byte_timeout);
     let send = client
         .post(&up.url)
         .headers(up.headers)
         .header(REQUEST_ID, rid)
         .body(up.body)
         .send();
-    let resp = match timeout_at(deadline, send).await {
+    let resp = match timeout_at(first_byte, send).await {
         Err(_) => return Err(Failure::retry(timeout_error(provider))),
         Ok(Err(e)) => {
             return Err(Failure::retry(ApiError::BadGateway(format!(
@@ -537,13 +539,11 @@ async fn attempt_target(
             .map(|r| r.map_err(|e| transport_reason(&e)))
             .boxed();
         let translator = adapter.stream_translator(op, req.client_wants_usage);
-        return Ok(stream_response(
-            upstream,
-            translator,
-            target,
-            guard,
-            provider.stream_idle_timeout,
-        ));
+        let limits = StreamLimits {
+            idle: provider.stream_idle_timeout,
+            deadline,
+        };
+        return Ok(stream_response(upstream, translator, target, guard, limits));
     }
     let body = match timeout_at(deadline, resp.bytes()).await {
         Err(_) => return Err(Failure::retry(timeout_error(provider))),
@@ -650,7 +650,11 @@ fn echo_answer(
             frames.push(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
             let upstream: ByteStream = futures_util::stream::iter(frames).boxed();
             let translator = Box::new(OpenAiStream::new(req.client_wants_usage));
-            stream_response(upstream, translator, target, guard, Duration::from_secs(60))
+            let limits = StreamLimits {
+                idle: Duration::from_secs(60),
+                deadline: Instant::now() + Duration::from_secs(600),
+            };
+            stream_response(upstream, translator, target, guard, limits)
         }
     }
 }
@@ -670,12 +674,19 @@ fn error_frame(message: &str, kind: &str) -> Bytes {
 
 /// Per-stream state, owned by the response body: dropping the body (client gone) drops the upstream
 /// stream and the usage guard, which records the cancellation.
+/// How long a stream may stay silent, and when it must have ended.
+#[derive(Clone, Copy)]
+struct StreamLimits {
+    idle: Duration,
+    deadline: Instant,
+}
+
 struct StreamState {
     upstream: ByteStream,
     parser: SseParser,
     translator: Box<dyn StreamTranslator>,
     guard: UsageGuard,
-    idle: Duration,
+    limits: StreamLimits,
     pending: VecDeque<Bytes>,
     events: Vec<SseEvent>,
     payloads: Vec<Bytes>,
@@ -737,7 +748,7 @@ fn stream_response(
     translator: Box<dyn StreamTranslator>,
     target: &ModelTarget,
     guard: &mut Option<UsageGuard>,
-    idle: Duration,
+    limits: StreamLimits,
 ) -> Response {
     let Some(guard) = guard.take() else {
         return ApiError::Internal("usage guard missing".into()).into_response();
@@ -747,7 +758,7 @@ fn stream_response(
         parser: SseParser::new(),
         translator,
         guard,
-        idle,
+        limits,
         pending: VecDeque::new(),
         events: Vec::new(),
         payloads: Vec::new(),
@@ -762,9 +773,21 @@ fn stream_response(
             if st.done {
                 return None;
             }
-            match timeout(st.idle, st.upstream.next()).await {
+            let now = Instant::now();
+            let wait = st
+                .limits
+                .idle
+                .min(st.limits.deadline.saturating_duration_since(now));
+            match timeout(wait, st.upstream.next()).await {
+                Err(_) if Instant::now() >= st.limits.deadline => {
+                    st.fail(
+                        "the stream exceeded the provider's total timeout",
+                        504,
+                        "timeout_error",
+                    );
+                }
                 Err(_) => {
-                    let msg = format!("no data for {} ms", st.idle.as_millis());
+                    let msg = format!("no data for {} ms", st.limits.idle.as_millis());
                     st.fail(&msg, 504, "timeout_error");
                 }
                 Ok(Some(Err(e))) => st.fail(&e, 502, "upstream_error"),

@@ -186,3 +186,34 @@ targets = [{ provider = "fake", model = "break-stream" }, { provider = "fake", m
     assert!(text.contains("partial") && text.contains("\"error\""), "{text}");
     assert!(!upstream_models(&fake).contains(&"up-never".to_string()));
 }
+
+#[tokio::test]
+async fn a_stream_past_the_total_timeout_ends_with_an_error_event() {
+    let extra = r#"
+[[providers]]
+name = "bounded"
+kind = "openai_compat"
+base_url = "BASE"
+timeout_ms = 400
+stream_idle_timeout_ms = 5000
+[[models]]
+name = "long-stream"
+targets = [{ provider = "bounded", model = "slow" }]
+"#;
+    let (_fake, gw, key) = setup(extra).await;
+    let mut body = ask("long-stream");
+    body["stream"] = json!(true);
+    let start = Instant::now();
+    let text = gw.chat(&key, body).await.text().await.unwrap();
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(350) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+    assert!(text.contains("total timeout"), "{text}");
+    let e = &gw.wait_events(1).await[0];
+    assert_eq!(
+        (e["status"].as_u64(), e["error_type"].as_str()),
+        (Some(504), Some("timeout_error"))
+    );
+}
