@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Side-by-side latency of the fake upstream reached directly and through Tollgate, in one run.
-#   bench/run.sh [quick]      quick: shorter runs (for a smoke check)
-# Appends a dated section to bench/RESULTS.md and prints it.
+# Side-by-side latency of the fake upstream reached directly and through Tollgate, in one run:
+# no limits, every limit on with in-memory quotas, and every limit on with Redis quotas.
+#   bench/run.sh [quick]      quick: 3 s per row instead of 10
+# Appends a dated section to bench/RESULTS.md and prints it. Needs Redis on 127.0.0.1:6379 for the
+# Redis rows (scripts/test.sh starts one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -13,20 +15,23 @@ cargo build --release --quiet -p tollgate-bench --bins
 BIN="$ROOT/target/release"
 WORK=$(mktemp -d)
 FAKE=127.0.0.1:19100
-GW_PORT=19200
-cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$WORK"; }
 PIDS=()
+cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
+wait_for() { for _ in $(seq 1 400); do "$@" >/dev/null 2>&1 && return 0; sleep 0.005; done; echo "timed out: $*" >&2; exit 1; }
+rss() { awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
 
 "$BIN/fake-upstream" "$FAKE" 2>"$WORK/fake.log" & PIDS+=($!)
-cat > "$WORK/tollgate.toml" <<TOML
+
+# start_gateway NAME PORT STORE_TOML: starts one Tollgate, sets GW_PID and READY_MS.
+start_gateway() {
+  cat > "$WORK/$1.toml" <<TOML
 [server]
-listen = "127.0.0.1:$GW_PORT"
+listen = "127.0.0.1:$2"
 admin_key_env = "BENCH_ADMIN"
-[store]
-path = "$WORK/keys.db"
+$3
 [usage]
-path = "$WORK/usage.db"
+path = "$WORK/$1-usage.db"
 [[providers]]
 name = "fake"
 kind = "openai_compat"
@@ -35,45 +40,71 @@ api_key_env = "BENCH_PROVIDER_KEY"
 [[models]]
 name = "gpt-test"
 targets = [{ provider = "fake", model = "up-gpt" }]
+[[pricing]]
+model = "up-gpt"
+input = "0.15"
+output = "0.60"
 TOML
-START_NS=$(date +%s%N)
-BENCH_ADMIN=bench-admin BENCH_PROVIDER_KEY=sk-bench TOLLGATE_LOG=warn \
-  "$BIN/tollgate" serve --config "$WORK/tollgate.toml" 2>"$WORK/gw.log" & GW=$!; PIDS+=($GW)
-wait_for() { for _ in $(seq 1 400); do "$@" >/dev/null 2>&1 && return 0; sleep 0.005; done; echo "timed out: $*" >&2; exit 1; }
-wait_for curl -sf "http://127.0.0.1:$GW_PORT/healthz"
-READY_MS=$(( ($(date +%s%N) - START_NS) / 1000000 ))
+  local start=$(date +%s%N)
+  BENCH_ADMIN=bench-admin BENCH_PROVIDER_KEY=sk-bench TOLLGATE_LOG=warn \
+    "$BIN/tollgate" serve --config "$WORK/$1.toml" 2>"$WORK/$1.log" & GW_PID=$!; PIDS+=($GW_PID)
+  wait_for curl -sf "http://127.0.0.1:$2/healthz"
+  READY_MS=$(( ($(date +%s%N) - start) / 1000000 ))
+}
+# make_key PORT BODY: prints a new key.
+make_key() {
+  curl -sf -X POST "http://127.0.0.1:$1/admin/keys" -H 'Authorization: Bearer bench-admin' \
+    -H 'content-type: application/json' -d "$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])'
+}
+LIMITS='{"name":"limited","limits":{"rpm":1000000000,"tpm":1000000000000,"max_parallel":1000000},"budgets":{"daily_usd":"1000000","monthly_usd":"1000000","total_usd":"1000000"}}'
+
+start_gateway mem 19200 "[store]
+path = \"$WORK/mem-keys.db\""
+MEM_PID=$GW_PID; MEM_READY=$READY_MS
+IDLE_RSS=$(rss "$MEM_PID")
 wait_for curl -sf "http://$FAKE/v1/chat/completions" -d '{"model":"m","messages":[]}'
-KEY=$(curl -sf -X POST "http://127.0.0.1:$GW_PORT/admin/keys" -H 'Authorization: Bearer bench-admin' \
-  -H 'content-type: application/json' -d '{"name":"bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
-rss() { awk '/VmRSS/ {print $2/1024 " MiB"}' "/proc/$1/status"; }
-IDLE_RSS=$(rss "$GW")
+PLAIN_KEY=$(make_key 19200 '{"name":"plain"}')
+MEM_KEY=$(make_key 19200 "$LIMITS")
+REDIS_ROWS=false
+if redis-cli -p 6379 ping >/dev/null 2>&1; then
+  start_gateway redis 19300 "[store]
+kind = \"redis\"
+url = \"redis://127.0.0.1:6379/0\"
+prefix = \"tgbench:$$:\""
+  REDIS_KEY=$(make_key 19300 "$LIMITS")
+  REDIS_ROWS=true
+fi
 
 DIRECT="http://$FAKE/v1/chat/completions"
-VIA="http://127.0.0.1:$GW_PORT/v1/chat/completions"
+MEM="http://127.0.0.1:19200/v1/chat/completions"
+REDIS="http://127.0.0.1:19300/v1/chat/completions"
 STREAM_BODY='{"model":"gpt-test","stream":true,"messages":[{"role":"user","content":"one two three four five six seven eight nine ten"}]}'
 run() { "$BIN/loadgen" --duration "$DUR" --warmup 1 "$@"; }
+rows() { # rows LOAD_ARGS...
+  run --label direct --url "$DIRECT" "$@"
+  run --label "tollgate, no limits" --url "$MEM" --key "$PLAIN_KEY" "$@"
+  run --label "tollgate, limits in memory" --url "$MEM" --key "$MEM_KEY" "$@"
+  if $REDIS_ROWS; then run --label "tollgate, limits in Redis" --url "$REDIS" --key "$REDIS_KEY" "$@"; fi
+}
 {
   echo
   echo "## $(date -u +%Y-%m-%d) — \`bench/run.sh ${1:-}\` (2 cores, $(uname -m), ${DUR}s per row)"
   echo
-  echo "Fake upstream (\`tollgate-bench\` fake-upstream) reached directly and through Tollgate (release build,"
-  echo "key auth, SQLite usage events on). Latencies in ms; open-loop rows count from each request's scheduled start."
+  echo "Fake upstream (\`fake-upstream\`) reached directly and through Tollgate (release build; key auth and"
+  echo "SQLite usage events always on; \"limits\" = a key with rpm, tpm, parallel and three budgets, all checked"
+  echo "and settled per request). Latencies in ms; open-loop rows count from each request's scheduled start."
+  echo "Load driver, fake and gateway share the 2 cores."
   echo
   echo "| path | load | achieved rps | p50 | p90 | p99 | p99.9 | errors |"
   echo "|---|---|---|---|---|---|---|---|"
-  run --label direct --url "$DIRECT" --concurrency 1
-  run --label tollgate --url "$VIA" --key "$KEY" --concurrency 1
-  for rate in 500 1000 2000; do
-    run --label direct --url "$DIRECT" --rate $rate
-    run --label tollgate --url "$VIA" --key "$KEY" --rate $rate
-  done
+  rows --concurrency 1
+  for rate in 500 1000 2000; do rows --rate $rate; done
   echo
-  echo "Streaming chat (fake: 2 ms between chunks, about 12 chunks); last two columns: time to first byte p50/p99."
+  echo "Streaming chat (fake: about 12 chunks 2 ms apart); last two columns: time to first byte p50/p99."
   echo
   echo "| path | load | achieved rps | p50 | p90 | p99 | p99.9 | errors | ttfb p50 | ttfb p99 |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
-  run --label direct --url "$DIRECT" --rate 200 --stream --body "$STREAM_BODY"
-  run --label tollgate --url "$VIA" --key "$KEY" --rate 200 --stream --body "$STREAM_BODY"
+  rows --rate 200 --stream --body "$STREAM_BODY"
   echo
-  echo "Tollgate process: start to first healthy answer ${READY_MS} ms; RSS idle ${IDLE_RSS}, after the runs $(rss "$GW")."
+  echo "Tollgate (in-memory instance): start to first healthy answer ${MEM_READY} ms; RSS idle ${IDLE_RSS}, after the runs $(rss "$MEM_PID")."
 } | tee -a "$ROOT/bench/RESULTS.md"
