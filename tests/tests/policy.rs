@@ -72,7 +72,14 @@ async fn requests_per_minute_are_exact_across_two_replicas() {
     for r in results {
         let r = r.unwrap();
         match r.status().as_u16() {
-            200 => ok += 1,
+            200 => {
+                assert_eq!(
+                    r.headers()["x-ratelimit-limit-requests"],
+                    "50",
+                    "successful answers carry the headers too"
+                );
+                ok += 1;
+            }
             429 => limited.push(r),
             other => panic!("unexpected status {other}"),
         }
@@ -438,4 +445,47 @@ async fn teams_limit_their_keys_and_every_admin_action_is_audited() {
     );
     assert!(audit["data"][0]["ts_ms"].is_i64() && audit["data"][0]["actor"] == "admin");
     assert!(!audit.to_string().contains(k1key) && !audit.to_string().contains(k2key));
+}
+
+#[tokio::test]
+async fn a_dead_replicas_parallel_lease_expires() {
+    let Some(url) = shared_url() else { return };
+    let extra = "[[models]]\nname = \"gpt-slow\"\ntargets = [{ provider = \"fake\", model = \"slow\" }]\n[quota]\nlease_ttl_ms = 1000\n";
+    let (_fake, mut a, b) = replicas(&url, &unique_prefix("lease"), extra).await;
+    let created = a
+        .create_key_with(json!({"name": "p", "limits": {"max_parallel": 1}}))
+        .await;
+    let key = created["key"].as_str().unwrap().to_string();
+    known_by(&b, &key).await;
+    let slow = json!({"model": "gpt-slow", "stream": true, "messages": [{"role": "user", "content": "x"}]});
+    let held = a.chat(&key, slow).await;
+    assert_eq!(held.status(), 200);
+    let ok = b.chat(&key, chat_body("hi")).await;
+    assert_eq!(ok.status(), 429, "the slot is taken");
+    // Renewals keep a live lease past its TTL.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        b.chat(&key, chat_body("hi")).await.status(),
+        429,
+        "a live lease is renewed"
+    );
+    // Replica A dies without settling: its lease expires within the TTL.
+    std::process::Command::new("kill")
+        .args(["-KILL", &a.pid().to_string()])
+        .status()
+        .unwrap();
+    a.wait_exit(Duration::from_secs(5));
+    let killed = Instant::now();
+    loop {
+        let status = b.chat(&key, chat_body("hi")).await.status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_millis(2500),
+            "lease not freed after the replica died"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(held);
 }
