@@ -7,6 +7,7 @@
 //! OpenAI-compatible, a module implementing [`Adapter`] and [`StreamTranslator`].
 
 mod adapter;
+pub mod anthropic;
 pub mod azure;
 pub mod echo;
 pub mod openai_compat;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{azure::AzureAdapter, openai_compat::OpenAiCompat, Adapter};
+use crate::{anthropic::AnthropicAdapter, azure::AzureAdapter, openai_compat::OpenAiCompat, Adapter};
 
 /// How a provider expects its credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,6 +11,8 @@ pub enum AuthStyle {
     Bearer,
     /// `api-key: <key>` (Azure OpenAI)
     ApiKeyHeader,
+    /// `x-api-key: <key>` (Anthropic)
+    XApiKey,
 }
 
 /// Every provider kind a `[[providers]]` entry may name.
@@ -19,6 +21,7 @@ pub enum AuthStyle {
 pub enum ProviderKind {
     Openai,
     Azure,
+    Anthropic,
     OpenaiCompat,
     Mistral,
     Groq,
@@ -61,6 +64,9 @@ impl ProviderKind {
         match self {
             ProviderKind::Openai => info("openai", Some("https://api.openai.com/v1"), Bearer, true),
             ProviderKind::Azure => info("azure", None, ApiKeyHeader, true),
+            ProviderKind::Anthropic => {
+                info("anthropic", Some("https://api.anthropic.com/v1"), XApiKey, false)
+            }
             ProviderKind::OpenaiCompat => info("openai_compat", None, Bearer, true),
             ProviderKind::Mistral => info("mistral", Some("https://api.mistral.ai/v1"), Bearer, false),
             ProviderKind::Groq => info("groq", Some("https://api.groq.com/openai/v1"), Bearer, true),
@@ -106,6 +112,7 @@ impl ProviderKind {
         match self {
             ProviderKind::Echo => None,
             ProviderKind::Azure => Some(Box::new(AzureAdapter)),
+            ProviderKind::Anthropic => Some(Box::new(AnthropicAdapter)),
             _ => Some(Box::new(OpenAiCompat {
                 auth: self.auth_style(),
                 stream_options: self.info().stream_options,

@@ -1,0 +1,282 @@
+//! Anthropic Messages stream -> OpenAI `chat.completion.chunk`s, one SSE event at a time.
+//!
+//! `message_start` gives the id, model and input usage; text, thinking and tool-call argument deltas
+//! become one chunk each (the first chunk carries `role: assistant`); `message_delta` gives the stop
+//! reason (a chunk with `finish_reason`) and the cumulative output usage; `message_stop` ends the
+//! stream, after a usage-only chunk when the client asked for one. OpenAI numbers tool calls 0, 1, ...
+//! while Anthropic numbers all content blocks, so the tool-call index is kept per `tool_use` block.
+
+use bytes::Bytes;
+use serde::Serialize;
+use tollgate_schemas::TokenUsage;
+
+use super::{
+    response::{finish_reason, now_secs, token_usage, OpenAiUsage},
+    types::{BlockDelta, ContentBlock, StreamEvent, Usage},
+};
+use crate::{stream::SseEvent, AdapterError, StreamTranslator};
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<ChunkChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<OpenAiUsage>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: (),
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Default, Serialize)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCallDelta<'a>>,
+}
+
+#[derive(Serialize)]
+struct ToolCallDelta<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: FunctionDelta<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
+}
+
+/// State of one translated stream.
+pub struct AnthropicStream {
+    client_wants_usage: bool,
+    id: String,
+    model: Option<String>,
+    created: u64,
+    role_sent: bool,
+    /// (Anthropic block index, OpenAI tool-call index) of each `tool_use` block seen.
+    tool_blocks: Vec<(u64, u32)>,
+    usage: Option<Usage>,
+    done: bool,
+}
+
+impl AnthropicStream {
+    pub fn new(client_wants_usage: bool) -> Self {
+        AnthropicStream {
+            client_wants_usage,
+            id: String::new(),
+            model: None,
+            created: now_secs(),
+            role_sent: false,
+            tool_blocks: Vec::new(),
+            usage: None,
+            done: false,
+        }
+    }
+
+    fn push(
+        &mut self,
+        mut delta: Delta<'_>,
+        finish_reason: Option<&'static str>,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), AdapterError> {
+        if !self.role_sent {
+            self.role_sent = true;
+            delta.role = Some("assistant");
+        }
+        let choice = ChunkChoice {
+            index: 0,
+            delta,
+            logprobs: (),
+            finish_reason,
+        };
+        self.write(vec![choice], None, out)
+    }
+
+    fn write(
+        &self,
+        choices: Vec<ChunkChoice<'_>>,
+        usage: Option<OpenAiUsage>,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), AdapterError> {
+        let chunk = Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: self.model.as_deref().unwrap_or_default(),
+            choices,
+            usage,
+        };
+        let bytes = serde_json::to_vec(&chunk).map_err(|e| AdapterError::StreamError(e.to_string()))?;
+        out.push(Bytes::from(bytes));
+        Ok(())
+    }
+
+    /// Stream usage is cumulative: later values replace earlier ones, absent ones are kept.
+    fn merge_usage(&mut self, u: Usage) {
+        let acc = self.usage.get_or_insert_with(Usage::default);
+        for (slot, v) in [
+            (&mut acc.input_tokens, u.input_tokens),
+            (&mut acc.output_tokens, u.output_tokens),
+            (
+                &mut acc.cache_creation_input_tokens,
+                u.cache_creation_input_tokens,
+            ),
+            (&mut acc.cache_read_input_tokens, u.cache_read_input_tokens),
+        ] {
+            if v.is_some() {
+                *slot = v;
+            }
+        }
+    }
+
+    fn tool_index(&self, block: u64) -> Option<u32> {
+        self.tool_blocks
+            .iter()
+            .find(|(b, _)| *b == block)
+            .map(|(_, i)| *i)
+    }
+}
+
+impl StreamTranslator for AnthropicStream {
+    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<Bytes>) -> Result<(), AdapterError> {
+        if event.data.is_empty() || self.done {
+            return Ok(());
+        }
+        let parsed: StreamEvent = serde_json::from_slice(&event.data)
+            .map_err(|e| AdapterError::BadUpstreamBody(format!("stream event: {e}")))?;
+        match parsed {
+            StreamEvent::MessageStart { message } => {
+                self.id = message.id;
+                self.model = Some(message.model).filter(|m| !m.is_empty());
+                self.merge_usage(message.usage);
+            }
+            StreamEvent::ContentBlockStart { index, content_block } => match content_block {
+                ContentBlock::ToolUse { id, name, .. } => {
+                    let tool = u32::try_from(self.tool_blocks.len()).unwrap_or(u32::MAX);
+                    self.tool_blocks.push((index, tool));
+                    let call = ToolCallDelta {
+                        index: tool,
+                        id: Some(&id),
+                        kind: Some("function"),
+                        function: FunctionDelta {
+                            name: Some(&name),
+                            arguments: "",
+                        },
+                    };
+                    let delta = Delta {
+                        tool_calls: vec![call],
+                        ..Delta::default()
+                    };
+                    self.push(delta, None, out)?;
+                }
+                ContentBlock::Text { text } if !text.is_empty() => {
+                    let delta = Delta {
+                        content: Some(&text),
+                        ..Delta::default()
+                    };
+                    self.push(delta, None, out)?;
+                }
+                ContentBlock::Thinking { thinking } if !thinking.is_empty() => {
+                    let delta = Delta {
+                        reasoning_content: Some(&thinking),
+                        ..Delta::default()
+                    };
+                    self.push(delta, None, out)?;
+                }
+                _ => {}
+            },
+            StreamEvent::ContentBlockDelta { index, delta } => match delta {
+                BlockDelta::TextDelta { text } => {
+                    let delta = Delta {
+                        content: Some(&text),
+                        ..Delta::default()
+                    };
+                    self.push(delta, None, out)?;
+                }
+                BlockDelta::ThinkingDelta { thinking } => {
+                    let delta = Delta {
+                        reasoning_content: Some(&thinking),
+                        ..Delta::default()
+                    };
+                    self.push(delta, None, out)?;
+                }
+                BlockDelta::InputJsonDelta { partial_json } => {
+                    // Server-tool blocks stream input too; only client tool calls are forwarded.
+                    let Some(tool) = self.tool_index(index).filter(|_| !partial_json.is_empty()) else {
+                        return Ok(());
+                    };
+                    let call = ToolCallDelta {
+                        index: tool,
+                        id: None,
+                        kind: None,
+                        function: FunctionDelta {
+                            name: None,
+                            arguments: &partial_json,
+                        },
+                    };
+                    let delta = Delta {
+                        tool_calls: vec![call],
+                        ..Delta::default()
+                    };
+                    self.push(delta, None, out)?;
+                }
+                BlockDelta::Other => {}
+            },
+            StreamEvent::MessageDelta { delta, usage } => {
+                if let Some(u) = usage {
+                    self.merge_usage(u);
+                }
+                if let Some(reason) = delta.stop_reason.as_deref() {
+                    self.push(Delta::default(), Some(finish_reason(reason)), out)?;
+                }
+            }
+            StreamEvent::MessageStop => {
+                if self.client_wants_usage {
+                    if let Some(u) = self.usage() {
+                        self.write(Vec::new(), Some(OpenAiUsage::from(&u)), out)?;
+                    }
+                }
+                self.done = true;
+            }
+            StreamEvent::Error { error } => {
+                let message = error
+                    .message
+                    .or(error.kind)
+                    .unwrap_or_else(|| "upstream stream error".to_string());
+                return Err(AdapterError::StreamError(message));
+            }
+            StreamEvent::ContentBlockStop {} | StreamEvent::Ping | StreamEvent::Unknown => {}
+        }
+        Ok(())
+    }
+
+    fn usage(&self) -> Option<TokenUsage> {
+        self.usage.as_ref().map(token_usage)
+    }
+
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    fn finished(&self) -> bool {
+        self.done
+    }
+}
