@@ -6,5 +6,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod fake;
+pub mod fake_anthropic;
 pub mod gateway;
 pub mod redis;

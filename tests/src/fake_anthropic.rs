@@ -1,0 +1,240 @@
+//! A fake Anthropic Messages API, in-process, on an ephemeral port: `POST /v1/messages` in
+//! Anthropic's wire format (JSON answers, `event:`/`data:` SSE streams, `{"type":"error"}` bodies).
+//! Like the real API it answers 401 without `x-api-key` and 400 without `anthropic-version` or
+//! `max_tokens`. Otherwise its behaviour is chosen by the request's `model`:
+//!
+//! | model          | answer |
+//! |----------------|--------|
+//! | anything else  | `fake: <last user text and tool results>`; usage 11 in + 2 cache writes + 5 cache reads, 7 out |
+//! | `tools`        | a `get_weather` tool call `{"city":"Paris"}`; streamed as `input_json_delta` fragments |
+//! | `overloaded`   | 529 `overloaded_error` (retryable) |
+//! | `error-event`  | (streaming) one text delta, then an `error` event |
+//!
+//! Every request is recorded (path, headers, JSON body).
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    body::Body,
+    extract::State,
+    http::{HeaderMap, StatusCode, Uri},
+    response::{IntoResponse, Response},
+    routing::post,
+    Router,
+};
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::fake::Recorded;
+
+pub struct FakeAnthropic {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeAnthropic {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeAnthropic {
+    pub async fn start() -> FakeAnthropic {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let app = Router::new()
+            .route("/v1/messages", post(messages))
+            .with_state(Arc::clone(&requests));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake");
+        let addr = listener.local_addr().expect("addr");
+        // Nagle off, as a real provider's edge has it: otherwise small SSE writes wait for a delayed ACK.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeAnthropic { addr, requests, task }
+    }
+
+    /// The provider `base_url` to configure: `http://ADDR/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+pub const MESSAGE_ID: &str = "msg_01FakeAnthropic";
+
+fn error(status: u16, kind: &str, message: &str) -> Response {
+    let body =
+        json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_fake"});
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(body)).into_response()
+}
+
+/// The texts of the last user turn: text blocks and tool results.
+fn last_user_text(body: &Value) -> String {
+    fn text_of(v: &Value) -> Vec<&str> {
+        match v {
+            Value::String(s) => vec![s],
+            Value::Array(items) => items.iter().flat_map(text_of).collect(),
+            _ if v["type"] == "text" => v["text"].as_str().into_iter().collect(),
+            _ if v["type"] == "tool_result" => text_of(&v["content"]),
+            _ => Vec::new(),
+        }
+    }
+    body["messages"]
+        .as_array()
+        .and_then(|ms| ms.iter().rev().find(|m| m["role"] == "user"))
+        .map(|m| text_of(&m["content"]).join(" "))
+        .unwrap_or_default()
+}
+
+fn usage(output: u64) -> Value {
+    json!({"input_tokens": 11, "cache_creation_input_tokens": 2, "cache_read_input_tokens": 5,
+           "output_tokens": output, "service_tier": "standard"})
+}
+
+fn tool_use() -> Value {
+    json!({"type": "tool_use", "id": "toolu_01FakeWeather", "name": "get_weather", "input": {"city": "Paris"}})
+}
+
+async fn messages(
+    State(requests): State<Arc<Mutex<Vec<Recorded>>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    requests.lock().expect("lock").push(Recorded {
+        path: uri.path().to_string(),
+        headers: headers.clone(),
+        body: body.clone(),
+    });
+    if !headers.contains_key("x-api-key") {
+        return error(401, "authentication_error", "x-api-key header is required");
+    }
+    if !headers.contains_key("anthropic-version") {
+        return error(
+            400,
+            "invalid_request_error",
+            "anthropic-version: header is required",
+        );
+    }
+    if !body["max_tokens"].is_u64() {
+        return error(400, "invalid_request_error", "max_tokens: Field required");
+    }
+    let model = body["model"].as_str().unwrap_or_default().to_string();
+    if model == "overloaded" {
+        return error(529, "overloaded_error", "Overloaded");
+    }
+    let text = format!("fake: {}", last_user_text(&body));
+    if body["stream"] == true {
+        return stream(&model, &text);
+    }
+    let (content, stop) = match model.as_str() {
+        "tools" => (json!([tool_use()]), "tool_use"),
+        _ => (
+            json!([{"type": "text", "text": text, "citations": null}]),
+            "end_turn",
+        ),
+    };
+    axum::Json(
+        json!({"id": MESSAGE_ID, "type": "message", "role": "assistant", "model": model,
+        "content": content, "stop_reason": stop, "stop_sequence": null, "usage": usage(7)}),
+    )
+    .into_response()
+}
+
+fn frame(event: &str, data: Value) -> String {
+    format!("event: {event}\ndata: {data}\n\n")
+}
+
+fn stream(model: &str, text: &str) -> Response {
+    let message = json!({"id": MESSAGE_ID, "type": "message", "role": "assistant", "model": model,
+        "content": [], "stop_reason": null, "stop_sequence": null, "usage": usage(1)});
+    let mut frames = vec![
+        frame(
+            "message_start",
+            json!({"type": "message_start", "message": message}),
+        ),
+        frame("ping", json!({"type": "ping"})),
+    ];
+    let delta = |d: Value| {
+        frame(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": d}),
+        )
+    };
+    let stop = match model {
+        "tools" => {
+            let mut start = tool_use();
+            start["input"] = json!({});
+            frames.push(frame(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": start}),
+            ));
+            for part in ["", "{\"ci", "ty\": \"Pa", "ris\"}"] {
+                frames.push(delta(json!({"type": "input_json_delta", "partial_json": part})));
+            }
+            "tool_use"
+        }
+        _ => {
+            frames.push(frame(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}}),
+            ));
+            let mut rest = text;
+            while !rest.is_empty() {
+                let cut = rest.char_indices().nth(4).map_or(rest.len(), |(i, _)| i);
+                frames.push(delta(json!({"type": "text_delta", "text": &rest[..cut]})));
+                rest = &rest[cut..];
+                if model == "error-event" {
+                    frames.push(frame(
+                        "error",
+                        json!({"type": "error",
+                        "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+                    ));
+                    return sse(frames);
+                }
+            }
+            "end_turn"
+        }
+    };
+    frames.push(frame(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    frames.push(frame(
+        "message_delta",
+        json!({"type": "message_delta",
+        "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 7}}),
+    ));
+    frames.push(frame("message_stop", json!({"type": "message_stop"})));
+    sse(frames)
+}
+
+/// Sends the frames a few milliseconds apart, so the gateway sees them as separate reads.
+fn sse(frames: Vec<String>) -> Response {
+    let stream = futures_util::stream::unfold(frames.into_iter(), |mut it| async move {
+        let f = it.next()?;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        Some((Ok::<Bytes, std::io::Error>(Bytes::from(f)), it))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(stream))
+        .expect("response")
+}

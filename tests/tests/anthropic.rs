@@ -1,0 +1,454 @@
+//! End-to-end: the real binary in front of the fake Anthropic Messages API. OpenAI-shaped requests go
+//! in, Anthropic requests come out (checked field by field and against Anthropic's own OpenAPI spec,
+//! `../shared/specs/anthropic/openapi.json`), and the answers come back OpenAI-shaped.
+//!
+//! The spec check needs the Python venv `scripts/test.sh` installs (`TOLLGATE_TEST_PYTHON`). Without
+//! it, or without the spec, that test says why and skips, except under CI (`CI=true`), where it fails.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::{path::PathBuf, process::Command};
+
+use serde_json::{json, Value};
+use tollgate_tests::{
+    fake_anthropic::{FakeAnthropic, MESSAGE_ID},
+    gateway::{temp_dir, Gateway},
+};
+
+const ANTH_KEY: &str = "sk-ant-fake-0123456789abcdef";
+
+fn config(base_url: &str) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "anth"
+kind = "anthropic"
+base_url = "{base_url}"
+api_key_env = "ANTH_KEY"
+timeout_ms = 5000
+stream_idle_timeout_ms = 3000
+
+[[models]]
+name = "claude"
+targets = [{{ provider = "anth", model = "claude-fake" }}]
+
+[[models]]
+name = "claude-tools"
+targets = [{{ provider = "anth", model = "tools" }}]
+
+[[models]]
+name = "claude-overloaded"
+targets = [{{ provider = "anth", model = "overloaded" }}]
+
+[[models]]
+name = "claude-error-event"
+targets = [{{ provider = "anth", model = "error-event" }}]
+
+[[models]]
+name = "claude-with-fallback"
+targets = [{{ provider = "anth", model = "overloaded" }}, {{ provider = "anth", model = "claude-fake" }}]
+"#
+    )
+}
+
+async fn setup() -> (FakeAnthropic, Gateway, String) {
+    let fake = FakeAnthropic::start().await;
+    let gw = Gateway::start(&config(&fake.base_url()), &[("ANTH_KEY", ANTH_KEY)]).await;
+    let key = gw.create_key(&[]).await;
+    (fake, gw, key)
+}
+
+fn user(text: &str) -> Value {
+    json!([{"role": "user", "content": text}])
+}
+
+fn weather_tool() -> Value {
+    json!({"type": "function", "function": {"name": "get_weather", "description": "weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}})
+}
+
+/// The `data:` payloads of an SSE body, `[DONE]` excluded, parsed; panics unless `[DONE]` ends it.
+async fn sse_chunks(res: reqwest::Response) -> Vec<Value> {
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let text = res.text().await.unwrap();
+    let payloads: Vec<&str> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .collect();
+    assert_eq!(payloads.last(), Some(&"[DONE]"), "{text}");
+    payloads[..payloads.len() - 1]
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn chat_becomes_a_messages_call_with_anthropic_headers() {
+    let (fake, gw, key) = setup().await;
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "claude", "user": "end-user-7", "seed": 1, "messages": [
+            {"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tollgate-provider"], "anth");
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["id"], MESSAGE_ID);
+    assert_eq!(v["model"], "claude-fake");
+    assert_eq!(
+        v["choices"][0]["message"],
+        json!({"role": "assistant", "content": "fake: hello there", "refusal": null})
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        v["usage"]["prompt_tokens"], 18,
+        "11 + 2 cache writes + 5 cache reads"
+    );
+    assert_eq!(v["usage"]["completion_tokens"], 7);
+    assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 5);
+
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.headers["x-api-key"], ANTH_KEY);
+    assert_eq!(sent.headers["anthropic-version"], "2023-06-01");
+    assert!(sent.headers.get("authorization").is_none());
+    assert!(
+        !format!("{:?}", sent.headers).contains(&key),
+        "client key leaked upstream"
+    );
+    assert_eq!(
+        sent.body,
+        json!({"model": "claude-fake", "max_tokens": 4096, "system": "be brief",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hello there"}]}],
+            "metadata": {"user_id": "end-user-7"}})
+    );
+    let e = &gw.wait_events(1).await[0];
+    assert_eq!(
+        (
+            e["status"].as_u64(),
+            e["provider"].as_str(),
+            e["served_model"].as_str()
+        ),
+        (Some(200), Some("anth"), Some("claude-fake"))
+    );
+    assert_eq!(
+        (
+            e["input_tokens"].as_u64(),
+            e["output_tokens"].as_u64(),
+            e["cached_input_tokens"].as_u64()
+        ),
+        (Some(18), Some(7), Some(5))
+    );
+}
+
+#[tokio::test]
+async fn streamed_text_arrives_as_openai_chunks_with_usage() {
+    let (fake, gw, key) = setup().await;
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "claude", "stream": true, "stream_options": {"include_usage": true},
+            "messages": user("stream me please")}),
+        )
+        .await;
+    let chunks = sse_chunks(res).await;
+    assert_eq!(fake.requests()[0].body["stream"], true);
+    assert!(fake.requests()[0].body.get("stream_options").is_none());
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk" && c["id"] == MESSAGE_ID));
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "fake: stream me please");
+    let finish: Vec<&str> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
+        .collect();
+    assert_eq!(finish, ["stop"]);
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(
+        (
+            last["usage"]["prompt_tokens"].as_u64(),
+            last["usage"]["completion_tokens"].as_u64()
+        ),
+        (Some(18), Some(7))
+    );
+
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "claude", "stream": true, "messages": user("x")}),
+        )
+        .await;
+    let plain = sse_chunks(res).await;
+    assert!(
+        plain.iter().all(|c| c.get("usage").is_none()),
+        "usage chunk only when asked"
+    );
+
+    for e in gw.wait_events(2).await {
+        assert_eq!(
+            (e["streamed"].as_bool(), e["status"].as_u64()),
+            (Some(true), Some(200))
+        );
+        assert_eq!(
+            (
+                e["input_tokens"].as_u64(),
+                e["output_tokens"].as_u64(),
+                e["cached_input_tokens"].as_u64()
+            ),
+            (Some(18), Some(7), Some(5))
+        );
+        assert!(e["ttft_ms"].is_u64(), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn streamed_tool_call_arguments_reassemble_at_index_0() {
+    let (_fake, gw, key) = setup().await;
+    let res = gw
+        .chat(&key, json!({"model": "claude-tools", "stream": true, "messages": user("weather?"), "tools": [weather_tool()]}))
+        .await;
+    let chunks = sse_chunks(res).await;
+    let mut args = String::new();
+    let mut ids = Vec::new();
+    for c in &chunks {
+        for call in c["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert_eq!(call["index"], 0);
+            ids.extend(call["id"].as_str().map(str::to_string));
+            args.push_str(call["function"]["arguments"].as_str().unwrap());
+        }
+    }
+    assert_eq!(ids, ["toolu_01FakeWeather"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).unwrap(),
+        json!({"city": "Paris"})
+    );
+    let finish: Vec<&str> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
+        .collect();
+    assert_eq!(finish, ["tool_calls"]);
+}
+
+#[tokio::test]
+async fn tool_call_and_tool_result_round_trip() {
+    let (fake, gw, key) = setup().await;
+    let ask = json!([{"role": "user", "content": "weather in Paris?"}]);
+    let res = gw
+        .chat(&key, json!({"model": "claude-tools", "messages": ask, "tools": [weather_tool()], "tool_choice": "required"}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    let message = v["choices"][0]["message"].clone();
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(message["content"], Value::Null);
+    assert_eq!(
+        message["tool_calls"],
+        json!([{"id": "toolu_01FakeWeather", "type": "function",
+        "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}])
+    );
+    assert_eq!(fake.requests()[0].body["tool_choice"], json!({"type": "any"}));
+
+    let mut turns = ask.as_array().unwrap().clone();
+    turns.push(message);
+    turns.push(json!({"role": "tool", "tool_call_id": "toolu_01FakeWeather", "content": "sunny, 21 C"}));
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "claude", "messages": turns, "tools": [weather_tool()]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "fake: sunny, 21 C");
+    let sent = &fake.requests()[1].body;
+    assert_eq!(
+        sent["messages"][1],
+        json!({"role": "assistant", "content": [
+        {"type": "tool_use", "id": "toolu_01FakeWeather", "name": "get_weather", "input": {"city": "Paris"}}]})
+    );
+    assert_eq!(
+        sent["messages"][2],
+        json!({"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_01FakeWeather", "content": "sunny, 21 C"}]})
+    );
+}
+
+#[tokio::test]
+async fn overloaded_529_falls_over_or_becomes_a_retryable_502() {
+    let (fake, gw, key) = setup().await;
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "claude-with-fallback", "messages": user("hi")}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tollgate-model"], "claude-fake");
+    let models: Vec<Value> = fake.requests().iter().map(|r| r.body["model"].clone()).collect();
+    assert_eq!(models, [json!("overloaded"), json!("claude-fake")]);
+    let e = &gw.wait_events(1).await[0];
+    assert_eq!(e["attempts"], 2, "{e}");
+
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "claude-overloaded", "messages": user("hi")}),
+        )
+        .await;
+    assert_eq!(res.status(), 502);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "overloaded_error", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("Overloaded"),
+        "{v}"
+    );
+    assert!(!v.to_string().contains(ANTH_KEY));
+    let events = gw.wait_events(2).await;
+    let failed = events.iter().find(|e| e["status"] == 502).expect("a 502 event");
+    assert_eq!(failed["error_type"], "upstream_error");
+}
+
+#[tokio::test]
+async fn stream_error_event_ends_the_stream_with_an_error() {
+    let (_fake, gw, key) = setup().await;
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "claude-error-event", "stream": true, "messages": user("hi")}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    assert!(text.contains("\"content\":\"fake\""), "{text}");
+    assert!(text.contains("Overloaded"), "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
+    let e = &gw.wait_events(1).await[0];
+    assert_eq!(e["status"], 502, "{e}");
+}
+
+#[tokio::test]
+async fn only_chat_is_offered_by_anthropic() {
+    let (fake, gw, key) = setup().await;
+    for (path, body) in [
+        ("/v1/embeddings", json!({"model": "claude", "input": "x"})),
+        ("/v1/completions", json!({"model": "claude", "prompt": "x"})),
+    ] {
+        let res = gw
+            .http
+            .post(gw.url(path))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{path}");
+        let v: Value = res.json().await.unwrap();
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not supported by anthropic"),
+            "{v}"
+        );
+    }
+    assert!(fake.requests().is_empty());
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn skip(why: &str) {
+    assert!(!in_ci(), "required under CI: {why}");
+    eprintln!("SKIPPED: {why}");
+}
+
+#[tokio::test]
+async fn requests_sent_to_anthropic_conform_to_the_spec() {
+    let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/anthropic/openapi.json");
+    if !spec.exists() {
+        return skip(&format!("{} is missing", spec.display()));
+    }
+    let py = match std::env::var("TOLLGATE_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => return skip("TOLLGATE_TEST_PYTHON is not set (scripts/test.sh creates the venv)"),
+    };
+    let (fake, gw, key) = setup().await;
+    let tool_turns = json!([
+        {"role": "user", "content": "weather in Paris?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]);
+    let bodies = [
+        json!({"model": "claude", "messages": user("hi")}),
+        json!({"model": "claude", "stream": true, "stream_options": {"include_usage": true},
+               "messages": [{"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}]}),
+        json!({"model": "claude-tools", "messages": user("weather?"), "tools": [weather_tool()], "tool_choice": "auto",
+               "parallel_tool_calls": false}),
+        json!({"model": "claude-tools", "stream": true, "messages": user("weather?"), "tools": [weather_tool()],
+               "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}),
+        json!({"model": "claude", "messages": tool_turns, "tools": [weather_tool()], "tool_choice": "none"}),
+        json!({"model": "claude", "messages": [{"role": "system", "content": "one"}, {"role": "system", "content": "two"},
+            {"role": "user", "content": [{"type": "text", "text": "describe"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]},
+            {"role": "user", "content": "and this"}],
+            "logprobs": true, "top_logprobs": 3, "n": 1, "seed": 7, "stop": ["\n\n"], "user": "u-42", "temperature": 1.5,
+            "top_p": 0.9, "max_completion_tokens": 64, "metadata": {"team": "a"}, "frequency_penalty": 0.1,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": {"type": "object",
+                "properties": {"d": {"type": "string"}}, "required": ["d"], "additionalProperties": false}}}}),
+        json!({"model": "claude", "messages": user("think"), "reasoning_effort": "high", "max_tokens": 100, "temperature": 0.2}),
+    ];
+    for body in &bodies {
+        let res = gw.chat(&key, body.clone()).await;
+        assert_eq!(res.status(), 200, "{body}");
+        res.bytes().await.unwrap();
+    }
+    let dir = temp_dir("anthropic-spec");
+    let requests = fake.requests();
+    assert_eq!(requests.len(), bodies.len());
+    for (i, r) in requests.iter().enumerate() {
+        assert_eq!(r.path, "/v1/messages");
+        std::fs::write(
+            dir.join(format!("{i:02}.messages.json")),
+            serde_json::to_vec_pretty(&r.body).unwrap(),
+        )
+        .unwrap();
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/validate_anthropic.py");
+    let dir2 = dir.clone();
+    let out = tokio::task::spawn_blocking(move || Command::new(py).arg(script).arg(spec).arg(&dir2).output())
+        .await
+        .unwrap()
+        .expect("run python");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(
+        out.status.success(),
+        "validator exited {:?}:\n{text}",
+        out.status.code()
+    );
+    assert!(
+        text.contains(&format!("spec: {} passed, 0 failed", bodies.len())),
+        "{text}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
