@@ -58,6 +58,16 @@ pub async fn get_model(
 }
 
 pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    let spool_failing = st.metrics.spool_failing.load(Ordering::Relaxed) == 1;
+    let queue_full = st.usage.queue_fill() > 0.9;
+    if spool_failing || queue_full {
+        let why = if spool_failing {
+            "usage_spool_failing"
+        } else {
+            "usage_queue_full"
+        };
+        return status_json(StatusCode::SERVICE_UNAVAILABLE, json!({"status": why}));
+    }
     if st.ready.load(Ordering::SeqCst) {
         status_json(StatusCode::OK, json!({"status": "ready"}))
     } else {
@@ -91,17 +101,6 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     res
-}
-
-/// Runs blocking store work off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> Result<T, ApiError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(ApiError::Internal(e.to_string())),
-        Err(e) => Err(ApiError::Internal(e.to_string())),
-    }
 }
 
 impl From<PolicyError> for ApiError {
@@ -339,8 +338,11 @@ pub async fn usage_events(
         before: p.cursor,
         limit,
     };
-    let store = Arc::clone(&st.usage_store);
-    let events = blocking(move || store.query(&q)).await?;
+    let events = st
+        .usage_backend
+        .query(q)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let next = (events.len() == limit)
         .then(|| events.last().map(|e| e.id.to_string()))
         .flatten();

@@ -28,6 +28,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
     admin,
+    clickhouse::ClickHouse,
+    config::UsageSinkConfig,
     config::{Config, StoreConfig},
     error::ApiError,
     jwt::JwtAuth,
@@ -35,7 +37,8 @@ use crate::{
     proxy,
     quota::QuotaService,
     routing::Health,
-    usage::{UsageSink, UsageStore},
+    spool::Spool,
+    usage::{UsageBackend, UsageSink, UsageStore},
 };
 
 /// Routes anyone may call.
@@ -48,7 +51,7 @@ pub struct AppState {
     pub quota: QuotaService,
     pub health: Health,
     pub jwt: Option<Arc<JwtAuth>>,
-    pub usage_store: Arc<UsageStore>,
+    pub usage_backend: Arc<UsageBackend>,
     pub usage: UsageSink,
     pub metrics: Arc<Metrics>,
     /// One HTTP client per provider (each with its own connect timeout), sharing nothing.
@@ -82,7 +85,34 @@ fn http_client(connect_timeout: Duration) -> anyhow::Result<reqwest::Client> {
 /// The running pieces that outlive the router: joined on shutdown so no usage event is lost.
 pub struct Runtime {
     pub state: Arc<AppState>,
-    pub usage_writer: std::thread::JoinHandle<()>,
+    pub usage: UsagePipeline,
+}
+
+/// The usage pipeline's parts: the spool writer thread, and what the shipper needs.
+pub struct UsagePipeline {
+    pub writer: std::thread::JoinHandle<()>,
+    pub spool: Arc<Spool>,
+    pub backend: Arc<UsageBackend>,
+    pub metrics: Arc<Metrics>,
+    pub written: Arc<tokio::sync::Notify>,
+    pub flush: Duration,
+    pub batch_rows: usize,
+}
+
+impl UsagePipeline {
+    /// Ships what the spool holds until it is empty, `stop` says so, or forever.
+    pub async fn ship(&self, stop: tokio::sync::watch::Receiver<bool>) {
+        crate::usage::ship(
+            Arc::clone(&self.spool),
+            Arc::clone(&self.backend),
+            Arc::clone(&self.metrics),
+            Arc::clone(&self.written),
+            self.flush,
+            self.batch_rows,
+            stop,
+        )
+        .await;
+    }
 }
 
 /// Opens the configured key store; with Redis also returns the connection the quotas share.
@@ -111,13 +141,38 @@ pub async fn build_state(config: Config) -> anyhow::Result<Runtime> {
     let config = Arc::new(config);
     let (store, redis_conn) = open_store(&config.store).await?;
     let keys = Keys::new(store);
-    let usage_store = Arc::new(UsageStore::open(&config.usage_path)?);
     let metrics = Arc::new(Metrics::default());
-    let (usage, usage_writer) = UsageSink::start(
-        Arc::clone(&usage_store),
-        config.usage_queue_capacity,
+    let spool = Arc::new(Spool::open(&config.usage.spool_dir, config.usage.fsync)?);
+    let backend = Arc::new(match &config.usage.sink {
+        UsageSinkConfig::Sqlite { path } => UsageBackend::Sqlite(Arc::new(UsageStore::open(path)?)),
+        UsageSinkConfig::ClickHouse {
+            url,
+            database,
+            user,
+            password,
+        } => UsageBackend::ClickHouse(Arc::new(ClickHouse::new(
+            url,
+            database,
+            user.clone(),
+            password.clone(),
+        )?)),
+    });
+    let written = Arc::new(tokio::sync::Notify::new());
+    let (usage, writer) = UsageSink::start(
+        Arc::clone(&spool),
+        config.usage.queue_capacity,
         Arc::clone(&metrics),
+        Arc::clone(&written),
     );
+    let pipeline = UsagePipeline {
+        writer,
+        spool,
+        backend: Arc::clone(&backend),
+        metrics: Arc::clone(&metrics),
+        written,
+        flush: config.usage.flush,
+        batch_rows: config.usage.batch_rows,
+    };
     let mut clients = HashMap::new();
     for p in &config.providers {
         if p.kind.is_network() {
@@ -146,7 +201,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<Runtime> {
         quota,
         health: Health::default(),
         jwt,
-        usage_store,
+        usage_backend: backend,
         usage,
         metrics,
         clients,
@@ -154,7 +209,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<Runtime> {
         ready: AtomicBool::new(true),
     });
     state.reload_keys().await?;
-    Ok(Runtime { state, usage_writer })
+    Ok(Runtime {
+        state,
+        usage: pipeline,
+    })
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -245,12 +303,26 @@ pub fn spawn_key_refresh(state: Arc<AppState>, every: Duration) -> tokio::task::
 }
 
 /// Serves until SIGTERM/ctrl-c, then drains in-flight requests for up to the grace period. Returns
-/// the usage writer: the caller shuts the runtime down (dropping any request still running, whose
-/// usage guard then records it as cancelled) and joins the writer, so no event is lost.
-pub async fn serve(config: Config) -> anyhow::Result<std::thread::JoinHandle<()>> {
+/// the usage pipeline: the caller shuts the runtime down (dropping any request still running, whose
+/// usage guard then records it as cancelled), joins the spool writer, and ships what it can; the rest
+/// stays in the spool for the next start, so no event is lost.
+pub async fn serve(config: Config) -> anyhow::Result<UsagePipeline> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    let Runtime { state, usage_writer } = build_state(config).await?;
+    let Runtime { state, usage } = build_state(config).await?;
+    let (ship_stop, ship_stop_rx) = tokio::sync::watch::channel(false);
+    let shipper = {
+        let pipeline = UsagePipeline {
+            writer: std::thread::spawn(|| {}),
+            spool: Arc::clone(&usage.spool),
+            backend: Arc::clone(&usage.backend),
+            metrics: Arc::clone(&usage.metrics),
+            written: Arc::clone(&usage.written),
+            flush: usage.flush,
+            batch_rows: usage.batch_rows,
+        };
+        tokio::spawn(async move { pipeline.ship(ship_stop_rx).await })
+    };
     let refresh = spawn_key_refresh(Arc::clone(&state), state.config.key_refresh);
     let jwks_refresh = state.jwt.as_ref().and_then(|j| j.spawn_refresh());
     let grace = state.config.shutdown_grace;
@@ -284,7 +356,9 @@ pub async fn serve(config: Config) -> anyhow::Result<std::thread::JoinHandle<()>
     if let Some(j) = jwks_refresh {
         j.abort();
     }
-    Ok(usage_writer)
+    let _ = ship_stop.send(true);
+    shipper.abort();
+    Ok(usage)
 }
 
 async fn shutdown_signal() {

@@ -117,10 +117,22 @@ pub fn run() -> ExitCode {
             // guards record them as cancelled before the writer, now the last holder, drains and exits.
             rt.shutdown_timeout(std::time::Duration::from_secs(2));
             match served {
-                Ok(writer) => {
+                Ok(mut usage) => {
+                    let writer = std::mem::replace(&mut usage.writer, std::thread::spawn(|| {}));
                     if writer.join().is_err() {
-                        tracing::error!("usage writer failed");
+                        tracing::error!("usage spool writer failed");
                         return ExitCode::FAILURE;
+                    }
+                    // Ship what the spool holds for a few seconds; anything left is replayed at the next start.
+                    if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                        let (_stop, stop_rx) = tokio::sync::watch::channel(true);
+                        let shipped = rt.block_on(async {
+                            tokio::time::timeout(std::time::Duration::from_secs(10), usage.ship(stop_rx))
+                                .await
+                        });
+                        if shipped.is_err() {
+                            tracing::warn!("usage sink unreachable at shutdown: events stay in the spool for the next start");
+                        }
                     }
                     tracing::info!("stopped");
                     ExitCode::SUCCESS

@@ -8,6 +8,8 @@ use std::{collections::HashMap, fmt, net::SocketAddr, path::Path, sync::Arc, tim
 use serde::Deserialize;
 use tollgate_adapters::{Adapter, ProviderKind};
 
+use crate::spool::Fsync;
+
 /// A secret string: never printed by `Debug` or `Display`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -173,6 +175,14 @@ struct RawUsage {
     sink: String,
     path: String,
     queue_capacity: usize,
+    url: Option<String>,
+    database: String,
+    user: Option<String>,
+    password_env: Option<String>,
+    spool_dir: String,
+    fsync: Fsync,
+    batch_rows: usize,
+    flush_ms: u64,
 }
 
 impl Default for RawUsage {
@@ -181,8 +191,40 @@ impl Default for RawUsage {
             sink: "sqlite".into(),
             path: "tollgate-usage.db".into(),
             queue_capacity: 65_536,
+            url: None,
+            database: "tollgate".into(),
+            user: None,
+            password_env: None,
+            spool_dir: "tollgate-spool".into(),
+            fsync: Fsync::Always,
+            batch_rows: 10_000,
+            flush_ms: 200,
         }
     }
+}
+
+/// Where usage events are stored after the spool.
+#[derive(Debug, Clone)]
+pub enum UsageSinkConfig {
+    Sqlite {
+        path: String,
+    },
+    ClickHouse {
+        url: String,
+        database: String,
+        user: Option<String>,
+        password: Option<Secret>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct UsageConfig {
+    pub sink: UsageSinkConfig,
+    pub queue_capacity: usize,
+    pub spool_dir: std::path::PathBuf,
+    pub fsync: Fsync,
+    pub batch_rows: usize,
+    pub flush: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -298,8 +340,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// JWT authentication and its HMAC secret, when configured.
     pub jwt: Option<(crate::jwt::JwtConfig, Option<Secret>)>,
-    pub usage_path: String,
-    pub usage_queue_capacity: usize,
+    pub usage: UsageConfig,
     pub providers: Vec<Arc<Provider>>,
     /// Client-facing model name -> targets, in config order.
     pub models: HashMap<String, Arc<Model>>,
@@ -508,11 +549,47 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
             None => prices.insert(&p.model, price),
         }
     }
-    if raw.usage.sink != "sqlite" {
-        errors.push(format!(
-            "usage.sink: `{}` is not supported (supported: sqlite)",
-            raw.usage.sink
-        ));
+    let usage_sink = match raw.usage.sink.as_str() {
+        "sqlite" => UsageSinkConfig::Sqlite {
+            path: raw.usage.path.clone(),
+        },
+        "clickhouse" => {
+            let url = raw.usage.url.clone().unwrap_or_default();
+            if reqwest::Url::parse(&url).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+                errors.push(format!(
+                    "usage.url: `{url}` is not an http(s) URL (required for the clickhouse sink)"
+                ));
+            }
+            let db_ok = !raw.usage.database.is_empty()
+                && raw
+                    .usage
+                    .database
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !db_ok {
+                errors.push("usage.database: must be a plain identifier ([A-Za-z0-9_])".into());
+            }
+            UsageSinkConfig::ClickHouse {
+                url,
+                database: raw.usage.database.clone(),
+                user: raw.usage.user.clone(),
+                password: raw
+                    .usage
+                    .password_env
+                    .as_deref()
+                    .and_then(getenv)
+                    .map(Secret::new),
+            }
+        }
+        other => {
+            errors.push(format!(
+                "usage.sink: `{other}` is not supported (supported: sqlite, clickhouse)"
+            ));
+            UsageSinkConfig::Sqlite { path: String::new() }
+        }
+    };
+    if raw.usage.batch_rows == 0 || raw.usage.spool_dir.is_empty() {
+        errors.push("usage.batch_rows/spool_dir: must be set (batch_rows > 0)".into());
     }
     if raw.usage.queue_capacity == 0 {
         errors.push("usage.queue_capacity: must be greater than 0".into());
@@ -673,8 +750,14 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
             prices,
             routing: raw.routing,
             jwt,
-            usage_path: raw.usage.path,
-            usage_queue_capacity: raw.usage.queue_capacity,
+            usage: UsageConfig {
+                sink: usage_sink,
+                queue_capacity: raw.usage.queue_capacity,
+                spool_dir: raw.usage.spool_dir.into(),
+                fsync: raw.usage.fsync,
+                batch_rows: raw.usage.batch_rows,
+                flush: Duration::from_millis(raw.usage.flush_ms.max(10)),
+            },
             providers,
             models,
             model_order,

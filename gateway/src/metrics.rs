@@ -62,6 +62,14 @@ pub struct Metrics {
     pub usage_written: AtomicU64,
     pub usage_dropped: AtomicU64,
     pub usage_queue_depth: AtomicU64,
+    pub usage_shipped: AtomicU64,
+    pub spool_bytes_written: AtomicU64,
+    pub spool_errors: AtomicU64,
+    pub spool_failing: AtomicU64,
+    pub spool_segments: AtomicU64,
+    pub sink_errors: AtomicU64,
+    pub sink_retrying: AtomicU64,
+    pub sink_lag_ms: AtomicU64,
     pub upstream_retries: AtomicU64,
     pub panics: AtomicU64,
     pub quota_rejections: AtomicU64,
@@ -173,6 +181,42 @@ impl Metrics {
                 &self.usage_dropped,
             ),
             (
+                "tollgate_usage_events_shipped_total",
+                "Usage events the sink confirmed (then removed from the spool).",
+                "counter",
+                &self.usage_shipped,
+            ),
+            (
+                "tollgate_usage_spool_bytes_written_total",
+                "Bytes appended to the usage spool.",
+                "counter",
+                &self.spool_bytes_written,
+            ),
+            (
+                "tollgate_usage_spool_errors_total",
+                "Failed spool writes (full or failing disk); the batch is retried.",
+                "counter",
+                &self.spool_errors,
+            ),
+            (
+                "tollgate_usage_spool_segments",
+                "Spool segments waiting for the sink.",
+                "gauge",
+                &self.spool_segments,
+            ),
+            (
+                "tollgate_usage_sink_errors_total",
+                "Failed inserts into the usage sink (retried).",
+                "counter",
+                &self.sink_errors,
+            ),
+            (
+                "tollgate_usage_sink_lag_milliseconds",
+                "Age of the oldest event not yet confirmed by the sink.",
+                "gauge",
+                &self.sink_lag_ms,
+            ),
+            (
                 "tollgate_usage_queue_depth",
                 "Usage events waiting to be written.",
                 "gauge",
@@ -255,6 +299,9 @@ mod tests {
             ttft_ms: Some(1),
             attempts: 1,
             cost_usd: None,
+            team_id: None,
+            cache_write_input_tokens: 0,
+            instance: String::new(),
         };
         m.record_usage_event(&e);
         e.provider = None;

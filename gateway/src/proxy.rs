@@ -257,7 +257,10 @@ async fn proxy(
     let g = guard
         .as_mut()
         .ok_or_else(|| ApiError::Internal("usage guard missing".into()))?;
-    g.update(|e| e.key_id = Some(key.id.clone()));
+    g.update(|e| {
+        e.key_id = Some(key.id.clone());
+        e.team_id = principal.team.as_ref().map(|t| t.id.clone());
+    });
     let bytes = read_body(body, st.config.max_body_bytes).await?;
     let body_len = bytes.len();
     let mut req = parse_request(op, &bytes)?;

@@ -252,10 +252,21 @@ mod tests {
             breaker_error_ratio: 0.5,
             ..cfg()
         };
-        for i in 0..10 {
+        for i in 0..4 {
             h.record("t", i % 2 == 0, Duration::ZERO, &c);
         }
-        assert_eq!(h.circuit("t"), Circuit::Open);
+        assert_eq!(
+            h.circuit("t"),
+            Circuit::Closed,
+            "fewer calls than half the window: no verdict yet"
+        );
+        h.record("t", true, Duration::ZERO, &c);
+        h.record("t", false, Duration::ZERO, &c);
+        assert_eq!(
+            h.circuit("t"),
+            Circuit::Open,
+            "3 failures in 6 calls reach the 0.5 ratio"
+        );
     }
 
     #[test]

@@ -10,12 +10,14 @@ use std::{
 };
 
 use rusqlite::{params, Connection};
+use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
+
 use tollgate_policy::{pricing::Price, quota::Lease, Usd};
 use tollgate_schemas::{TokenUsage, UsageEvent};
 use uuid::Uuid;
 
-use crate::metrics::Metrics;
+use crate::{clickhouse::ClickHouse, metrics::Metrics, spool::Spool};
 
 const BATCH: usize = 512;
 
@@ -36,7 +38,7 @@ pub struct UsageQuery {
 
 const COLUMNS: &str = "id, ts_ms, request_id, key_id, user, endpoint, requested_model, served_model, provider, \
     status, error_type, streamed, cancelled, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, \
-    latency_ms, ttft_ms, attempts, cost_usd";
+    latency_ms, ttft_ms, attempts, cost_usd, team_id, cache_write_input_tokens, instance";
 
 impl UsageStore {
     pub fn open(path: &str) -> anyhow::Result<Self> {
@@ -63,10 +65,19 @@ impl UsageStore {
             );
             CREATE INDEX IF NOT EXISTS usage_events_key ON usage_events (key_id, id);",
         )?;
-        // Added after the first release: older files get the column.
-        let has_cost = conn.prepare("SELECT cost_usd FROM usage_events LIMIT 0").is_ok();
-        if !has_cost {
-            conn.execute_batch("ALTER TABLE usage_events ADD COLUMN cost_usd TEXT")?;
+        // Columns added after the first release: older files get them.
+        for (col, ty) in [
+            ("cost_usd", "TEXT"),
+            ("team_id", "TEXT"),
+            ("cache_write_input_tokens", "INTEGER NOT NULL DEFAULT 0"),
+            ("instance", "TEXT NOT NULL DEFAULT ''"),
+        ] {
+            if conn
+                .prepare(&format!("SELECT {col} FROM usage_events LIMIT 0"))
+                .is_err()
+            {
+                conn.execute_batch(&format!("ALTER TABLE usage_events ADD COLUMN {col} {ty}"))?;
+            }
         }
         Ok(UsageStore {
             conn: Mutex::new(conn),
@@ -86,7 +97,7 @@ impl UsageStore {
         {
             let mut stmt = tx.prepare_cached(&format!(
                 "INSERT OR IGNORE INTO usage_events ({COLUMNS}) VALUES \
-                 (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)"
+                 (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)"
             ))?;
             for e in events {
                 stmt.execute(params![
@@ -111,6 +122,9 @@ impl UsageStore {
                     e.ttft_ms.map(|t| t as i64),
                     e.attempts,
                     e.cost_usd,
+                    e.team_id,
+                    e.cache_write_input_tokens as i64,
+                    e.instance,
                 ])?;
             }
         }
@@ -153,10 +167,42 @@ impl UsageStore {
                     ttft_ms: r.get::<_, Option<i64>>(18)?.map(|t| t as u64),
                     attempts: r.get(19)?,
                     cost_usd: r.get(20)?,
+                    team_id: r.get(21)?,
+                    cache_write_input_tokens: r.get::<_, i64>(22)? as u64,
+                    instance: r.get(23)?,
                 })
             },
         )?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+/// Where confirmed events end up, and where `GET /admin/usage/events` reads them.
+pub enum UsageBackend {
+    Sqlite(Arc<UsageStore>),
+    ClickHouse(Arc<ClickHouse>),
+}
+
+impl UsageBackend {
+    /// Stores a batch; `maybe_sent` when it may have been stored before (idempotent either way).
+    pub async fn insert(&self, events: Vec<UsageEvent>, maybe_sent: bool) -> anyhow::Result<()> {
+        match self {
+            UsageBackend::Sqlite(store) => {
+                let store = Arc::clone(store);
+                tokio::task::spawn_blocking(move || store.insert(&events)).await?
+            }
+            UsageBackend::ClickHouse(ch) => ch.insert(&events, maybe_sent).await.map(|_| ()),
+        }
+    }
+
+    pub async fn query(&self, q: UsageQuery) -> anyhow::Result<Vec<UsageEvent>> {
+        match self {
+            UsageBackend::Sqlite(store) => {
+                let store = Arc::clone(store);
+                tokio::task::spawn_blocking(move || store.query(&q)).await?
+            }
+            UsageBackend::ClickHouse(ch) => ch.query(&q).await,
+        }
     }
 }
 
@@ -168,16 +214,18 @@ pub struct UsageSink {
 }
 
 impl UsageSink {
-    /// Starts the writer thread. It exits, having written everything queued, once every sink is dropped.
+    /// Starts the spool writer thread: it drains the queue in batches into spool segments, and exits,
+    /// having written everything queued, once every sink is dropped.
     pub fn start(
-        store: Arc<UsageStore>,
+        spool: Arc<Spool>,
         capacity: usize,
         metrics: Arc<Metrics>,
+        written: Arc<tokio::sync::Notify>,
     ) -> (UsageSink, std::thread::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<UsageEvent>(capacity);
         let writer_metrics = Arc::clone(&metrics);
         let handle = std::thread::Builder::new()
-            .name("usage-writer".into())
+            .name("usage-spool".into())
             .spawn(move || {
                 let mut batch = Vec::with_capacity(BATCH);
                 while let Some(first) = rx.blocking_recv() {
@@ -188,15 +236,16 @@ impl UsageSink {
                             Err(_) => break,
                         }
                     }
-                    write_with_retry(&store, &batch, &writer_metrics);
+                    write_until_stored(&spool, &batch, &writer_metrics);
+                    written.notify_one();
                     writer_metrics
                         .usage_queue_depth
-                        .store(rx.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        .store(rx.len() as u64, Ordering::Relaxed);
                     batch.clear();
                 }
             })
             .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "cannot start the usage writer thread");
+                tracing::error!(error = %e, "cannot start the usage spool thread");
                 std::thread::spawn(|| {})
             });
         (UsageSink { tx, metrics }, handle)
@@ -206,38 +255,138 @@ impl UsageSink {
     pub fn record(&self, event: UsageEvent) {
         self.metrics.record_usage_event(&event);
         if let Err(e) = self.tx.try_send(event) {
-            self.metrics
-                .usage_dropped
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.metrics.usage_dropped.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "usage queue full or closed: event dropped");
+        }
+    }
+
+    pub fn queue_fill(&self) -> f64 {
+        1.0 - self.tx.capacity() as f64 / self.tx.max_capacity().max(1) as f64
+    }
+}
+
+/// Writes a batch to the spool, retrying (and reporting) until the disk takes it: a full or failing
+/// disk backs the queue up and shows in metrics, logs and `/readyz`; it never silently drops the batch.
+fn write_until_stored(spool: &Spool, batch: &[UsageEvent], metrics: &Metrics) {
+    let mut delay = std::time::Duration::from_millis(50);
+    loop {
+        match spool.write(batch) {
+            Ok(bytes) => {
+                metrics
+                    .usage_written
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                metrics.spool_bytes_written.fetch_add(bytes, Ordering::Relaxed);
+                metrics.spool_failing.store(0, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => {
+                metrics.spool_failing.store(1, Ordering::Relaxed);
+                metrics.spool_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, events = batch.len(), "cannot write usage events to the spool; retrying");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
         }
     }
 }
 
-fn write_with_retry(store: &UsageStore, batch: &[UsageEvent], metrics: &Metrics) {
-    let mut delay = std::time::Duration::from_millis(50);
-    for attempt in 1..=8 {
-        match store.insert(batch) {
-            Ok(()) => {
-                metrics
-                    .usage_written
-                    .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+/// Ships ready spool segments to the backend, oldest first, in inserts of at most `batch_rows`;
+/// deletes a segment only after the backend confirmed it. Runs until `stop` turns true and the
+/// spool is empty, or the `deadline` after `stop` passed.
+pub async fn ship(
+    spool: Arc<Spool>,
+    backend: Arc<UsageBackend>,
+    metrics: Arc<Metrics>,
+    written: Arc<tokio::sync::Notify>,
+    flush: std::time::Duration,
+    batch_rows: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    // Segments older than this process may have reached the backend before a crash.
+    let first_own = spool.first_seq();
+    let mut retry_delay = std::time::Duration::from_millis(100);
+    loop {
+        let stopping = *stop.borrow();
+        let ready = spool.ready();
+        metrics
+            .spool_segments
+            .store(ready.len() as u64, Ordering::Relaxed);
+        metrics
+            .sink_lag_ms
+            .store(oldest_age_ms(ready.first()), Ordering::Relaxed);
+        if ready.is_empty() {
+            if stopping {
                 return;
             }
+            tokio::select! {
+                _ = written.notified() => tokio::time::sleep(flush).await,
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        let mut taken = Vec::new();
+        let mut events = Vec::new();
+        let mut maybe_sent = false;
+        for path in ready {
+            let seg = match Spool::read(&path) {
+                Ok(seg) => seg,
+                Err(e) => {
+                    tracing::error!(error = %e, segment = %path.display(), "unreadable usage segment left in place");
+                    continue;
+                }
+            };
+            if !events.is_empty() && events.len() + seg.len() > batch_rows {
+                break;
+            }
+            maybe_sent |= Spool::seq(&path).is_none_or(|s| s < first_own)
+                || metrics.sink_retrying.load(Ordering::Relaxed) == 1;
+            events.extend(seg);
+            taken.push(path);
+        }
+        let n = events.len();
+        match backend.insert(events, maybe_sent).await {
+            Ok(()) => {
+                for p in &taken {
+                    if let Err(e) = Spool::remove(p) {
+                        tracing::error!(error = %e, "cannot remove a shipped usage segment");
+                    }
+                }
+                metrics.usage_shipped.fetch_add(n as u64, Ordering::Relaxed);
+                metrics.sink_retrying.store(0, Ordering::Relaxed);
+                retry_delay = std::time::Duration::from_millis(100);
+            }
             Err(e) => {
-                tracing::warn!(error = %e, attempt, "usage batch write failed, retrying");
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                metrics.sink_errors.fetch_add(1, Ordering::Relaxed);
+                metrics.sink_retrying.store(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, events = n, "usage sink unavailable; the events stay in the spool");
+                tokio::select! {
+                    _ = tokio::time::sleep(retry_delay) => {}
+                    _ = stop.changed(), if !stopping => {}
+                }
+                retry_delay = (retry_delay * 2).min(std::time::Duration::from_secs(5));
             }
         }
     }
-    metrics
-        .usage_dropped
-        .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    tracing::error!(
-        events = batch.len(),
-        "usage batch could not be written: events dropped"
-    );
+}
+
+fn oldest_age_ms(path: Option<&std::path::PathBuf>) -> u64 {
+    path.and_then(|p| std::fs::metadata(p).ok())
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.elapsed().ok())
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// This process's name in usage events: `$TOLLGATE_INSTANCE`, else the host name and pid.
+pub fn instance_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::env::var("TOLLGATE_INSTANCE").unwrap_or_else(|_| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "tollgate".into());
+            format!("{host}-{}", std::process::id())
+        })
+    })
 }
 
 pub fn now_ms() -> i64 {
@@ -284,6 +433,9 @@ impl UsageGuard {
                 ttft_ms: None,
                 attempts: 0,
                 cost_usd: None,
+                team_id: None,
+                cache_write_input_tokens: 0,
+                instance: instance_id().to_string(),
             }),
             started: Instant::now(),
             sink,
@@ -378,7 +530,12 @@ mod tests {
     #[tokio::test]
     async fn dropped_guard_records_a_cancelled_event() {
         let store = Arc::new(UsageStore::open(":memory:").unwrap());
-        let (sink, writer) = UsageSink::start(Arc::clone(&store), 16, Arc::new(Metrics::default()));
+        let dir = std::env::temp_dir().join(format!("tg-usage-{}", Uuid::new_v4()));
+        let spool = Arc::new(Spool::open(&dir, crate::spool::Fsync::Never).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let written = Arc::new(tokio::sync::Notify::new());
+        let (sink, writer) =
+            UsageSink::start(Arc::clone(&spool), 16, Arc::clone(&metrics), Arc::clone(&written));
         let mut done = UsageGuard::new(sink.clone(), "r1", "chat");
         done.update(|e| e.key_id = Some("key_a".into()));
         done.finish(200, None);
@@ -387,6 +544,23 @@ mod tests {
         drop(done);
         drop(sink);
         writer.join().unwrap();
+        // Recorded in the spool; the shipper moves them to the store and empties the spool.
+        assert!(!spool.ready().is_empty());
+        let backend = Arc::new(UsageBackend::Sqlite(Arc::clone(&store)));
+        let (_stop, stop_rx) = tokio::sync::watch::channel(true);
+        ship(
+            Arc::clone(&spool),
+            backend,
+            Arc::clone(&metrics),
+            written,
+            std::time::Duration::from_millis(10),
+            100,
+            stop_rx,
+        )
+        .await;
+        assert!(spool.ready().is_empty());
+        assert_eq!(metrics.usage_shipped.load(Ordering::Relaxed), 2);
+        std::fs::remove_dir_all(dir).ok();
         let all = store
             .query(&UsageQuery {
                 limit: 10,

@@ -50,6 +50,8 @@ pub struct UsageEvent {
     pub request_id: String,
     /// The Tollgate key's id (never the key itself); `None` when authentication failed.
     pub key_id: Option<String>,
+    #[serde(default)]
+    pub team_id: Option<String>,
     /// The OpenAI `user` field, when the client sent one.
     pub user: Option<String>,
     pub endpoint: String,
@@ -63,6 +65,8 @@ pub struct UsageEvent {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cached_input_tokens: u64,
+    #[serde(default)]
+    pub cache_write_input_tokens: u64,
     pub reasoning_tokens: u64,
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
@@ -70,13 +74,20 @@ pub struct UsageEvent {
     /// Cost in USD as a decimal string; `None` when the model's price is unknown (never a guessed zero).
     #[serde(default)]
     pub cost_usd: Option<String>,
+    /// Which gateway process recorded it.
+    #[serde(default)]
+    pub instance: String,
 }
+
+/// The ClickHouse DDL (`sql/`), in order; `{db}` stands for the database name.
+pub const CLICKHOUSE_SCHEMA: &[&str] = &[include_str!("../sql/001_usage_events.sql")];
 
 impl UsageEvent {
     pub fn apply_usage(&mut self, usage: &TokenUsage) {
         self.input_tokens = usage.input;
         self.output_tokens = usage.output;
         self.cached_input_tokens = usage.cached_input;
+        self.cache_write_input_tokens = usage.cache_write_input;
         self.reasoning_tokens = usage.reasoning;
     }
 }

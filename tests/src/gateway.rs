@@ -71,7 +71,24 @@ impl Gateway {
     }
 
     async fn start_with_store(store: Option<String>, extra: &str, env: &[(&str, &str)]) -> Gateway {
+        Gateway::start_full(store, None, extra, env).await
+    }
+
+    /// Full control: `store` and `usage` TOML sections (defaults: SQLite files in the temp dir).
+    pub async fn start_full(
+        store: Option<String>,
+        usage: Option<String>,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let dir = temp_dir("gw");
+        let usage = usage.unwrap_or_else(|| {
+            format!(
+                "[usage]\nsink = \"sqlite\"\npath = \"{}\"\n",
+                dir.join("usage.db").display()
+            )
+        });
+        let usage = format!("{usage}spool_dir = \"{}\"\n", dir.join("spool").display());
         let port = free_port();
         let store = store.unwrap_or_else(|| {
             format!(
@@ -81,8 +98,7 @@ impl Gateway {
         });
         let config = format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_key_env = \"TG_TEST_ADMIN\"\nkey_refresh_ms = 200\nshutdown_grace_secs = 5\n\
-             {store}[usage]\nsink = \"sqlite\"\npath = \"{}\"\n{extra}",
-            dir.join("usage.db").display()
+             {store}{usage}{extra}"
         );
         std::fs::write(dir.join("tollgate.toml"), config).expect("write config");
         let mut gw = Gateway {

@@ -133,7 +133,12 @@ async fn keys_created_and_revoked_by_the_cli_are_honoured_by_the_running_server(
 #[tokio::test]
 async fn sigterm_drains_streams_for_the_grace_period_then_exits_zero_without_losing_events() {
     let fake = FakeProvider::start().await;
-    let extra = "[[models]]\nname = \"gpt-slow\"\ntargets = [{ provider = \"fake\", model = \"slow\" }]\n";
+    // A provider whose total timeout outlives the grace period, so shutdown is what cuts the stream.
+    let extra = format!(
+        "[[providers]]\nname = \"patient\"\nkind = \"openai_compat\"\nbase_url = \"{}\"\ntimeout_ms = 60000\n\
+         [[models]]\nname = \"gpt-slow\"\ntargets = [{{ provider = \"patient\", model = \"slow\" }}]\n",
+        fake.base_url()
+    );
     let mut gw = Gateway::start(
         &format!("{}{extra}", standard_config(&fake.base_url())),
         &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)],

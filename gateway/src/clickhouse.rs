@@ -1,0 +1,258 @@
+//! The ClickHouse usage sink, over ClickHouse's HTTP interface with `JSONEachRow` (works on the 18.16
+//! server Debian ships and on current releases; no native protocol, no server-side parameters).
+//! Inserts are idempotent: a batch that may have been sent before (a retry, or a segment replayed
+//! after a restart) first asks which of its ids are already stored and inserts only the others; the
+//! table is also a ReplacingMergeTree keyed by id, so a duplicate can never survive a merge.
+
+use std::{collections::HashSet, fmt::Write, time::Duration};
+
+use serde_json::{json, value::RawValue, Value};
+use tollgate_schemas::{UsageEvent, CLICKHOUSE_SCHEMA};
+use uuid::Uuid;
+
+use crate::{config::Secret, usage::UsageQuery};
+
+pub struct ClickHouse {
+    schema_ready: std::sync::atomic::AtomicBool,
+    http: reqwest::Client,
+    url: String,
+    database: String,
+    user: Option<String>,
+    password: Option<Secret>,
+}
+
+/// A string literal for ClickHouse SQL.
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("\\'"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+fn opt(s: &Option<String>) -> &str {
+    s.as_deref().unwrap_or("")
+}
+
+fn row(e: &UsageEvent) -> anyhow::Result<String> {
+    // The cost goes in as a JSON number written from its decimal string: exact, never a float.
+    let cost: Box<RawValue> = match &e.cost_usd {
+        Some(c) if !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') => {
+            RawValue::from_string(c.clone())?
+        }
+        _ => RawValue::from_string("null".into())?,
+    };
+    Ok(json!({
+        "id": e.id.to_string(), "ts": e.ts_ms / 1000, "ts_ms": e.ts_ms, "request_id": e.request_id,
+        "key_id": opt(&e.key_id), "team_id": opt(&e.team_id), "user": opt(&e.user), "endpoint": e.endpoint,
+        "requested_model": opt(&e.requested_model), "served_model": opt(&e.served_model),
+        "provider": opt(&e.provider), "status": e.status, "error_type": opt(&e.error_type),
+        "streamed": u8::from(e.streamed), "cancelled": u8::from(e.cancelled),
+        "input_tokens": e.input_tokens, "output_tokens": e.output_tokens,
+        "cached_input_tokens": e.cached_input_tokens, "cache_write_input_tokens": e.cache_write_input_tokens,
+        "reasoning_tokens": e.reasoning_tokens, "cost_usd": cost, "latency_ms": e.latency_ms,
+        "ttft_ms": e.ttft_ms, "attempts": e.attempts, "instance": e.instance,
+    })
+    .to_string())
+}
+
+fn none_if_empty(v: &Value) -> Option<String> {
+    v.as_str().filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+fn num(v: &Value) -> u64 {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn from_row(v: &Value) -> Option<UsageEvent> {
+    Some(UsageEvent {
+        id: Uuid::parse_str(v["id"].as_str()?).ok()?,
+        ts_ms: num(&v["ts_ms"]) as i64,
+        request_id: v["request_id"].as_str()?.to_string(),
+        key_id: none_if_empty(&v["key_id"]),
+        team_id: none_if_empty(&v["team_id"]),
+        user: none_if_empty(&v["user"]),
+        endpoint: v["endpoint"].as_str()?.to_string(),
+        requested_model: none_if_empty(&v["requested_model"]),
+        served_model: none_if_empty(&v["served_model"]),
+        provider: none_if_empty(&v["provider"]),
+        status: num(&v["status"]) as u16,
+        error_type: none_if_empty(&v["error_type"]),
+        streamed: num(&v["streamed"]) != 0,
+        cancelled: num(&v["cancelled"]) != 0,
+        input_tokens: num(&v["input_tokens"]),
+        output_tokens: num(&v["output_tokens"]),
+        cached_input_tokens: num(&v["cached_input_tokens"]),
+        cache_write_input_tokens: num(&v["cache_write_input_tokens"]),
+        reasoning_tokens: num(&v["reasoning_tokens"]),
+        latency_ms: num(&v["latency_ms"]),
+        ttft_ms: (!v["ttft_ms"].is_null()).then(|| num(&v["ttft_ms"])),
+        attempts: num(&v["attempts"]) as u32,
+        // Decimal64(9) comes back as a number with 9 decimals; trim to the canonical form.
+        cost_usd: match &v["cost_usd"] {
+            Value::Null => None,
+            other => Some(
+                tollgate_policy::Usd::parse(other.to_string().trim_matches('"'))
+                    .map_or_else(|_| other.to_string(), |u| u.to_string()),
+            ),
+        },
+        instance: v["instance"].as_str().unwrap_or("").to_string(),
+    })
+}
+
+impl ClickHouse {
+    pub fn new(
+        url: &str,
+        database: &str,
+        user: Option<String>,
+        password: Option<Secret>,
+    ) -> anyhow::Result<ClickHouse> {
+        Ok(ClickHouse {
+            schema_ready: std::sync::atomic::AtomicBool::new(false),
+            http: reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            url: url.trim_end_matches('/').to_string(),
+            database: database.to_string(),
+            user,
+            password,
+        })
+    }
+
+    async fn run(&self, query: &str, body: Option<String>) -> anyhow::Result<String> {
+        let mut req = self.http.post(&self.url).query(&[
+            ("output_format_json_quote_64bit_integers", "0"),
+            ("date_time_input_format", "basic"),
+        ]);
+        if let Some(u) = &self.user {
+            req = req.header("X-ClickHouse-User", u);
+        }
+        if let Some(p) = &self.password {
+            req = req.header("X-ClickHouse-Key", p.expose());
+        }
+        let req = match body {
+            // INSERT: the query in the URL, the rows in the body.
+            Some(rows) => req.query(&[("query", query)]).body(rows),
+            None => req.body(query.to_string()),
+        };
+        let res = req.send().await?;
+        let status = res.status();
+        let text = res.text().await?;
+        if !status.is_success() {
+            anyhow::bail!(
+                "ClickHouse answered {status}: {}",
+                text.chars().take(300).collect::<String>()
+            );
+        }
+        Ok(text)
+    }
+
+    /// Applies the schema once per process (retried on the next call after a failure).
+    async fn ensure_schema(&self) -> anyhow::Result<()> {
+        use std::sync::atomic::Ordering;
+        if !self.schema_ready.load(Ordering::Acquire) {
+            self.apply_schema().await?;
+            self.schema_ready.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Creates the database, table and rollup view if missing.
+    pub async fn apply_schema(&self) -> anyhow::Result<()> {
+        for file in CLICKHOUSE_SCHEMA {
+            let sql = file.replace("{db}", &self.database);
+            let statements = sql
+                .split(';')
+                .map(|s| {
+                    s.lines()
+                        .filter(|l| !l.trim_start().starts_with("--"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .filter(|s| !s.trim().is_empty());
+            for stmt in statements {
+                self.run(&stmt, None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ids of `events` already stored.
+    async fn existing(&self, events: &[UsageEvent]) -> anyhow::Result<HashSet<String>> {
+        let mut found = HashSet::new();
+        for chunk in events.chunks(1000) {
+            let (lo, hi) = chunk.iter().fold((i64::MAX, i64::MIN), |(lo, hi), e| {
+                (lo.min(e.ts_ms), hi.max(e.ts_ms))
+            });
+            let mut q = format!(
+                "SELECT id FROM {}.usage_events WHERE ts >= toDateTime({}) AND ts <= toDateTime({}) AND id IN (",
+                self.database,
+                lo / 1000,
+                hi / 1000
+            );
+            for (i, e) in chunk.iter().enumerate() {
+                let _ = write!(q, "{}'{}'", if i > 0 { "," } else { "" }, e.id);
+            }
+            q.push_str(") FORMAT TabSeparated");
+            found.extend(self.run(&q, None).await?.lines().map(str::to_string));
+        }
+        Ok(found)
+    }
+
+    /// Inserts events; with `maybe_sent`, skips the ones already stored (idempotent retry).
+    pub async fn insert(&self, events: &[UsageEvent], maybe_sent: bool) -> anyhow::Result<usize> {
+        self.ensure_schema().await?;
+        let skip = if maybe_sent {
+            self.existing(events).await?
+        } else {
+            HashSet::new()
+        };
+        let mut body = String::with_capacity(events.len() * 600);
+        let mut n = 0;
+        for e in events.iter().filter(|e| !skip.contains(&e.id.to_string())) {
+            body.push_str(&row(e)?);
+            body.push('\n');
+            n += 1;
+        }
+        if n > 0 {
+            let q = format!("INSERT INTO {}.usage_events FORMAT JSONEachRow", self.database);
+            self.run(&q, Some(body)).await?;
+        }
+        Ok(n)
+    }
+
+    /// Newest first, like the embedded store.
+    pub async fn query(&self, q: &UsageQuery) -> anyhow::Result<Vec<UsageEvent>> {
+        self.ensure_schema().await?;
+        let mut sql = format!("SELECT * FROM {}.usage_events FINAL WHERE 1", self.database);
+        if let Some(k) = &q.key_id {
+            let _ = write!(sql, " AND key_id = {}", quote(k));
+        }
+        if let Some(f) = q.from_ms {
+            let _ = write!(sql, " AND ts_ms >= {f}");
+        }
+        if let Some(t) = q.to_ms {
+            let _ = write!(sql, " AND ts_ms < {t}");
+        }
+        if let Some(b) = &q.before {
+            let _ = write!(sql, " AND id < {}", quote(b));
+        }
+        let _ = write!(sql, " ORDER BY id DESC LIMIT {} FORMAT JSONEachRow", q.limit);
+        let text = self.run(&sql, None).await?;
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| from_row(&v))
+            .collect())
+    }
+}
