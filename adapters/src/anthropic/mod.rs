@@ -2,7 +2,7 @@
 //! headers), behind Tollgate's OpenAI chat interface. Only chat is supported: legacy completions and
 //! embeddings are refused as invalid requests.
 //!
-//! Requests ([`request`]): system and developer messages become the top-level `system` (wherever they
+//! Requests (`request.rs`): system and developer messages become the top-level `system` (wherever they
 //! appear); user text and images (data: URLs as base64, http(s) URLs as url sources); assistant text
 //! and `tool_calls` (arguments parsed into `input`); `tool` messages become `tool_result` blocks in a
 //! user turn. Consecutive turns of the same role are merged, since Anthropic wants them alternating.
@@ -10,17 +10,19 @@
 //! (`disable_parallel_tool_use`), `max_completion_tokens`/`max_tokens` (default
 //! [`DEFAULT_MAX_TOKENS`]: Anthropic requires one), `stop`, `temperature` (clamped to Anthropic's
 //! 0..1), `top_p`, `user` (`metadata.user_id`), `reasoning_effort` (extended thinking with a budget of
-//! 1024/4096/16384 tokens; sampling parameters are then left out, as Anthropic requires) and
-//! `response_format: json_schema` (`output_config.format`) are converted. `n > 1` is refused.
+//! 1024/4096/16384 tokens; sampling parameters are then left out, and forced tool use turns thinking
+//! off, as Anthropic requires) and `response_format: json_schema` (`output_config.format`) are
+//! converted. `n > 1` is refused.
 //!
 //! Every other OpenAI field (`seed`, `logprobs`, penalties, `logit_bias`, `metadata`, `store`,
 //! `response_format: json_object`, `stream_options`, ...) is dropped, because the Messages API
 //! rejects unknown fields. Content parts other than text and images (audio, files) are refused.
 //!
-//! Answers ([`response`], [`stream`]) come back as OpenAI `chat.completion` / `chat.completion.chunk`:
+//! Answers (`response.rs`, `stream.rs`) come back as OpenAI `chat.completion` / `chat.completion.chunk`:
 //! text joined into `content`, `tool_use` as `tool_calls`, thinking as `reasoning_content`, cache
 //! reads and writes counted in `prompt_tokens` (reads also as `cached_tokens`). Thinking signatures
-//! and redacted thinking are not returned, so thinking blocks cannot be sent back in a later turn.
+//! and redacted thinking are not returned, so thinking blocks cannot be sent back in a later turn; as
+//! Anthropic requires them when a turn continues a tool call, such a turn runs without thinking.
 
 mod request;
 mod response;

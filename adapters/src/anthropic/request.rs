@@ -39,7 +39,19 @@ pub(crate) fn convert<'a>(
     };
     let (system, messages) = convert_messages(list)?;
     let (tools, tool_choice) = convert_tools(body)?;
-    let thinking = thinking_budget(body.get("reasoning_effort"))?;
+    // With thinking on, Anthropic wants the signed thinking blocks of the assistant turn that called
+    // tools sent back; OpenAI clients cannot send them, so such a continuation runs without thinking.
+    let continues_tool_call = messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::Assistant)
+        .is_some_and(|m| m.content.iter().any(|b| matches!(b, Block::ToolUse { .. })));
+    // Forced tool use is not allowed with thinking either.
+    let forced = matches!(
+        tool_choice,
+        Some(ToolChoice::Any { .. } | ToolChoice::Tool { .. })
+    );
+    let thinking = thinking_budget(body.get("reasoning_effort"))?.filter(|_| !continues_tool_call && !forced);
 
     let mut max_tokens = match ["max_completion_tokens", "max_tokens"]
         .into_iter()
@@ -58,14 +70,12 @@ pub(crate) fn convert<'a>(
         }
     }
 
-    let number = |field: &str| -> Result<Option<f64>, AdapterError> {
-        match body.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| invalid(format!("`{field}` must be a number"), field)),
-        }
+    let number = |field: &str| match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| invalid(format!("`{field}` must be a number"), field)),
     };
     // OpenAI's temperature goes up to 2, Anthropic's to 1. With thinking enabled Anthropic rejects
     // any sampling change, so both are left to the provider's defaults.
@@ -302,31 +312,27 @@ fn convert_tools(body: &Map<String, Value>) -> Result<ToolsAndChoice<'_>, Adapte
         return Ok((tools, None));
     }
     let no_parallel = (body.get("parallel_tool_calls") == Some(&Value::Bool(false))).then_some(true);
+    let auto = ToolChoice::Auto {
+        disable_parallel_tool_use: no_parallel,
+    };
     let choice = match body.get("tool_choice") {
-        None | Some(Value::Null) => no_parallel.map(|_| ToolChoice::Auto {
+        None | Some(Value::Null) => no_parallel.map(|_| auto),
+        Some(Value::String(s)) if s == "auto" => Some(auto),
+        Some(Value::String(s)) if s == "none" => Some(ToolChoice::None),
+        Some(Value::String(s)) if s == "required" => Some(ToolChoice::Any {
             disable_parallel_tool_use: no_parallel,
         }),
-        Some(Value::String(s)) => Some(match s.as_str() {
-            "auto" => ToolChoice::Auto {
-                disable_parallel_tool_use: no_parallel,
-            },
-            "required" => ToolChoice::Any {
-                disable_parallel_tool_use: no_parallel,
-            },
-            "none" => ToolChoice::None,
-            _ => return Err(invalid("unknown `tool_choice`", "tool_choice")),
-        }),
-        Some(v) => {
-            let name = v
-                .get("function")
-                .and_then(|f| f.get("name"))
-                .and_then(Value::as_str)
-                .ok_or_else(|| invalid("`tool_choice` needs `function.name`", "tool_choice"))?;
-            Some(ToolChoice::Tool {
+        Some(v) => match v
+            .get("function")
+            .and_then(|f| f.get("name"))
+            .and_then(Value::as_str)
+        {
+            Some(name) => Some(ToolChoice::Tool {
                 name,
                 disable_parallel_tool_use: no_parallel,
-            })
-        }
+            }),
+            None => return Err(invalid("unknown `tool_choice`", "tool_choice")),
+        },
     };
     Ok((tools, choice))
 }
@@ -350,22 +356,16 @@ fn stop_sequences(stop: Option<&Value>) -> Result<Vec<&str>, AdapterError> {
 
 /// `reasoning_effort` -> an extended-thinking budget (`none` or absent: no thinking).
 fn thinking_budget(effort: Option<&Value>) -> Result<Option<u64>, AdapterError> {
-    let budget = match effort {
-        None | Some(Value::Null) => None,
-        Some(v) => match v.as_str() {
-            Some("none") => None,
-            Some("minimal" | "low") => Some(1024),
-            Some("medium") => Some(4096),
-            Some("high") => Some(16_384),
-            _ => {
-                return Err(invalid(
-                    "`reasoning_effort` must be minimal, low, medium or high",
-                    "reasoning_effort",
-                ))
-            }
-        },
-    };
-    Ok(budget)
+    match effort.filter(|v| !v.is_null()).map(Value::as_str) {
+        None | Some(Some("none")) => Ok(None),
+        Some(Some("minimal" | "low")) => Ok(Some(1024)),
+        Some(Some("medium")) => Ok(Some(4096)),
+        Some(Some("high")) => Ok(Some(16_384)),
+        Some(_) => Err(invalid(
+            "`reasoning_effort` must be none, minimal, low, medium or high",
+            "reasoning_effort",
+        )),
+    }
 }
 
 /// `response_format: json_schema` -> `output_config.format`; other formats have no equivalent.
