@@ -143,6 +143,7 @@ async fn chat_becomes_a_messages_call_with_anthropic_headers() {
         ),
         (Some(18), Some(7), Some(5))
     );
+    assert_eq!(e["cache_write_input_tokens"], 2, "{e}");
 }
 
 #[tokio::test]
