@@ -17,10 +17,14 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import openai, jsonsc
 fi
 export TOLLGATE_TEST_PYTHON="$VENV/bin/python"
 
-# Redis for the policy tests: the machine's server on 6379, started (and installed) when missing.
+# Services for the tests, installed from Debian when missing. Redis: the machine's server on 6379,
+# started when none runs.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# ClickHouse for the usage tests: Debian's 18.16 server; each test starts its own on free ports.
+command -v clickhouse-server >/dev/null 2>&1 || missing+=(clickhouse-server)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

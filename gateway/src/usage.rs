@@ -491,9 +491,11 @@ impl UsageGuard {
             (None, _) if !reached => Some(Usd(0)),
             (None, _) => None,
         };
-        e.cost_usd = cost
-            .filter(|_| self.usage.is_some() || !reached)
-            .map(|c| c.to_string());
+        e.cost_usd = match (&self.usage, &self.price) {
+            (Some(u), Some(p)) => Some(tollgate_policy::pricing::format_nanos(p.cost_nanos(u))),
+            (None, _) if !reached => Some("0".into()),
+            _ => None,
+        };
         if let Some(lease) = self.lease.take() {
             let tokens = match &self.usage {
                 Some(u) => Some(u.input + u.output),

@@ -28,9 +28,15 @@ fn per_million(tokens: u64, price: Usd) -> i128 {
 }
 
 impl Price {
-    /// Exact cost, rounded up to the micro-dollar. Cached and cache-write tokens are part of `input`
-    /// and billed once, at their own rate; reasoning tokens are part of `output`.
+    /// Cost for budgets: [`Price::cost_nanos`] rounded up to the micro-dollar.
     pub fn cost(&self, u: &TokenUsage) -> Usd {
+        Usd(i64::try_from((self.cost_nanos(u) + 999) / 1000).unwrap_or(i64::MAX))
+    }
+
+    /// Exact cost in nano-dollars (rounded up), for usage events and billing. Cached and cache-write
+    /// tokens are part of `input` and billed once, at their own rate; reasoning tokens are part of
+    /// `output`.
+    pub fn cost_nanos(&self, u: &TokenUsage) -> i128 {
         let cached = u.cached_input.min(u.input);
         let write = u.cache_write_input.min(u.input - cached);
         let plain_in = u.input - cached - write;
@@ -41,7 +47,22 @@ impl Price {
             + per_million(write, self.cache_write_input.unwrap_or(self.input))
             + per_million(plain_out, self.output)
             + per_million(reasoning, self.reasoning.unwrap_or(self.output));
-        Usd(i64::try_from((total + 999_999) / 1_000_000).unwrap_or(i64::MAX))
+        // `total` is micro-dollars per million tokens times tokens: / 1e6 gives micro-dollars,
+        // / 1e3 nano-dollars.
+        (total + 999) / 1000
+    }
+}
+
+/// Nano-dollars as a decimal string with up to 9 decimals: `23500` -> `"0.0000235"`.
+pub fn format_nanos(n: i128) -> String {
+    let sign = if n < 0 { "-" } else { "" };
+    let abs = n.unsigned_abs();
+    let frac = format!("{:09}", abs % 1_000_000_000);
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() {
+        format!("{sign}{}", abs / 1_000_000_000)
+    } else {
+        format!("{sign}{}.{frac}", abs / 1_000_000_000)
     }
 }
 
@@ -142,5 +163,26 @@ mod tests {
             Usd(1)
         );
         assert!(PriceTable::builtin().price("openai", "no-such-model").is_none());
+    }
+
+    #[test]
+    fn nano_dollar_costs_are_exact_decimals() {
+        let p = Price {
+            input: Usd::parse("1.00").unwrap(),
+            output: Usd::parse("2.00").unwrap(),
+            cached_input: Some(Usd::parse("0.50").unwrap()),
+            cache_write_input: None,
+            reasoning: None,
+        };
+        let u = TokenUsage {
+            input: 11,
+            output: 7,
+            cached_input: 3,
+            ..Default::default()
+        };
+        assert_eq!(p.cost_nanos(&u), 23_500);
+        assert_eq!(format_nanos(23_500), "0.0000235");
+        assert_eq!(format_nanos(2_000_000_000), "2");
+        assert_eq!(p.cost(&u), Usd(24), "budgets round up to the micro-dollar");
     }
 }

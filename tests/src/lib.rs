@@ -5,6 +5,7 @@
 // Test support: failing loudly is the point.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod clickhouse;
 pub mod fake;
 pub mod fake_anthropic;
 pub mod gateway;
