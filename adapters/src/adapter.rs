@@ -113,6 +113,18 @@ pub trait Adapter: Send + Sync {
 
     /// Classifies a non-2xx answer.
     fn parse_error(&self, status: u16, body: &[u8]) -> UpstreamError;
+
+    /// Whether this provider serves `op` at all; routing skips targets that do not, so a model can
+    /// mix providers. Default: every operation.
+    fn supports(&self, _op: Operation) -> bool {
+        true
+    }
+
+    /// Output tokens the adapter asks for when the client sets no limit, for quota estimates;
+    /// `None` when the provider decides (the gateway then uses its configured default).
+    fn default_max_tokens(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Converts one upstream stream, one SSE event at a time, into OpenAI chunk payloads (the text after

@@ -272,8 +272,19 @@ async fn proxy(
     });
     let model = resolve_model(st, key, &req.model)?;
 
-    let plan = routing::plan(&st.config, &model, &st.health, |m| key.allows_model(m));
+    let plan = routing::plan(&st.config, &model, op, &st.health, |m| key.allows_model(m));
     let Some((first, _)) = plan.first() else {
+        let serves = |t: &ModelTarget| t.provider.adapter.as_ref().is_none_or(|a| a.supports(op));
+        if !model.targets.iter().any(serves) {
+            return Err(ApiError::invalid(
+                format!(
+                    "The model `{}` does not support the {} endpoint.",
+                    model.name,
+                    op.as_str()
+                ),
+                Some("model"),
+            ));
+        }
         return Err(ApiError::Unavailable(format!(
             "no provider for model `{}` is available (their credentials are not configured)",
             model.name
@@ -281,7 +292,12 @@ async fn proxy(
     };
 
     // Reserve every limit of the key and its team before any upstream work.
-    let estimate = estimate_usage(st, op, &req, body_len);
+    let default_out = first
+        .provider
+        .adapter
+        .as_ref()
+        .and_then(|a| a.default_max_tokens());
+    let estimate = estimate_usage(st, op, &req, body_len, default_out);
     let est_cost = price_of(st, first).map_or(tollgate_policy::Usd(0), |p| p.cost(&estimate));
     let quota_plan = Plan::for_principal(&principal, estimate.input + estimate.output, est_cost, now_ms());
     let lease = st.quota.acquire(quota_plan).await.map_err(quota_error)?;
@@ -302,7 +318,13 @@ fn price_of(st: &AppState, target: &ModelTarget) -> Option<tollgate_policy::pric
 
 /// Tokens a request may use at most: the prompt from its size (about 4 bytes a token) and the
 /// output from `max_completion_tokens`/`max_tokens` (or the configured default) times `n`.
-fn estimate_usage(st: &AppState, op: Operation, req: &Parsed, body_len: usize) -> TokenUsage {
+fn estimate_usage(
+    st: &AppState,
+    op: Operation,
+    req: &Parsed,
+    body_len: usize,
+    provider_default: Option<u64>,
+) -> TokenUsage {
     let input = (body_len as u64).div_ceil(4).max(1);
     let output = match op {
         Operation::Embeddings => 0,
@@ -310,6 +332,7 @@ fn estimate_usage(st: &AppState, op: Operation, req: &Parsed, body_len: usize) -
             let max = ["max_completion_tokens", "max_tokens"]
                 .iter()
                 .find_map(|f| req.body.get(*f).and_then(Value::as_u64))
+                .or(provider_default)
                 .unwrap_or(st.config.quota.default_output_tokens);
             let n = req
                 .body

@@ -10,6 +10,7 @@ use std::{
 };
 
 use rand::Rng;
+use tollgate_adapters::Operation;
 
 use crate::config::{Config, Model, ModelTarget, RoutingConfig, Strategy};
 
@@ -133,8 +134,14 @@ impl Health {
 }
 
 /// One model's targets in the order this request tries them.
-fn order<'a>(model: &'a Model, health: &Health) -> Vec<&'a ModelTarget> {
-    let mut targets: Vec<&ModelTarget> = model.targets.iter().filter(|t| t.provider.available).collect();
+fn order<'a>(model: &'a Model, op: Operation, health: &Health) -> Vec<&'a ModelTarget> {
+    let serves = |t: &&ModelTarget| t.provider.adapter.as_ref().is_none_or(|a| a.supports(op));
+    let mut targets: Vec<&ModelTarget> = model
+        .targets
+        .iter()
+        .filter(|t| t.provider.available)
+        .filter(serves)
+        .collect();
     let mut rng = rand::rng();
     match model.strategy {
         Strategy::Ordered => {}
@@ -175,10 +182,11 @@ fn order<'a>(model: &'a Model, health: &Health) -> Vec<&'a ModelTarget> {
 pub fn plan<'a>(
     config: &'a Config,
     model: &'a Arc<Model>,
+    op: Operation,
     health: &Health,
     allowed: impl Fn(&str) -> bool,
 ) -> Vec<(&'a ModelTarget, &'a Model)> {
-    let mut out: Vec<(&ModelTarget, &Model)> = order(model, health)
+    let mut out: Vec<(&ModelTarget, &Model)> = order(model, op, health)
         .into_iter()
         .map(|t| (t, model.as_ref()))
         .collect();
@@ -189,7 +197,7 @@ pub fn plan<'a>(
         if !allowed(&fb.name) {
             continue;
         }
-        for t in order(fb, health) {
+        for t in order(fb, op, health) {
             if !out.iter().any(|(o, _)| o.id == t.id) {
                 out.push((t, fb.as_ref()));
             }

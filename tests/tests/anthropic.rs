@@ -47,6 +47,14 @@ targets = [{{ provider = "anth", model = "error-event" }}]
 [[models]]
 name = "claude-with-fallback"
 targets = [{{ provider = "anth", model = "overloaded" }}, {{ provider = "anth", model = "claude-fake" }}]
+
+[[providers]]
+name = "echo"
+kind = "echo"
+
+[[models]]
+name = "mixed"
+targets = [{{ provider = "anth", model = "claude-fake" }}, {{ provider = "echo", model = "echo-embed" }}]
 "#
     )
 }
@@ -362,10 +370,21 @@ async fn only_chat_is_offered_by_anthropic() {
             v["error"]["message"]
                 .as_str()
                 .unwrap()
-                .contains("not supported by anthropic"),
+                .contains("does not support the"),
             "{v}"
         );
     }
+    // A model that mixes providers skips the ones that cannot serve the endpoint.
+    let res = gw
+        .http
+        .post(gw.url("/v1/embeddings"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "mixed", "input": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tollgate-provider"], "echo");
     assert!(fake.requests().is_empty());
 }
 

@@ -53,6 +53,14 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 pub struct AnthropicAdapter;
 
 impl Adapter for AnthropicAdapter {
+    fn supports(&self, op: Operation) -> bool {
+        op == Operation::Chat
+    }
+
+    fn default_max_tokens(&self) -> Option<u64> {
+        Some(DEFAULT_MAX_TOKENS)
+    }
+
     fn build_request(
         &self,
         op: Operation,
