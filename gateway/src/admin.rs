@@ -351,3 +351,75 @@ pub async fn usage_events(
         json!({"object": "list", "data": events, "next": next}),
     ))
 }
+
+#[derive(Deserialize)]
+pub struct SummaryParams {
+    group_by: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    format: Option<String>,
+}
+
+fn range(p: &SummaryParams) -> Result<(Option<i64>, Option<i64>), ApiError> {
+    Ok((
+        p.from.as_deref().map(|v| parse_time(v, "from")).transpose()?,
+        p.to.as_deref().map(|v| parse_time(v, "to")).transpose()?,
+    ))
+}
+
+/// `GET /admin/usage/summary?group_by=key|team|model|provider|day&from=&to=`
+pub async fn usage_summary(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: Result<Query<SummaryParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    authenticate_admin(&st, &headers)?;
+    let Query(p) = params.map_err(|e| ApiError::invalid(e.body_text(), None))?;
+    let by = crate::analytics::GroupBy::parse(p.group_by.as_deref().unwrap_or("key")).ok_or_else(|| {
+        ApiError::invalid(
+            "`group_by` must be key, team, model, provider or day",
+            Some("group_by"),
+        )
+    })?;
+    let (from, to) = range(&p)?;
+    let rows = st
+        .usage_backend
+        .summary(by, from, to)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(status_json(
+        StatusCode::OK,
+        json!({"object": "list", "group_by": p.group_by.unwrap_or_else(|| "key".into()), "data": rows}),
+    ))
+}
+
+/// `GET /admin/billing/export?from=&to=&format=csv|json`: one line per key and model.
+pub async fn billing_export(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: Result<Query<SummaryParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    authenticate_admin(&st, &headers)?;
+    let Query(p) = params.map_err(|e| ApiError::invalid(e.body_text(), None))?;
+    let (from, to) = range(&p)?;
+    let lines = st
+        .usage_backend
+        .billing(from, to)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    match p.format.as_deref().unwrap_or("json") {
+        "json" => Ok(status_json(
+            StatusCode::OK,
+            json!({"object": "list", "data": lines}),
+        )),
+        "csv" => {
+            let mut res = crate::analytics::billing_csv(&lines).into_response();
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            );
+            Ok(res)
+        }
+        _ => Err(ApiError::invalid("`format` must be csv or json", Some("format"))),
+    }
+}

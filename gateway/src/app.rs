@@ -243,6 +243,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/admin/audit", get(admin::audit_log))
         .route("/admin/usage/events", get(admin::usage_events))
+        .route("/admin/usage/summary", get(admin::usage_summary))
+        .route("/admin/billing/export", get(admin::billing_export))
         .fallback(|| async {
             ApiError::NotFound {
                 message: "Unknown route.".into(),

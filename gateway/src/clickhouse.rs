@@ -10,7 +10,13 @@ use serde_json::{json, value::RawValue, Value};
 use tollgate_schemas::{UsageEvent, CLICKHOUSE_SCHEMA};
 use uuid::Uuid;
 
-use crate::{config::Secret, usage::UsageQuery};
+use tollgate_policy::pricing::format_nanos;
+
+use crate::{
+    analytics::{parse_nanos, BillingLine, GroupBy, SummaryRow},
+    config::Secret,
+    usage::UsageQuery,
+};
 
 pub struct ClickHouse {
     schema_ready: std::sync::atomic::AtomicBool,
@@ -255,4 +261,98 @@ impl ClickHouse {
             .filter_map(|v| from_row(&v))
             .collect())
     }
+
+    /// `GET /admin/usage/summary` in SQL (same definitions as `analytics::summarize`).
+    pub async fn summary(
+        &self,
+        by: GroupBy,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> anyhow::Result<Vec<SummaryRow>> {
+        self.ensure_schema().await?;
+        let sql = format!(
+            "SELECT {g} AS grp, count() AS requests, countIf(status >= 400) AS errors, sum(input_tokens) AS i, \
+             sum(cached_input_tokens) AS ci, sum(cache_write_input_tokens) AS cw, sum(output_tokens) AS o, \
+             sum(reasoning_tokens) AS r, toString(sum(assumeNotNull(cost_usd))) AS cost, \
+             quantileExact(0.5)(latency_ms) AS l50, quantileExact(0.95)(latency_ms) AS l95, \
+             countIf(isNotNull(ttft_ms)) AS ttft_n, \
+             quantileExactIf(0.5)(assumeNotNull(ttft_ms), isNotNull(ttft_ms)) AS t50, \
+             quantileExactIf(0.95)(assumeNotNull(ttft_ms), isNotNull(ttft_ms)) AS t95 \
+             FROM {db}.usage_events FINAL WHERE {w} GROUP BY grp ORDER BY grp FORMAT JSONEachRow",
+            g = by.sql(),
+            db = self.database,
+            w = time_filter(from_ms, to_ms),
+        );
+        let text = self.run(&sql, None).await?;
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line)?;
+            let requests = num(&v["requests"]);
+            let errors = num(&v["errors"]);
+            let has_ttft = num(&v["ttft_n"]) > 0;
+            out.push(SummaryRow {
+                group: v["grp"].as_str().unwrap_or("").to_string(),
+                requests,
+                errors,
+                error_rate: errors as f64 / requests.max(1) as f64,
+                input_tokens: num(&v["i"]),
+                cached_input_tokens: num(&v["ci"]),
+                cache_write_input_tokens: num(&v["cw"]),
+                output_tokens: num(&v["o"]),
+                reasoning_tokens: num(&v["r"]),
+                cost_usd: format_nanos(parse_nanos(v["cost"].as_str().unwrap_or("0"))),
+                latency_ms_p50: num(&v["l50"]),
+                latency_ms_p95: num(&v["l95"]),
+                ttft_ms_p50: has_ttft.then(|| num(&v["t50"])),
+                ttft_ms_p95: has_ttft.then(|| num(&v["t95"])),
+            });
+        }
+        Ok(out)
+    }
+
+    /// `GET /admin/billing/export` in SQL: one line per key and model.
+    pub async fn billing(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> anyhow::Result<Vec<BillingLine>> {
+        self.ensure_schema().await?;
+        let sql = format!(
+            "SELECT key_id, requested_model AS model, count() AS requests, sum(input_tokens) AS i, \
+             sum(cached_input_tokens) AS ci, sum(cache_write_input_tokens) AS cw, sum(output_tokens) AS o, \
+             sum(reasoning_tokens) AS r, toString(sum(assumeNotNull(cost_usd))) AS cost \
+             FROM {db}.usage_events FINAL WHERE key_id != '' AND {w} GROUP BY key_id, model ORDER BY key_id, model \
+             FORMAT JSONEachRow",
+            db = self.database,
+            w = time_filter(from_ms, to_ms),
+        );
+        let text = self.run(&sql, None).await?;
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line)?;
+            out.push(BillingLine {
+                key_id: v["key_id"].as_str().unwrap_or("").to_string(),
+                model: v["model"].as_str().unwrap_or("").to_string(),
+                requests: num(&v["requests"]),
+                input_tokens: num(&v["i"]),
+                cached_input_tokens: num(&v["ci"]),
+                cache_write_input_tokens: num(&v["cw"]),
+                output_tokens: num(&v["o"]),
+                reasoning_tokens: num(&v["r"]),
+                cost_usd: format_nanos(parse_nanos(v["cost"].as_str().unwrap_or("0"))),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn time_filter(from_ms: Option<i64>, to_ms: Option<i64>) -> String {
+    let mut w = String::from("1");
+    if let Some(f) = from_ms {
+        let _ = write!(w, " AND ts_ms >= {f}");
+    }
+    if let Some(t) = to_ms {
+        let _ = write!(w, " AND ts_ms < {t}");
+    }
+    w
 }

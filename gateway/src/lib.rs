@@ -3,6 +3,7 @@
 //! in-process with [`app::build_state`] and [`app::router`].
 
 pub mod admin;
+pub mod analytics;
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -54,6 +54,10 @@ struct Families {
     ttft: BTreeMap<(String, String), Histogram>,
     /// (model, provider, class) -> tokens
     tokens: BTreeMap<(String, String, &'static str), u64>,
+    /// (model, provider) -> cost in nano-dollars
+    cost_nanos: BTreeMap<(String, String), i128>,
+    /// requests that reached a provider whose price is unknown
+    cost_unknown: u64,
 }
 
 #[derive(Default)]
@@ -110,6 +114,15 @@ impl Metrics {
                 .or_default()
                 .observe(t as f64 / 1000.0);
         }
+        match e.cost_usd.as_deref().map(crate::analytics::parse_nanos) {
+            Some(n) => {
+                *f.cost_nanos
+                    .entry((bounded_model.clone(), provider.clone()))
+                    .or_default() += n
+            }
+            None if e.attempts > 0 && e.status < 400 => f.cost_unknown += 1,
+            None => {}
+        }
         for (class, n) in [
             ("input", e.input_tokens),
             ("output", e.output_tokens),
@@ -156,6 +169,20 @@ impl Metrics {
                     &format!("model=\"{}\",provider=\"{}\"", escape(model), escape(provider)),
                 );
             }
+            out.push_str("# HELP tollgate_cost_usd_total Spend by model and provider.\n");
+            out.push_str("# TYPE tollgate_cost_usd_total counter\n");
+            for ((model, provider), n) in &f.cost_nanos {
+                let _ = writeln!(
+                    out,
+                    "tollgate_cost_usd_total{{model=\"{}\",provider=\"{}\"}} {}",
+                    escape(model),
+                    escape(provider),
+                    *n as f64 / 1e9
+                );
+            }
+            out.push_str("# HELP tollgate_cost_unknown_total Served requests whose model has no price (cost recorded as null).\n");
+            out.push_str("# TYPE tollgate_cost_unknown_total counter\n");
+            let _ = writeln!(out, "tollgate_cost_unknown_total {}", f.cost_unknown);
             out.push_str("# HELP tollgate_tokens_total Tokens by model, provider and class.\n");
             out.push_str("# TYPE tollgate_tokens_total counter\n");
             for ((model, provider, class), n) in &f.tokens {

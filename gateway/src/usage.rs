@@ -195,6 +195,43 @@ impl UsageBackend {
         }
     }
 
+    pub async fn summary(
+        &self,
+        by: crate::analytics::GroupBy,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> anyhow::Result<Vec<crate::analytics::SummaryRow>> {
+        match self {
+            UsageBackend::ClickHouse(ch) => ch.summary(by, from_ms, to_ms).await,
+            UsageBackend::Sqlite(_) => Ok(crate::analytics::summarize(
+                &self.range(from_ms, to_ms).await?,
+                by,
+            )),
+        }
+    }
+
+    pub async fn billing(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> anyhow::Result<Vec<crate::analytics::BillingLine>> {
+        match self {
+            UsageBackend::ClickHouse(ch) => ch.billing(from_ms, to_ms).await,
+            UsageBackend::Sqlite(_) => Ok(crate::analytics::bill(&self.range(from_ms, to_ms).await?)),
+        }
+    }
+
+    /// Every event in a time range (the embedded store aggregates in process).
+    async fn range(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> anyhow::Result<Vec<UsageEvent>> {
+        self.query(UsageQuery {
+            from_ms,
+            to_ms,
+            limit: usize::MAX >> 1,
+            ..Default::default()
+        })
+        .await
+    }
+
     pub async fn query(&self, q: UsageQuery) -> anyhow::Result<Vec<UsageEvent>> {
         match self {
             UsageBackend::Sqlite(store) => {

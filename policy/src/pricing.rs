@@ -81,32 +81,81 @@ pub struct PriceTable {
 /// Version of the built-in table; bump when prices change.
 pub const TABLE_VERSION: &str = "2026-11-01";
 
-const BUILTIN: &[(&str, &str, &str, Option<&str>)] = &[
-    // model, input, output, cached input (USD per 1M tokens)
-    ("gpt-4o", "2.50", "10.00", Some("1.25")),
-    ("gpt-4o-mini", "0.15", "0.60", Some("0.075")),
-    ("gpt-4.1", "2.00", "8.00", Some("0.50")),
-    ("gpt-4.1-mini", "0.40", "1.60", Some("0.10")),
-    ("o3-mini", "1.10", "4.40", Some("0.55")),
-    ("text-embedding-3-small", "0.02", "0", None),
-    ("text-embedding-3-large", "0.13", "0", None),
-    ("mistral-small-latest", "0.20", "0.60", None),
-    ("llama-3.1-8b-instant", "0.05", "0.08", None),
+/// (model, input, output, cached input, cache write) in USD per million tokens, from the providers'
+/// public price lists as of [`TABLE_VERSION`]. Models served under another name by a provider
+/// (Bedrock, Vertex) are keyed `kind/model`.
+/// One row of the built-in table.
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+const BUILTIN: &[Row] = &[
+    ("gpt-4o", "2.50", "10.00", Some("1.25"), None),
+    ("gpt-4o-mini", "0.15", "0.60", Some("0.075"), None),
+    ("gpt-4.1", "2.00", "8.00", Some("0.50"), None),
+    ("gpt-4.1-mini", "0.40", "1.60", Some("0.10"), None),
+    ("o3-mini", "1.10", "4.40", Some("0.55"), None),
+    ("text-embedding-3-small", "0.02", "0", None, None),
+    ("text-embedding-3-large", "0.13", "0", None, None),
+    (
+        "claude-sonnet-4-20250514",
+        "3.00",
+        "15.00",
+        Some("0.30"),
+        Some("3.75"),
+    ),
+    (
+        "claude-opus-4-20250514",
+        "15.00",
+        "75.00",
+        Some("1.50"),
+        Some("18.75"),
+    ),
+    (
+        "claude-3-5-haiku-20241022",
+        "0.80",
+        "4.00",
+        Some("0.08"),
+        Some("1.00"),
+    ),
+    ("gemini-2.5-pro", "1.25", "10.00", Some("0.31"), None),
+    ("gemini-2.5-flash", "0.30", "2.50", Some("0.075"), None),
+    (
+        "bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0",
+        "3.00",
+        "15.00",
+        Some("0.30"),
+        Some("3.75"),
+    ),
+    (
+        "bedrock/amazon.nova-lite-v1:0",
+        "0.06",
+        "0.24",
+        Some("0.015"),
+        None,
+    ),
+    ("mistral-small-latest", "0.20", "0.60", None, None),
+    ("llama-3.1-8b-instant", "0.05", "0.08", None, None),
 ];
 
 impl PriceTable {
     pub fn builtin() -> PriceTable {
         let mut t = PriceTable::default();
-        for (model, input, output, cached) in BUILTIN {
+        for (model, input, output, cached, write) in BUILTIN {
             if let (Ok(input), Ok(output)) = (Usd::parse(input), Usd::parse(output)) {
                 let cached_input = cached.and_then(|c| Usd::parse(c).ok());
+                let cache_write_input = write.and_then(|c| Usd::parse(c).ok());
                 t.insert(
                     model,
                     Price {
                         input,
                         output,
                         cached_input,
-                        cache_write_input: None,
+                        cache_write_input,
                         reasoning: None,
                     },
                 );
@@ -163,6 +212,76 @@ mod tests {
             Usd(1)
         );
         assert!(PriceTable::builtin().price("openai", "no-such-model").is_none());
+    }
+
+    fn usd(nanos: i128) -> String {
+        format_nanos(nanos)
+    }
+
+    #[test]
+    fn golden_anthropic_cache_reads_and_writes_are_each_billed_once() {
+        let p = PriceTable::builtin()
+            .price("anthropic", "claude-sonnet-4-20250514")
+            .unwrap();
+        // 3500 input tokens of which 2000 read from the cache and 500 written to it; 100 out.
+        let u = TokenUsage {
+            input: 3500,
+            output: 100,
+            cached_input: 2000,
+            cache_write_input: 500,
+            reasoning: 0,
+        };
+        // 1000 * 3.00 + 2000 * 0.30 + 500 * 3.75 + 100 * 15.00 = 6975 per million
+        assert_eq!(usd(p.cost_nanos(&u)), "0.006975");
+    }
+
+    #[test]
+    fn golden_gemini_thinking_tokens_are_output_billed_once() {
+        let p = PriceTable::builtin().price("gemini", "gemini-2.5-flash").unwrap();
+        let u = TokenUsage {
+            input: 100,
+            output: 200,
+            reasoning: 150,
+            ..Default::default()
+        };
+        // 100 * 0.30 + (50 + 150) * 2.50 = 530 per million
+        assert_eq!(usd(p.cost_nanos(&u)), "0.00053");
+    }
+
+    #[test]
+    fn golden_bedrock_models_are_priced_by_kind_and_unknown_models_are_not_zero() {
+        let t = PriceTable::builtin();
+        let p = t
+            .price("bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0")
+            .unwrap();
+        let u = TokenUsage {
+            input: 1_000_000,
+            output: 1_000_000,
+            ..Default::default()
+        };
+        assert_eq!(usd(p.cost_nanos(&u)), "18");
+        assert!(
+            t.price("openai", "anthropic.claude-3-5-sonnet-20240620-v1:0")
+                .is_none(),
+            "kind-specific"
+        );
+        assert!(
+            t.price("openai", "gpt-9-unknown").is_none(),
+            "unknown: no price, never a guessed zero"
+        );
+    }
+
+    #[test]
+    fn golden_openai_cached_tokens() {
+        let p = PriceTable::builtin().price("openai", "gpt-4o-mini").unwrap();
+        let u = TokenUsage {
+            input: 2000,
+            output: 500,
+            cached_input: 1024,
+            ..Default::default()
+        };
+        // 976 * 0.15 + 1024 * 0.075 + 500 * 0.60 = 146.4 + 76.8 + 300 = 523.2 per million
+        assert_eq!(usd(p.cost_nanos(&u)), "0.0005232");
     }
 
     #[test]

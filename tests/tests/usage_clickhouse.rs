@@ -201,3 +201,71 @@ async fn a_killed_gateway_replays_its_spool_on_restart() {
         .await;
     assert_eq!(distinct.trim(), "70");
 }
+
+/// The same events in ClickHouse and in the embedded store give the same summaries and bills.
+#[tokio::test]
+async fn summaries_and_bills_agree_between_clickhouse_and_the_embedded_store() {
+    use std::sync::Arc;
+    use tollgate::{
+        analytics::GroupBy,
+        clickhouse::ClickHouse,
+        usage::{UsageBackend, UsageStore},
+    };
+    let Some(ch) = ClickHouseServer::start() else {
+        return;
+    };
+    let base = 1_795_600_000_000i64; // 2026-11-25, UTC
+    let events: Vec<tollgate_schemas::UsageEvent> = (0..60u64)
+        .map(|i| {
+            serde_json::from_value(json!({
+                "id": uuid::Uuid::now_v7(), "ts_ms": base + (i as i64 % 3) * 86_400_000 + i as i64,
+                "request_id": format!("r{i}"), "key_id": format!("key_{}", i % 4), "team_id": if i % 2 == 0 { json!("t1") } else { json!(null) },
+                "user": null, "endpoint": "chat", "requested_model": format!("m{}", i % 3), "served_model": "s",
+                "provider": if i % 5 == 0 { "b" } else { "a" }, "status": if i % 7 == 0 { 502 } else { 200 },
+                "error_type": null, "streamed": i % 2 == 0, "cancelled": false, "input_tokens": 10 + i,
+                "output_tokens": 2 * i, "cached_input_tokens": i % 4, "cache_write_input_tokens": i % 3,
+                "reasoning_tokens": i % 5, "latency_ms": 100 + (i * 37) % 250,
+                "ttft_ms": if i % 2 == 0 { json!(20 + i) } else { json!(null) }, "attempts": 1,
+                "cost_usd": if i % 11 == 0 { json!(null) } else { json!(format!("0.{:09}", 1234 * i + 7)) }, "instance": "x"
+            }))
+            .unwrap()
+        })
+        .collect();
+    let clickhouse = ClickHouse::new(&ch.url(), "tg_agree", None, None).unwrap();
+    clickhouse.insert(&events, false).await.unwrap();
+    let store = UsageStore::open(":memory:").unwrap();
+    store.insert(&events).unwrap();
+    let (ch_backend, sqlite) = (
+        UsageBackend::ClickHouse(Arc::new(clickhouse)),
+        UsageBackend::Sqlite(Arc::new(store)),
+    );
+    for by in [
+        GroupBy::Key,
+        GroupBy::Team,
+        GroupBy::Model,
+        GroupBy::Provider,
+        GroupBy::Day,
+    ] {
+        let a = ch_backend.summary(by, None, None).await.unwrap();
+        let b = sqlite.summary(by, None, None).await.unwrap();
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "{by:?}");
+    }
+    let window = (Some(base + 86_400_000), Some(base + 2 * 86_400_000));
+    assert_eq!(
+        ch_backend
+            .summary(GroupBy::Day, window.0, window.1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        ch_backend.billing(None, None).await.unwrap(),
+        sqlite.billing(None, None).await.unwrap()
+    );
+    assert_eq!(
+        ch_backend.billing(window.0, window.1).await.unwrap(),
+        sqlite.billing(window.0, window.1).await.unwrap()
+    );
+}
