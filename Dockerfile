@@ -16,9 +16,10 @@
 #
 # Both run as uid/gid 65532 (distroless's `nonroot`; a `tollgate` user with the same ids in the
 # Debian image) and keep their data in /var/lib/tollgate. The baked-in config is
-# examples/quickstart.toml; the ENV lines below make it listen on all interfaces and put the SQLite
-# files in the data directory (TOLLGATE__SECTION__KEY overrides, see docs/config.md). Mount your own
-# config over /etc/tollgate/tollgate.toml.
+# examples/quickstart.toml; the ENV lines below (TOLLGATE__SECTION__KEY overrides, docs/config.md)
+# make it listen on all interfaces and put the SQLite files and the usage spool (usage.spool_dir)
+# in the data directory. Mount your own config over /etc/tollgate/tollgate.toml, and a volume on
+# /var/lib/tollgate to keep keys, usage events and not yet shipped spool segments.
 #
 # Stopping: Tollgate drains in-flight requests for server.shutdown_grace_secs (30 s) after SIGTERM,
 # longer than Docker's default 10 s stop timeout: use `docker run --stop-timeout 40` (or lower
@@ -47,7 +48,8 @@ COPY --from=builder /out/tollgate.toml /etc/tollgate/tollgate.toml
 COPY --from=builder --chown=65532:65532 /out/data /var/lib/tollgate
 ENV TOLLGATE__SERVER__LISTEN=0.0.0.0:4000 \
     TOLLGATE__STORE__PATH=/var/lib/tollgate/tollgate.db \
-    TOLLGATE__USAGE__PATH=/var/lib/tollgate/usage.db
+    TOLLGATE__USAGE__PATH=/var/lib/tollgate/usage.db \
+    TOLLGATE__USAGE__SPOOL_DIR=/var/lib/tollgate/spool
 USER 65532:65532
 WORKDIR /var/lib/tollgate
 EXPOSE 4000
@@ -70,7 +72,8 @@ COPY --from=builder /out/tollgate.toml /etc/tollgate/tollgate.toml
 COPY --from=builder --chown=65532:65532 /out/data /var/lib/tollgate
 ENV TOLLGATE__SERVER__LISTEN=0.0.0.0:4000 \
     TOLLGATE__STORE__PATH=/var/lib/tollgate/tollgate.db \
-    TOLLGATE__USAGE__PATH=/var/lib/tollgate/usage.db
+    TOLLGATE__USAGE__PATH=/var/lib/tollgate/usage.db \
+    TOLLGATE__USAGE__SPOOL_DIR=/var/lib/tollgate/spool
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 65532:65532
 WORKDIR /var/lib/tollgate
