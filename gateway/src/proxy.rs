@@ -304,6 +304,7 @@ async fn proxy(
     let info = lease.info;
     if let Some(g) = guard.as_mut() {
         g.attach_lease(lease);
+        g.estimated_input = estimate.input;
     }
     let mut res = dispatch(st, op, &mut req, &plan, guard, rid).await?;
     rate_headers(res.headers_mut(), &info);
@@ -685,6 +686,29 @@ fn echo_answer(
     }
 }
 
+/// Characters of generated text in one OpenAI chunk (content, reasoning, tool arguments, legacy
+/// text): what a cut stream is billed for when the provider never reported its usage.
+fn delivered_text_len(payload: &[u8]) -> u64 {
+    let Ok(v) = serde_json::from_slice::<Value>(payload) else {
+        return 0;
+    };
+    let Some(choices) = v.get("choices").and_then(Value::as_array) else {
+        return 0;
+    };
+    let len = |v: Option<&Value>| v.and_then(Value::as_str).map_or(0, |s| s.chars().count() as u64);
+    choices
+        .iter()
+        .map(|c| {
+            let d = c.get("delta");
+            let d = d.unwrap_or(&Value::Null);
+            let tools: u64 = d.get("tool_calls").and_then(Value::as_array).map_or(0, |calls| {
+                calls.iter().map(|t| len(t.pointer("/function/arguments"))).sum()
+            });
+            len(d.get("content")) + len(d.get("reasoning_content")) + len(c.get("text")) + tools
+        })
+        .sum()
+}
+
 fn sse_frame(payload: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(payload.len() + 8);
     b.put_slice(b"data: ");
@@ -738,6 +762,7 @@ impl StreamState {
             self.guard.mark_first_token();
         }
         for p in self.payloads.drain(..) {
+            self.guard.add_delivered(delivered_text_len(&p));
             self.pending.push_back(sse_frame(&p));
         }
         if let Some(u) = self.translator.usage() {

@@ -443,6 +443,10 @@ pub struct UsageGuard {
     pub price: Option<Price>,
     usage: Option<TokenUsage>,
     lease: Option<Lease>,
+    /// The prompt's estimated tokens (billed for a cut stream whose provider never reported usage).
+    pub estimated_input: u64,
+    /// Characters of generated text sent to the client so far.
+    delivered_chars: u64,
 }
 
 impl UsageGuard {
@@ -479,7 +483,13 @@ impl UsageGuard {
             price: None,
             usage: None,
             lease: None,
+            estimated_input: 0,
+            delivered_chars: 0,
         }
+    }
+
+    pub fn add_delivered(&mut self, chars: u64) {
+        self.delivered_chars += chars;
     }
 
     /// The quota lease to settle when the request ends.
@@ -515,6 +525,17 @@ impl UsageGuard {
 
     /// Records the event with its final status, and settles the quota lease.
     pub fn finish(&mut self, status: u16, error_type: Option<&str>) {
+        // A stream cut short (client gone, upstream broken) is billed for what was delivered: the
+        // provider's partial usage, or at least the prompt estimate and ~4 characters a token sent.
+        let cut = status != 200 || self.event.as_ref().is_some_and(|e| e.cancelled);
+        if cut && (self.delivered_chars > 0 || self.usage.is_some()) {
+            let mut u = self.usage.unwrap_or_default();
+            if u.input == 0 {
+                u.input = self.estimated_input;
+            }
+            u.output = u.output.max(self.delivered_chars.div_ceil(4));
+            self.set_usage(&u);
+        }
         let Some(mut e) = self.event.take() else { return };
         e.status = status;
         e.error_type = error_type.map(str::to_string);

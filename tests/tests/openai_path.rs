@@ -535,7 +535,8 @@ async fn client_disconnect_aborts_a_non_streaming_upstream_call() {
 
 #[tokio::test]
 async fn client_disconnect_aborts_a_streaming_upstream_call() {
-    let extra = "[[models]]\nname = \"gpt-slow\"\ntargets = [{ provider = \"fake\", model = \"slow\" }]\n";
+    let extra = "[[models]]\nname = \"gpt-slow\"\ntargets = [{ provider = \"fake\", model = \"slow\" }]\n\
+                 [[pricing]]\nmodel = \"slow\"\ninput = \"1\"\noutput = \"1000\"\n";
     let (fake, gw, key) = setup_with(extra).await;
     let res = gw
         .chat(
@@ -560,6 +561,10 @@ async fn client_disconnect_aborts_a_streaming_upstream_call() {
     assert_eq!(e["cancelled"], true);
     assert_eq!(e["streamed"], true);
     assert!(e["ttft_ms"].is_u64());
+    // Billed for what was delivered: the fake sent "0 ", "1 ", ... before the client left.
+    assert!(e["output_tokens"].as_u64().unwrap() >= 1, "{e}");
+    assert!(e["input_tokens"].as_u64().unwrap() >= 1, "{e}");
+    assert!(e["cost_usd"].as_str().is_some_and(|c| c != "0"), "{e}");
 }
 
 #[tokio::test]
