@@ -13,7 +13,7 @@ VENV="$ROOT/target/venv"
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import openai, jsonschema, yaml' 2>/dev/null; then
   log "installing the Python test venv (openai, jsonschema, pyyaml)"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'openai>=1.40' 'jsonschema>=4.20' 'pyyaml>=6'
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'openai>=1.40' 'jsonschema>=4.20' 'pyyaml>=6' 'kubernetes-validate>=1.30' 'promql-parser>=0.4'
 fi
 export TOLLGATE_TEST_PYTHON="$VENV/bin/python"
 
