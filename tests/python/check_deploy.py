@@ -661,20 +661,49 @@ def check_workload(name, docs, args):
     return problems
 
 
-def check_helm(helm_bin, chart_dir, tollgate_bin):
+def flatten(values, prefix=""):
+    """--set style `a.b=value` strings for the scalar leaves of a values tree."""
+    out = []
+    for k, v in values.items():
+        if isinstance(v, dict):
+            out.extend(flatten(v, prefix + k + "."))
+        elif not isinstance(v, list):
+            out.append("%s%s=%s" % (prefix, k, str(v).lower() if isinstance(v, bool) else v))
+    return out
+
+
+def docs_example(root, tmp):
+    """The values file of docs/deploy.md, written to tmp: (helm args, the same as --set strings)."""
+    with open(os.path.join(root, "docs", "deploy.md")) as f:
+        m = re.search(r"```yaml\n(# tollgate-values\.yaml\n.*?)```", f.read(), re.S)
+    if not m:
+        raise RuntimeError("docs/deploy.md has no ```yaml block starting with # tollgate-values.yaml")
+    path = os.path.join(tmp, "tollgate-values.yaml")
+    with open(path, "w") as f:
+        f.write(m.group(1))
+    return ["-f", path], flatten(yaml.safe_load(m.group(1)))
+
+
+def check_helm(helm_bin, chart_dir, root, tmp):
     v = helm(helm_bin, "version", "--short").stdout.strip()
     print("     helm %s (%s)" % (v, helm_bin))
     r = helm(helm_bin, "lint", "--strict", chart_dir)
     report("helm lint --strict", r.returncode == 0, (r.stdout + r.stderr).strip()[-800:])
     rendered = {}
-    for name, args in RENDER_SETS.items():
+    sets = [(name, args, args) for name, args in RENDER_SETS.items()]
+    try:
+        args, expect = docs_example(root, tmp)
+        sets.append(("docs/deploy.md example", args, expect))
+    except Exception as e:
+        report("docs/deploy.md values example", False, str(e))
+    for name, args, expect in sets:
         try:
             docs = render(helm_bin, chart_dir, args)
         except Exception as e:
             report("helm template %s" % name, False, str(e))
             continue
         rendered[name] = (docs, args)
-        problems = check_workload(name, docs, args)
+        problems = check_workload(name, docs, expect)
         report("helm template %s: %d objects, Tollgate's needs" % (name, len(docs)), not problems,
                "; ".join(problems))
         if kubernetes_validate is not None:
@@ -907,10 +936,14 @@ def main(argv):
     helm_bin, why = find_helm(fetch)
     tollgate_bin = find_tollgate(root)
     rendered = {}
-    if helm_bin:
-        rendered = check_helm(helm_bin, chart_dir, tollgate_bin)
-    else:
-        skip("helm lint / helm template", why)
+    helm_tmp = tempfile.mkdtemp(prefix="tollgate-helm-")
+    try:
+        if helm_bin:
+            rendered = check_helm(helm_bin, chart_dir, root, helm_tmp)
+        else:
+            skip("helm lint / helm template", why)
+    finally:
+        shutil.rmtree(helm_tmp, ignore_errors=True)
 
     if not tollgate_bin:
         skip("tollgate check-config and served smoke test",
