@@ -2,6 +2,7 @@
 # Side-by-side latency of the fake upstream reached directly and through Tollgate, in one run:
 # no limits, every limit on with in-memory quotas, and every limit on with Redis quotas.
 #   bench/run.sh [quick]      quick: 3 s per row instead of 10
+#   bench/run.sh usage        only the usage pipeline into ClickHouse
 # Appends a dated section to bench/RESULTS.md and prints it. Needs Redis on 127.0.0.1:6379 for the
 # Redis rows (scripts/test.sh starts one).
 set -euo pipefail
@@ -12,6 +13,7 @@ DUR=${DUR:-10}
 
 cargo build --release --quiet -p tollgate --bin tollgate
 cargo build --release --quiet -p tollgate-bench --bins
+if [ "${1:-}" = usage ]; then USAGE_ONLY=true; else USAGE_ONLY=false; fi
 BIN="$ROOT/target/release"
 WORK=$(mktemp -d)
 FAKE=127.0.0.1:19100
@@ -75,6 +77,40 @@ prefix = \"tgbench:$$:\""
   REDIS_ROWS=true
 fi
 
+# The usage pipeline into a private ClickHouse (Debian's 18.16 here): sustained events per second.
+usage_rows() {
+  command -v clickhouse-server >/dev/null 2>&1 || { echo "(no clickhouse-server: usage pipeline not measured)"; return; }
+  local d="$WORK/ch"; mkdir -p "$d/data"
+  cat > "$d/config.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>$d/server.log</log><errorlog>$d/err.log</errorlog><size>10M</size><count>1</count></logger>
+  <http_port>19123</http_port><tcp_port>19124</tcp_port><interserver_http_port>19125</interserver_http_port>
+  <listen_host>127.0.0.1</listen_host><max_connections>256</max_connections><keep_alive_timeout>3</keep_alive_timeout>
+  <max_concurrent_queries>100</max_concurrent_queries><mark_cache_size>67108864</mark_cache_size>
+  <path>$d/data/</path><tmp_path>$d/data/tmp/</tmp_path><user_files_path>$d/data/user_files/</user_files_path>
+  <format_schema_path>$d/data/format_schemas/</format_schema_path>
+  <users_config>/etc/clickhouse-server/users.xml</users_config><default_profile>default</default_profile>
+  <default_database>default</default_database><timezone>UTC</timezone>
+</yandex>
+XML
+  clickhouse-server --config-file="$d/config.xml" >/dev/null 2>&1 & local ch=$!; PIDS+=($ch)
+  for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:19123/?query=SELECT%201" >/dev/null && break; sleep 0.1; done
+  echo
+  echo "Usage pipeline (\`usage-throughput\`: synthetic events -> queue -> spool segments -> shipper -> ClickHouse"
+  echo "$(curl -s 'http://127.0.0.1:19123/?query=SELECT%20version()') over HTTP), until the last event is confirmed:"
+  echo
+  echo "| events | fsync | batch | spooled | in ClickHouse | sustained | record() on the request path | dropped |"
+  echo "|---|---|---|---|---|---|---|---|"
+  "$BIN/usage-throughput" --clickhouse http://127.0.0.1:19123 --events 500000 --fsync always
+  "$BIN/usage-throughput" --clickhouse http://127.0.0.1:19123 --events 500000 --fsync never
+  kill "$ch" 2>/dev/null || true
+}
+if $USAGE_ONLY; then
+  { echo; echo "## $(date -u +%Y-%m-%d) — \`bench/run.sh usage\` (2 cores, $(uname -m))"; usage_rows; } | tee -a "$ROOT/bench/RESULTS.md"
+  exit 0
+fi
+
 DIRECT="http://$FAKE/v1/chat/completions"
 MEM="http://127.0.0.1:19200/v1/chat/completions"
 REDIS="http://127.0.0.1:19300/v1/chat/completions"
@@ -107,4 +143,5 @@ rows() { # rows LOAD_ARGS...
   rows --rate 200 --stream --body "$STREAM_BODY"
   echo
   echo "Tollgate (in-memory instance): start to first healthy answer ${MEM_READY} ms; RSS idle ${IDLE_RSS}, after the runs $(rss "$MEM_PID")."
+  usage_rows
 } | tee -a "$ROOT/bench/RESULTS.md"
