@@ -32,7 +32,7 @@ fn event(i: u64) -> UsageEvent {
         provider: Some("openai".into()),
         status: 200,
         error_type: None,
-        streamed: i % 2 == 0,
+        streamed: i.is_multiple_of(2),
         cancelled: false,
         input_tokens: 120 + i % 50,
         output_tokens: 40 + i % 30,
