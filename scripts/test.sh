@@ -10,8 +10,8 @@ log() { printf '\n== %s\n' "$*"; }
 
 # Python venv with the official OpenAI SDK (and the spec validator's libraries) for tests/python.
 VENV="$ROOT/target/venv"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import openai, jsonschema, yaml' 2>/dev/null; then
-  log "installing the Python test venv (openai, jsonschema, pyyaml)"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import openai, jsonschema, yaml, kubernetes_validate, promql_parser' 2>/dev/null; then
+  log "installing the Python test venv (openai, jsonschema, pyyaml, kubernetes-validate, promql-parser)"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check 'openai>=1.40' 'jsonschema>=4.20' 'pyyaml>=6' 'kubernetes-validate>=1.30' 'promql-parser>=0.4'
 fi

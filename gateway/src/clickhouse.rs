@@ -64,6 +64,7 @@ fn row(e: &UsageEvent) -> anyhow::Result<String> {
         "cached_input_tokens": e.cached_input_tokens, "cache_write_input_tokens": e.cache_write_input_tokens,
         "reasoning_tokens": e.reasoning_tokens, "cost_usd": cost, "latency_ms": e.latency_ms,
         "ttft_ms": e.ttft_ms, "attempts": e.attempts, "instance": e.instance,
+        "target": opt(&e.target), "fallback": u8::from(e.fallback), "bytes_in": e.bytes_in, "bytes_out": e.bytes_out,
     })
     .to_string())
 }
@@ -111,6 +112,10 @@ fn from_row(v: &Value) -> Option<UsageEvent> {
             ),
         },
         instance: v["instance"].as_str().unwrap_or("").to_string(),
+        target: none_if_empty(&v["target"]),
+        fallback: num(&v["fallback"]) != 0,
+        bytes_in: num(&v["bytes_in"]),
+        bytes_out: num(&v["bytes_out"]),
     })
 }
 

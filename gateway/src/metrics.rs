@@ -329,6 +329,10 @@ mod tests {
             team_id: None,
             cache_write_input_tokens: 0,
             instance: String::new(),
+            target: None,
+            fallback: false,
+            bytes_in: 0,
+            bytes_out: 0,
         };
         m.record_usage_event(&e);
         e.provider = None;

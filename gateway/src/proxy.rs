@@ -263,6 +263,7 @@ async fn proxy(
     });
     let bytes = read_body(body, st.config.max_body_bytes).await?;
     let body_len = bytes.len();
+    g.update(|e| e.bytes_in = body_len as u64);
     let mut req = parse_request(op, &bytes)?;
     drop(bytes);
     g.update(|e| {
@@ -414,6 +415,8 @@ async fn dispatch(
                 e.attempts = attempts;
                 e.provider = Some(target.provider.name.clone());
                 e.served_model = Some(target.model.clone());
+                e.target = Some(target.id.clone());
+                e.fallback = position > 0;
             });
             g.price = price_of(st, target);
             if attempts > 1 {
@@ -644,7 +647,11 @@ fn full_response(
 ) -> Response {
     let served = parsed.model.clone().unwrap_or_else(|| target.model.clone());
     if let Some(g) = guard.as_mut() {
-        g.update(|e| e.served_model = Some(served.clone()));
+        let bytes_out = parsed.body.len() as u64;
+        g.update(|e| {
+            e.served_model = Some(served.clone());
+            e.bytes_out = bytes_out;
+        });
         if let Some(u) = &parsed.usage {
             g.set_usage(u);
         }
@@ -763,7 +770,10 @@ impl StreamState {
         }
         for p in self.payloads.drain(..) {
             self.guard.add_delivered(delivered_text_len(&p));
-            self.pending.push_back(sse_frame(&p));
+            let frame = sse_frame(&p);
+            let n = frame.len() as u64;
+            self.guard.update(|e| e.bytes_out += n);
+            self.pending.push_back(frame);
         }
         if let Some(u) = self.translator.usage() {
             self.guard.set_usage(&u);

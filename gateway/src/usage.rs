@@ -38,7 +38,7 @@ pub struct UsageQuery {
 
 const COLUMNS: &str = "id, ts_ms, request_id, key_id, user, endpoint, requested_model, served_model, provider, \
     status, error_type, streamed, cancelled, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, \
-    latency_ms, ttft_ms, attempts, cost_usd, team_id, cache_write_input_tokens, instance";
+    latency_ms, ttft_ms, attempts, cost_usd, team_id, cache_write_input_tokens, instance, target, fallback, bytes_in, bytes_out";
 
 impl UsageStore {
     pub fn open(path: &str) -> anyhow::Result<Self> {
@@ -71,6 +71,10 @@ impl UsageStore {
             ("team_id", "TEXT"),
             ("cache_write_input_tokens", "INTEGER NOT NULL DEFAULT 0"),
             ("instance", "TEXT NOT NULL DEFAULT ''"),
+            ("target", "TEXT"),
+            ("fallback", "INTEGER NOT NULL DEFAULT 0"),
+            ("bytes_in", "INTEGER NOT NULL DEFAULT 0"),
+            ("bytes_out", "INTEGER NOT NULL DEFAULT 0"),
         ] {
             if conn
                 .prepare(&format!("SELECT {col} FROM usage_events LIMIT 0"))
@@ -97,7 +101,7 @@ impl UsageStore {
         {
             let mut stmt = tx.prepare_cached(&format!(
                 "INSERT OR IGNORE INTO usage_events ({COLUMNS}) VALUES \
-                 (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)"
+                 (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28)"
             ))?;
             for e in events {
                 stmt.execute(params![
@@ -125,6 +129,10 @@ impl UsageStore {
                     e.team_id,
                     e.cache_write_input_tokens as i64,
                     e.instance,
+                    e.target,
+                    e.fallback,
+                    e.bytes_in as i64,
+                    e.bytes_out as i64,
                 ])?;
             }
         }
@@ -170,6 +178,10 @@ impl UsageStore {
                     team_id: r.get(21)?,
                     cache_write_input_tokens: r.get::<_, i64>(22)? as u64,
                     instance: r.get(23)?,
+                    target: r.get(24)?,
+                    fallback: r.get(25)?,
+                    bytes_in: r.get::<_, i64>(26)? as u64,
+                    bytes_out: r.get::<_, i64>(27)? as u64,
                 })
             },
         )?;
@@ -477,6 +489,10 @@ impl UsageGuard {
                 team_id: None,
                 cache_write_input_tokens: 0,
                 instance: instance_id().to_string(),
+                target: None,
+                fallback: false,
+                bytes_in: 0,
+                bytes_out: 0,
             }),
             started: Instant::now(),
             sink,

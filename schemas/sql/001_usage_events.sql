@@ -28,7 +28,11 @@ CREATE TABLE IF NOT EXISTS {db}.usage_events (
     latency_ms UInt64,
     ttft_ms Nullable(UInt64),
     attempts UInt32,
-    instance String
+    instance String,
+    target String,
+    fallback UInt8,
+    bytes_in UInt64,
+    bytes_out UInt64
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(ts)
 ORDER BY (key_id, ts, id);

@@ -77,6 +77,17 @@ pub struct UsageEvent {
     /// Which gateway process recorded it.
     #[serde(default)]
     pub instance: String,
+    /// `provider/model` of the target that served (or last failed).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Served by a target other than the first the routing plan chose.
+    #[serde(default)]
+    pub fallback: bool,
+    /// Request body bytes received and response bytes sent.
+    #[serde(default)]
+    pub bytes_in: u64,
+    #[serde(default)]
+    pub bytes_out: u64,
 }
 
 /// The ClickHouse DDL (`sql/`), in order; `{db}` stands for the database name.

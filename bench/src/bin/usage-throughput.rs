@@ -44,6 +44,10 @@ fn event(i: u64) -> UsageEvent {
         attempts: 1,
         cost_usd: Some(format!("0.0000{:05}", i % 99_999)),
         instance: "bench".into(),
+        target: Some("openai/gpt-4o-mini".into()),
+        fallback: false,
+        bytes_in: 420,
+        bytes_out: 900,
     }
 }
 
