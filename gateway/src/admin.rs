@@ -352,6 +352,27 @@ pub async fn usage_events(
     ))
 }
 
+/// `GET /admin/usage/events/{id}/body`: the opt-in prompt and answer of one request, while retained.
+pub async fn usage_body(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate_admin(&st, &headers)?;
+    match st
+        .usage_backend
+        .body(id.clone())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+    {
+        Some(b) => Ok(status_json(
+            StatusCode::OK,
+            json!({"id": id, "request": b.request, "response": b.response, "expires_at_ms": b.expires_ms}),
+        )),
+        None => Err(not_found("stored body for event", &id)),
+    }
+}
+
 #[derive(Deserialize)]
 pub struct SummaryParams {
     group_by: Option<String>,

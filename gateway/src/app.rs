@@ -244,6 +244,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/audit", get(admin::audit_log))
         .route("/admin/usage/events", get(admin::usage_events))
         .route("/admin/usage/summary", get(admin::usage_summary))
+        .route("/admin/usage/events/{id}/body", get(admin::usage_body))
         .route("/admin/billing/export", get(admin::billing_export))
         .fallback(|| async {
             ApiError::NotFound {
@@ -291,8 +292,11 @@ pub fn spawn_key_refresh(state: Arc<AppState>, every: Duration) -> tokio::task::
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "key store version check failed"),
             }
-            if last_sweep.elapsed() > Duration::from_secs(60) {
+            if last_sweep.elapsed() > state.config.usage.body_sweep {
                 last_sweep = std::time::Instant::now();
+                if let Err(e) = state.usage_backend.sweep_bodies().await {
+                    tracing::warn!(error = %e, "sweeping expired bodies failed");
+                }
                 let now = crate::usage::now_ms();
                 let current: Vec<String> = tollgate_policy::quota::periods(now)
                     .into_iter()

@@ -116,6 +116,7 @@ fn from_row(v: &Value) -> Option<UsageEvent> {
         fallback: num(&v["fallback"]) != 0,
         bytes_in: num(&v["bytes_in"]),
         bytes_out: num(&v["bytes_out"]),
+        bodies: None,
     })
 }
 
@@ -181,18 +182,15 @@ impl ClickHouse {
     /// Creates the database, table and rollup view if missing.
     pub async fn apply_schema(&self) -> anyhow::Result<()> {
         for file in CLICKHOUSE_SCHEMA {
-            let sql = file.replace("{db}", &self.database);
-            let statements = sql
-                .split(';')
-                .map(|s| {
-                    s.lines()
-                        .filter(|l| !l.trim_start().starts_with("--"))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                })
-                .filter(|s| !s.trim().is_empty());
-            for stmt in statements {
-                self.run(&stmt, None).await?;
+            // Comment lines go first: they may contain `;`.
+            let sql: String = file
+                .replace("{db}", &self.database)
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for stmt in sql.split(';').filter(|s| !s.trim().is_empty()) {
+                self.run(stmt, None).await?;
             }
         }
         Ok(())
@@ -239,7 +237,78 @@ impl ClickHouse {
             let q = format!("INSERT INTO {}.usage_events FORMAT JSONEachRow", self.database);
             self.run(&q, Some(body)).await?;
         }
+        self.insert_bodies(events, maybe_sent).await?;
         Ok(n)
+    }
+
+    /// Opt-in bodies go to their own table (idempotent like the events).
+    async fn insert_bodies(&self, events: &[UsageEvent], maybe_sent: bool) -> anyhow::Result<()> {
+        let with: Vec<&UsageEvent> = events.iter().filter(|e| e.bodies.is_some()).collect();
+        if with.is_empty() {
+            return Ok(());
+        }
+        let mut skip = HashSet::new();
+        if maybe_sent {
+            let ids: Vec<String> = with.iter().map(|e| format!("'{}'", e.id)).collect();
+            let q = format!(
+                "SELECT id FROM {}.usage_bodies WHERE id IN ({}) FORMAT TabSeparated",
+                self.database,
+                ids.join(",")
+            );
+            skip.extend(self.run(&q, None).await?.lines().map(str::to_string));
+        }
+        let mut rows = String::new();
+        for e in with.into_iter().filter(|e| !skip.contains(&e.id.to_string())) {
+            if let Some(b) = &e.bodies {
+                rows.push_str(
+                    &json!({"id": e.id.to_string(), "ts": e.ts_ms / 1000, "key_id": opt(&e.key_id),
+                    "expires_ms": b.expires_ms, "request": b.request, "response": b.response})
+                    .to_string(),
+                );
+                rows.push('\n');
+            }
+        }
+        if !rows.is_empty() {
+            self.run(
+                &format!("INSERT INTO {}.usage_bodies FORMAT JSONEachRow", self.database),
+                Some(rows),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn body(&self, id: &str, now_ms: i64) -> anyhow::Result<Option<tollgate_schemas::Bodies>> {
+        self.ensure_schema().await?;
+        let q = format!(
+            "SELECT request, response, expires_ms FROM {}.usage_bodies FINAL WHERE id = {} AND expires_ms > {now_ms} FORMAT JSONEachRow",
+            self.database,
+            quote(id)
+        );
+        let text = self.run(&q, None).await?;
+        Ok(text
+            .lines()
+            .next()
+            .and_then(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|v| tollgate_schemas::Bodies {
+                request: v["request"].as_str().unwrap_or("").to_string(),
+                response: v["response"].as_str().unwrap_or("").to_string(),
+                expires_ms: num(&v["expires_ms"]) as i64,
+            }))
+    }
+
+    /// Deletes expired bodies (an ALTER ... DELETE mutation; partitions of past days could also be dropped).
+    pub async fn sweep_bodies(&self, now_ms: i64) -> anyhow::Result<()> {
+        self.ensure_schema().await?;
+        self.run(
+            &format!(
+                "ALTER TABLE {}.usage_bodies DELETE WHERE expires_ms <= {now_ms}",
+                self.database
+            ),
+            None,
+        )
+        .await?;
+        Ok(())
     }
 
     /// Newest first, like the embedded store.

@@ -183,6 +183,8 @@ struct RawUsage {
     fsync: Fsync,
     batch_rows: usize,
     flush_ms: u64,
+    /// How often expired opt-in bodies are deleted (and idle quota state forgotten).
+    body_sweep_secs: u64,
 }
 
 impl Default for RawUsage {
@@ -199,6 +201,7 @@ impl Default for RawUsage {
             fsync: Fsync::Always,
             batch_rows: 10_000,
             flush_ms: 200,
+            body_sweep_secs: 60,
         }
     }
 }
@@ -225,6 +228,7 @@ pub struct UsageConfig {
     pub fsync: Fsync,
     pub batch_rows: usize,
     pub flush: Duration,
+    pub body_sweep: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -757,6 +761,7 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
                 fsync: raw.usage.fsync,
                 batch_rows: raw.usage.batch_rows,
                 flush: Duration::from_millis(raw.usage.flush_ms.max(10)),
+                body_sweep: Duration::from_secs(raw.usage.body_sweep_secs.max(1)),
             },
             providers,
             models,

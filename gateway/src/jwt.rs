@@ -327,6 +327,7 @@ impl JwtAuth {
             budgets: Default::default(),
             metadata: Map::new(),
             expires_at: None,
+            body_retention: None,
             created_at_ms: 0,
             revoked: false,
             key_hash: String::new(),

@@ -333,6 +333,7 @@ mod tests {
             fallback: false,
             bytes_in: 0,
             bytes_out: 0,
+            bodies: None,
         };
         m.record_usage_event(&e);
         e.provider = None;

@@ -264,6 +264,16 @@ async fn proxy(
     let bytes = read_body(body, st.config.max_body_bytes).await?;
     let body_len = bytes.len();
     g.update(|e| e.bytes_in = body_len as u64);
+    if let Some(secs) = key
+        .body_retention
+        .as_deref()
+        .and_then(|r| tollgate_policy::keys::parse_retention(r).ok())
+    {
+        g.capture_bodies(
+            String::from_utf8_lossy(&bytes).into_owned(),
+            now_ms() + secs as i64 * 1000,
+        );
+    }
     let mut req = parse_request(op, &bytes)?;
     drop(bytes);
     g.update(|e| {
@@ -648,6 +658,7 @@ fn full_response(
     let served = parsed.model.clone().unwrap_or_else(|| target.model.clone());
     if let Some(g) = guard.as_mut() {
         let bytes_out = parsed.body.len() as u64;
+        g.capture_response(&parsed.body);
         g.update(|e| {
             e.served_model = Some(served.clone());
             e.bytes_out = bytes_out;
@@ -770,6 +781,8 @@ impl StreamState {
         }
         for p in self.payloads.drain(..) {
             self.guard.add_delivered(delivered_text_len(&p));
+            self.guard.capture_response(&p);
+            self.guard.capture_response(b"\n");
             let frame = sse_frame(&p);
             let n = frame.len() as u64;
             self.guard.update(|e| e.bytes_out += n);

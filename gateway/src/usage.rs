@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 
 use tollgate_policy::{pricing::Price, quota::Lease, Usd};
-use tollgate_schemas::{TokenUsage, UsageEvent};
+use tollgate_schemas::{Bodies, TokenUsage, UsageEvent};
 use uuid::Uuid;
 
 use crate::{clickhouse::ClickHouse, metrics::Metrics, spool::Spool};
@@ -63,7 +63,12 @@ impl UsageStore {
                 cached_input_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL,
                 latency_ms INTEGER NOT NULL, ttft_ms INTEGER, attempts INTEGER NOT NULL
             );
-            CREATE INDEX IF NOT EXISTS usage_events_key ON usage_events (key_id, id);",
+            CREATE INDEX IF NOT EXISTS usage_events_key ON usage_events (key_id, id);
+            CREATE TABLE IF NOT EXISTS usage_bodies (
+                id TEXT PRIMARY KEY, ts_ms INTEGER NOT NULL, key_id TEXT, expires_ms INTEGER NOT NULL,
+                request TEXT NOT NULL, response TEXT NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS usage_bodies_expiry ON usage_bodies (expires_ms);",
         )?;
         // Columns added after the first release: older files get them.
         for (col, ty) in [
@@ -135,9 +140,48 @@ impl UsageStore {
                     e.bytes_out as i64,
                 ])?;
             }
+            let mut bodies = tx.prepare_cached(
+                "INSERT OR IGNORE INTO usage_bodies (id, ts_ms, key_id, expires_ms, request, response) VALUES (?1,?2,?3,?4,?5,?6)",
+            )?;
+            for e in events {
+                if let Some(b) = &e.bodies {
+                    bodies.execute(params![
+                        e.id.to_string(),
+                        e.ts_ms,
+                        e.key_id,
+                        b.expires_ms,
+                        b.request,
+                        b.response
+                    ])?;
+                }
+            }
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// A stored, unexpired body pair.
+    pub fn body(&self, id: &str, now_ms: i64) -> anyhow::Result<Option<Bodies>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT request, response, expires_ms FROM usage_bodies WHERE id = ?1 AND expires_ms > ?2",
+        )?;
+        let mut rows = stmt.query(params![id, now_ms])?;
+        Ok(match rows.next()? {
+            Some(r) => Some(Bodies {
+                request: r.get(0)?,
+                response: r.get(1)?,
+                expires_ms: r.get(2)?,
+            }),
+            None => None,
+        })
+    }
+
+    /// Deletes expired bodies; returns how many.
+    pub fn sweep_bodies(&self, now_ms: i64) -> anyhow::Result<usize> {
+        Ok(self
+            .conn()?
+            .execute("DELETE FROM usage_bodies WHERE expires_ms <= ?1", [now_ms])?)
     }
 
     /// Newest first.
@@ -182,6 +226,7 @@ impl UsageStore {
                     fallback: r.get(25)?,
                     bytes_in: r.get::<_, i64>(26)? as u64,
                     bytes_out: r.get::<_, i64>(27)? as u64,
+                    bodies: None,
                 })
             },
         )?;
@@ -242,6 +287,27 @@ impl UsageBackend {
             ..Default::default()
         })
         .await
+    }
+
+    pub async fn body(&self, id: String) -> anyhow::Result<Option<Bodies>> {
+        match self {
+            UsageBackend::Sqlite(store) => {
+                let store = Arc::clone(store);
+                tokio::task::spawn_blocking(move || store.body(&id, now_ms())).await?
+            }
+            UsageBackend::ClickHouse(ch) => ch.body(&id, now_ms()).await,
+        }
+    }
+
+    /// Deletes bodies past their retention.
+    pub async fn sweep_bodies(&self) -> anyhow::Result<()> {
+        match self {
+            UsageBackend::Sqlite(store) => {
+                let store = Arc::clone(store);
+                tokio::task::spawn_blocking(move || store.sweep_bodies(now_ms()).map(|_| ())).await?
+            }
+            UsageBackend::ClickHouse(ch) => ch.sweep_bodies(now_ms()).await,
+        }
     }
 
     pub async fn query(&self, q: UsageQuery) -> anyhow::Result<Vec<UsageEvent>> {
@@ -459,7 +525,12 @@ pub struct UsageGuard {
     pub estimated_input: u64,
     /// Characters of generated text sent to the client so far.
     delivered_chars: u64,
+    /// Opt-in body capture: (request, answer so far, expiry).
+    capture: Option<(String, String, i64)>,
 }
+
+/// Captured answers stop growing here; the stored body says it was truncated.
+const BODY_CAP: usize = 1 << 20;
 
 impl UsageGuard {
     pub fn new(sink: UsageSink, request_id: &str, endpoint: &str) -> Self {
@@ -493,6 +564,7 @@ impl UsageGuard {
                 fallback: false,
                 bytes_in: 0,
                 bytes_out: 0,
+                bodies: None,
             }),
             started: Instant::now(),
             sink,
@@ -501,6 +573,24 @@ impl UsageGuard {
             lease: None,
             estimated_input: 0,
             delivered_chars: 0,
+            capture: None,
+        }
+    }
+
+    /// Starts keeping this request's prompt and answer until `expires_ms` (the key opted in).
+    pub fn capture_bodies(&mut self, request: String, expires_ms: i64) {
+        self.capture = Some((request, String::new(), expires_ms));
+    }
+
+    /// Appends to the captured answer (no-op unless capturing).
+    pub fn capture_response(&mut self, part: &[u8]) {
+        if let Some((_, resp, _)) = self.capture.as_mut() {
+            if resp.len() < BODY_CAP {
+                resp.push_str(&String::from_utf8_lossy(part));
+                if resp.len() >= BODY_CAP {
+                    resp.push_str("\n[truncated]");
+                }
+            }
         }
     }
 
@@ -553,6 +643,11 @@ impl UsageGuard {
             self.set_usage(&u);
         }
         let Some(mut e) = self.event.take() else { return };
+        e.bodies = self.capture.take().map(|(request, response, expires_ms)| Bodies {
+            request,
+            response,
+            expires_ms,
+        });
         e.status = status;
         e.error_type = error_type.map(str::to_string);
         e.latency_ms = self.started.elapsed().as_millis() as u64;

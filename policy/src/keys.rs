@@ -83,6 +83,9 @@ pub struct KeyRecord {
     /// Unix seconds after which the key is refused.
     #[serde(default)]
     pub expires_at: Option<i64>,
+    /// Opt-in: keep this key's prompt and answer bodies for this long (`"30s"`, `"12h"`, `"7d"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_retention: Option<String>,
     pub created_at_ms: i64,
     #[serde(default)]
     pub revoked: bool,
@@ -135,6 +138,8 @@ pub struct KeySpec {
     pub metadata: Map<String, Value>,
     #[serde(default)]
     pub expires_at: Option<i64>,
+    #[serde(default)]
+    pub body_retention: Option<String>,
 }
 
 /// Distinguishes "absent" (`None`) from "null" (`Some(None)`) in PATCH bodies.
@@ -156,6 +161,8 @@ pub struct KeyPatch {
     #[serde(default, deserialize_with = "double")]
     pub expires_at: Option<Option<i64>>,
     pub revoked: Option<bool>,
+    #[serde(default, deserialize_with = "double")]
+    pub body_retention: Option<Option<String>>,
 }
 
 /// `POST /admin/teams` body; `id` is chosen by the caller (it appears in keys and JWT claims).
@@ -220,6 +227,28 @@ fn validate_models(models: &[String]) -> Result<(), PolicyError> {
     Ok(())
 }
 
+/// `"30s"`, `"15m"`, `"12h"`, `"7d"` -> seconds (at least 1 s, at most 10 years).
+pub fn parse_retention(s: &str) -> Result<u64, PolicyError> {
+    let bad = || {
+        PolicyError::Invalid(format!(
+            "`body_retention` `{s}` must look like 30s, 15m, 12h or 7d"
+        ))
+    };
+    let (num, unit) = s.trim().split_at(s.trim().len().saturating_sub(1));
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(bad()),
+    };
+    if secs == 0 || secs > 10 * 365 * 86_400 {
+        return Err(bad());
+    }
+    Ok(secs)
+}
+
 fn validate_limits(l: &Limits) -> Result<(), PolicyError> {
     if [l.rpm, l.tpm, l.max_parallel].contains(&Some(0)) {
         return Err(PolicyError::Invalid(
@@ -255,6 +284,9 @@ impl Keys {
         }
         validate_models(&spec.models)?;
         validate_limits(&spec.limits)?;
+        if let Some(r) = &spec.body_retention {
+            parse_retention(r)?;
+        }
         self.check_team(spec.team.as_deref()).await?;
         let key = format!("{KEY_PREFIX}{}", random_hex(24));
         let record = KeyRecord {
@@ -266,6 +298,7 @@ impl Keys {
             budgets: spec.budgets,
             metadata: spec.metadata,
             expires_at: spec.expires_at,
+            body_retention: spec.body_retention,
             created_at_ms: now_ms(),
             revoked: false,
             key_hash: hex::encode(hash_key(&key)),
@@ -324,6 +357,12 @@ impl Keys {
         }
         if let Some(expires_at) = patch.expires_at {
             k.expires_at = expires_at;
+        }
+        if let Some(retention) = patch.body_retention {
+            if let Some(r) = &retention {
+                parse_retention(r)?;
+            }
+            k.body_retention = retention;
         }
         if let Some(revoked) = patch.revoked {
             k.revoked = revoked;

@@ -418,6 +418,7 @@ mod tests {
             budgets,
             metadata: Map::new(),
             expires_at: None,
+            body_retention: None,
             created_at_ms: 0,
             revoked: false,
             key_hash: String::new(),

@@ -37,6 +37,18 @@ CREATE TABLE IF NOT EXISTS {db}.usage_events (
 PARTITION BY toYYYYMM(ts)
 ORDER BY (key_id, ts, id);
 
+-- Opt-in prompt and answer bodies, kept apart from the events; deleted after expires_ms.
+CREATE TABLE IF NOT EXISTS {db}.usage_bodies (
+    id String,
+    ts DateTime,
+    key_id String,
+    expires_ms UInt64,
+    request String,
+    response String
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMMDD(ts)
+ORDER BY id;
+
 -- Per-minute rollups by key, team, model and provider.
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.usage_minute
 ENGINE = AggregatingMergeTree()

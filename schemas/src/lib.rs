@@ -9,4 +9,4 @@ pub mod error;
 pub mod usage;
 
 pub use error::{ErrorBody, ErrorDetail};
-pub use usage::{TokenUsage, UsageEvent, CLICKHOUSE_SCHEMA};
+pub use usage::{Bodies, TokenUsage, UsageEvent, CLICKHOUSE_SCHEMA};

@@ -88,6 +88,17 @@ pub struct UsageEvent {
     pub bytes_in: u64,
     #[serde(default)]
     pub bytes_out: u64,
+    /// Opt-in (a key's `body_retention`): the prompt and answer, stored apart from the event and
+    /// deleted after `expires_ms`. Never part of analytics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bodies: Option<Bodies>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Bodies {
+    pub request: String,
+    pub response: String,
+    pub expires_ms: i64,
 }
 
 /// The ClickHouse DDL (`sql/`), in order; `{db}` stands for the database name.

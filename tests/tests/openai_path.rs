@@ -755,3 +755,77 @@ async fn health_ready_and_metrics() {
     );
     assert!(!text.contains(&key) && !text.contains(PROVIDER_KEY));
 }
+
+#[tokio::test]
+async fn bodies_are_stored_only_for_keys_that_opt_in_and_only_while_retained() {
+    let (_fake, gw, plain) = setup_with("").await;
+    let opted = gw
+        .create_key_with(json!({"name": "audit", "body_retention": "2s"}))
+        .await;
+    let opted_key = opted["key"].as_str().unwrap();
+    let bad = gw
+        .http
+        .post(gw.url("/admin/keys"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"name": "x", "body_retention": "forever"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(bad, 400, None, None).await;
+    assert_eq!(
+        gw.chat(
+            opted_key,
+            json!({"model": "gpt-test", "messages": user("secret plan")})
+        )
+        .await
+        .status(),
+        200
+    );
+    let streamed = gw
+        .chat(
+            opted_key,
+            json!({"model": "gpt-test", "stream": true, "messages": user("streamed plan")}),
+        )
+        .await;
+    streamed.text().await.unwrap();
+    assert_eq!(
+        gw.chat(&plain, json!({"model": "gpt-test", "messages": user("private")}))
+            .await
+            .status(),
+        200
+    );
+    let events = gw.wait_events(3).await;
+    let body = |id: String| {
+        let gw = &gw;
+        async move {
+            gw.http
+                .get(gw.url(&format!("/admin/usage/events/{id}/body")))
+                .bearer_auth(ADMIN_KEY)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let id = |i: usize| events[i]["id"].as_str().unwrap().to_string();
+    // Newest first: [plain, streamed, first].
+    assert_eq!(
+        body(id(0)).await.status(),
+        404,
+        "a key that did not opt in stores no body"
+    );
+    let b: Value = body(id(1)).await.json().await.unwrap();
+    assert!(b["request"].as_str().unwrap().contains("streamed plan"));
+    // A stream's answer is kept as the chunks sent, one per line.
+    let chunks = b["response"].as_str().unwrap();
+    assert!(
+        chunks.contains("chat.completion.chunk") && chunks.contains("\"content\":\"ed p\""),
+        "{chunks}"
+    );
+    let b: Value = body(id(2)).await.json().await.unwrap();
+    assert!(b["request"].as_str().unwrap().contains("secret plan"));
+    assert!(b["response"].as_str().unwrap().contains("fake: secret plan"));
+    // Event listings never carry bodies.
+    assert!(!gw.events("limit=10").await.to_string().contains("secret plan"));
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(body(id(2)).await.status(), 404, "gone after the retention period");
+}

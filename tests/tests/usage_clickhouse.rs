@@ -277,3 +277,56 @@ async fn summaries_and_bills_agree_between_clickhouse_and_the_embedded_store() {
         sqlite.billing(window.0, window.1).await.unwrap()
     );
 }
+
+#[tokio::test]
+async fn opt_in_bodies_live_in_their_own_clickhouse_table() {
+    let Some(ch) = ClickHouseServer::start() else {
+        return;
+    };
+    let fake = FakeProvider::start().await;
+    let db = db_name("bodies");
+    let gw = gateway(&ch, &db, &fake).await;
+    let opted = gw
+        .create_key_with(json!({"name": "audit", "body_retention": "1h"}))
+        .await;
+    let key = opted["key"].as_str().unwrap();
+    let r = gw
+        .chat(
+            key,
+            json!({"model": "gpt-test", "messages": [{"role": "user", "content": "keep me"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(wait_rows(&ch, &db, 1, Duration::from_secs(20)).await, 1);
+    let id = gw.events("limit=1").await["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body: serde_json::Value = gw
+        .http
+        .get(gw.url(&format!("/admin/usage/events/{id}/body")))
+        .bearer_auth(tollgate_tests::gateway::ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(body["request"].as_str().unwrap().contains("keep me"), "{body}");
+    assert!(
+        body["response"].as_str().unwrap().contains("fake: keep me"),
+        "{body}"
+    );
+    assert_eq!(
+        ch.query(&format!("SELECT count() FROM {db}.usage_bodies"))
+            .await
+            .trim(),
+        "1"
+    );
+    let in_events = ch
+        .query(&format!(
+            "SELECT count() FROM {db}.usage_events WHERE position(request_id, 'keep me') > 0"
+        ))
+        .await;
+    assert_eq!(in_events.trim(), "0");
+}

@@ -48,6 +48,7 @@ fn event(i: u64) -> UsageEvent {
         fallback: false,
         bytes_in: 420,
         bytes_out: 900,
+        bodies: None,
     }
 }
 
