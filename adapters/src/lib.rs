@@ -10,6 +10,7 @@ mod adapter;
 pub mod anthropic;
 pub mod azure;
 pub mod echo;
+pub mod gemini;
 pub mod openai_compat;
 mod registry;
 pub mod stream;

@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{anthropic::AnthropicAdapter, azure::AzureAdapter, openai_compat::OpenAiCompat, Adapter};
+use crate::{
+    anthropic::AnthropicAdapter, azure::AzureAdapter, gemini::GeminiAdapter, openai_compat::OpenAiCompat,
+    Adapter,
+};
 
 /// How a provider expects its credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +16,8 @@ pub enum AuthStyle {
     ApiKeyHeader,
     /// `x-api-key: <key>` (Anthropic)
     XApiKey,
+    /// `x-goog-api-key: <key>` (Google Gemini)
+    XGoogApiKey,
 }
 
 /// Every provider kind a `[[providers]]` entry may name.
@@ -22,6 +27,7 @@ pub enum ProviderKind {
     Openai,
     Azure,
     Anthropic,
+    Gemini,
     OpenaiCompat,
     Mistral,
     Groq,
@@ -67,6 +73,12 @@ impl ProviderKind {
             ProviderKind::Anthropic => {
                 info("anthropic", Some("https://api.anthropic.com/v1"), XApiKey, false)
             }
+            ProviderKind::Gemini => info(
+                "gemini",
+                Some("https://generativelanguage.googleapis.com/v1beta"),
+                XGoogApiKey,
+                false,
+            ),
             ProviderKind::OpenaiCompat => info("openai_compat", None, Bearer, true),
             ProviderKind::Mistral => info("mistral", Some("https://api.mistral.ai/v1"), Bearer, false),
             ProviderKind::Groq => info("groq", Some("https://api.groq.com/openai/v1"), Bearer, true),
@@ -113,6 +125,7 @@ impl ProviderKind {
             ProviderKind::Echo => None,
             ProviderKind::Azure => Some(Box::new(AzureAdapter)),
             ProviderKind::Anthropic => Some(Box::new(AnthropicAdapter)),
+            ProviderKind::Gemini => Some(Box::new(GeminiAdapter)),
             _ => Some(Box::new(OpenAiCompat {
                 auth: self.auth_style(),
                 stream_options: self.info().stream_options,

@@ -1,0 +1,247 @@
+//! Gemini `GenerateContentResponse` -> OpenAI `chat.completion`, `BatchEmbedContentsResponse` ->
+//! OpenAI embeddings list, and the usage and finish-reason mappings the stream translator shares.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+use tollgate_schemas::TokenUsage;
+
+use super::types::{BatchEmbedContentsResponse, GenerateContentResponse, OutPart, UsageMetadata};
+use crate::{AdapterError, Parsed};
+
+/// OpenAI's `finish_reason` for a Gemini `finishReason` (`tool_calls` is decided by the caller).
+pub(crate) fn finish_reason(reason: &str) -> &'static str {
+    match reason {
+        "MAX_TOKENS" => "length",
+        "SAFETY"
+        | "RECITATION"
+        | "BLOCKLIST"
+        | "PROHIBITED_CONTENT"
+        | "SPII"
+        | "IMAGE_SAFETY"
+        | "IMAGE_PROHIBITED_CONTENT"
+        | "IMAGE_RECITATION" => "content_filter",
+        // STOP, LANGUAGE, OTHER, MALFORMED_FUNCTION_CALL and reasons added later.
+        _ => "stop",
+    }
+}
+
+/// Gemini's prompt count includes cached tokens; thoughts are billed as output beside the
+/// candidates, so OpenAI's completion count is candidates + thoughts.
+pub(crate) fn token_usage(u: &UsageMetadata) -> TokenUsage {
+    let thoughts = u.thoughts_token_count.unwrap_or(0);
+    TokenUsage {
+        input: u.prompt_token_count.unwrap_or(0),
+        output: u.candidates_token_count.unwrap_or(0) + thoughts,
+        cached_input: u.cached_content_token_count.unwrap_or(0),
+        cache_write_input: 0,
+        reasoning: thoughts,
+    }
+}
+
+/// OpenAI's `usage` object.
+#[derive(Debug, Serialize)]
+pub(crate) struct OpenAiUsage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: PromptDetails,
+    completion_tokens_details: CompletionDetails,
+}
+
+#[derive(Debug, Serialize)]
+struct PromptDetails {
+    cached_tokens: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct CompletionDetails {
+    reasoning_tokens: u64,
+}
+
+impl From<&TokenUsage> for OpenAiUsage {
+    fn from(u: &TokenUsage) -> Self {
+        OpenAiUsage {
+            prompt_tokens: u.input,
+            completion_tokens: u.output,
+            total_tokens: u.input + u.output,
+            prompt_tokens_details: PromptDetails {
+                cached_tokens: u.cached_input,
+            },
+            completion_tokens_details: CompletionDetails {
+                reasoning_tokens: u.reasoning,
+            },
+        }
+    }
+}
+
+/// Unix seconds for `created` (Gemini answers carry no timestamp).
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The OpenAI id of the `n`th function call of an answer: deterministic within the answer.
+pub(crate) fn call_id(n: usize) -> String {
+    format!("call_{n}")
+}
+
+/// Compact JSON of a function call's `args` (`{}` when absent).
+pub(crate) fn arguments(args: Option<&Value>) -> Result<String, serde_json::Error> {
+    match args {
+        None | Some(Value::Null) => Ok("{}".to_string()),
+        Some(v) => serde_json::to_string(v),
+    }
+}
+
+#[derive(Serialize)]
+struct ChatCompletion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<Choice<'a>>,
+    usage: OpenAiUsage,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    message: AssistantMessage,
+    logprobs: (),
+    finish_reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct AssistantMessage {
+    role: &'static str,
+    content: Option<String>,
+    refusal: (),
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCall>,
+}
+
+#[derive(Serialize)]
+struct ToolCall {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionCall,
+}
+
+#[derive(Serialize)]
+struct FunctionCall {
+    name: String,
+    arguments: String,
+}
+
+fn bad(e: impl std::fmt::Display) -> AdapterError {
+    AdapterError::BadUpstreamBody(e.to_string())
+}
+
+/// Converts a non-streaming answer into OpenAI's `chat.completion` bytes. A prompt blocked before
+/// any candidate (`promptFeedback.blockReason`) becomes one empty `content_filter` choice.
+pub(crate) fn convert(body: &[u8]) -> Result<Parsed, AdapterError> {
+    let res: GenerateContentResponse = serde_json::from_slice(body).map_err(bad)?;
+    let mut calls = 0;
+    let mut choices = Vec::with_capacity(res.candidates.len().max(1));
+    for (i, c) in res.candidates.iter().enumerate() {
+        let (mut text, mut thought, mut tool_calls) = (String::new(), None::<String>, Vec::new());
+        for part in c.content.iter().flat_map(|c| &c.parts) {
+            match part {
+                OutPart {
+                    function_call: Some(f),
+                    ..
+                } => {
+                    tool_calls.push(ToolCall {
+                        id: call_id(calls),
+                        kind: "function",
+                        function: FunctionCall {
+                            name: f.name.clone(),
+                            arguments: arguments(f.args.as_ref()).map_err(bad)?,
+                        },
+                    });
+                    calls += 1;
+                }
+                OutPart {
+                    text: Some(t),
+                    thought: true,
+                    ..
+                } => thought.get_or_insert_with(String::new).push_str(t),
+                OutPart { text: Some(t), .. } => text.push_str(t),
+                _ => {}
+            }
+        }
+        let reason = c.finish_reason.as_deref().unwrap_or("STOP");
+        let finish = match finish_reason(reason) {
+            "stop" if !tool_calls.is_empty() => "tool_calls",
+            other => other,
+        };
+        choices.push(Choice {
+            index: c.index.unwrap_or(u32::try_from(i).unwrap_or(u32::MAX)),
+            message: AssistantMessage {
+                role: "assistant",
+                content: (!text.is_empty() || tool_calls.is_empty()).then_some(text),
+                refusal: (),
+                reasoning_content: thought,
+                tool_calls,
+            },
+            logprobs: (),
+            finish_reason: finish,
+        });
+    }
+    let blocked = res.prompt_feedback.as_ref().and_then(|f| f.block_reason.as_ref());
+    if choices.is_empty() && blocked.is_some() {
+        choices.push(Choice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant",
+                content: Some(String::new()),
+                refusal: (),
+                reasoning_content: None,
+                tool_calls: Vec::new(),
+            },
+            logprobs: (),
+            finish_reason: "content_filter",
+        });
+    }
+    let usage = token_usage(&res.usage_metadata.unwrap_or_default());
+    let model = res.model_version.unwrap_or_default();
+    let out = ChatCompletion {
+        id: res.response_id.as_deref().unwrap_or_default(),
+        object: "chat.completion",
+        created: now_secs(),
+        model: &model,
+        choices,
+        usage: OpenAiUsage::from(&usage),
+    };
+    let bytes = serde_json::to_vec(&out).map_err(bad)?;
+    Ok(Parsed {
+        body: Bytes::from(bytes),
+        usage: Some(usage),
+        model: (!model.is_empty()).then_some(model),
+    })
+}
+
+/// Converts a `batchEmbedContents` answer into OpenAI's embeddings list. Gemini reports no token
+/// usage for embeddings, so `usage` is zero (and `model` empty: the answer does not name it).
+/// Vectors are always float arrays: the adapter does not see `encoding_format` when parsing.
+pub(crate) fn convert_embeddings(body: &[u8]) -> Result<Parsed, AdapterError> {
+    let res: BatchEmbedContentsResponse = serde_json::from_slice(body).map_err(bad)?;
+    let data: Vec<Value> = res
+        .embeddings
+        .iter()
+        .enumerate()
+        .map(|(index, e)| serde_json::json!({"object": "embedding", "index": index, "embedding": e.values}))
+        .collect();
+    let out = serde_json::json!({"object": "list", "data": data, "model": "",
+        "usage": {"prompt_tokens": 0, "total_tokens": 0}});
+    Ok(Parsed {
+        body: Bytes::from(serde_json::to_vec(&out).map_err(bad)?),
+        usage: Some(TokenUsage::default()),
+        model: None,
+    })
+}

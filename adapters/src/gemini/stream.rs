@@ -1,0 +1,255 @@
+//! Gemini `streamGenerateContent?alt=sse` -> OpenAI `chat.completion.chunk`s, one SSE event at a time.
+//!
+//! Every `data:` payload is a whole `GenerateContentResponse` (no event names, no `[DONE]`). Text,
+//! thought and function-call parts become one chunk each (the first chunk of a choice carries
+//! `role: assistant`). A function call arrives whole, so it becomes one `tool_calls` delta with id,
+//! name and complete arguments; OpenAI's tool-call index counts the calls across the stream. A
+//! `finishReason` gives a chunk with `finish_reason`; once every choice seen has finished the stream
+//! is over (after a usage-only chunk when the client asked for one). `usageMetadata` is cumulative:
+//! the last one seen is the usage. An `{"error": ...}` payload ends the stream with an error.
+
+use bytes::Bytes;
+use serde::Serialize;
+use tollgate_schemas::TokenUsage;
+
+use super::{
+    response::{arguments, call_id, finish_reason, now_secs, token_usage, OpenAiUsage},
+    types::{GenerateContentResponse, UsageMetadata},
+};
+use crate::{stream::SseEvent, AdapterError, StreamTranslator};
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<ChunkChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<OpenAiUsage>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: (),
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Default, Serialize)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCallDelta<'a>>,
+}
+
+#[derive(Serialize)]
+struct ToolCallDelta<'a> {
+    index: u32,
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionDelta<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionDelta<'a> {
+    name: &'a str,
+    arguments: String,
+}
+
+/// Per-choice progress.
+#[derive(Debug, Clone, Copy)]
+struct ChoiceState {
+    index: u32,
+    role_sent: bool,
+    called_tools: bool,
+    finished: bool,
+}
+
+/// State of one translated stream.
+pub struct GeminiStream {
+    client_wants_usage: bool,
+    id: String,
+    model: Option<String>,
+    created: u64,
+    choices: Vec<ChoiceState>,
+    /// Function calls seen so far: the next call's OpenAI index.
+    calls: u32,
+    usage: Option<UsageMetadata>,
+    done: bool,
+}
+
+impl GeminiStream {
+    pub fn new(client_wants_usage: bool) -> Self {
+        GeminiStream {
+            client_wants_usage,
+            id: String::new(),
+            model: None,
+            created: now_secs(),
+            choices: Vec::new(),
+            calls: 0,
+            usage: None,
+            done: false,
+        }
+    }
+
+    fn choice(&mut self, index: u32) -> &mut ChoiceState {
+        let pos = match self.choices.iter().position(|c| c.index == index) {
+            Some(pos) => pos,
+            None => {
+                self.choices.push(ChoiceState {
+                    index,
+                    role_sent: false,
+                    called_tools: false,
+                    finished: false,
+                });
+                self.choices.len() - 1
+            }
+        };
+        &mut self.choices[pos]
+    }
+
+    fn push(
+        &mut self,
+        index: u32,
+        mut delta: Delta<'_>,
+        finish_reason: Option<&'static str>,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), AdapterError> {
+        let state = self.choice(index);
+        if !state.role_sent {
+            state.role_sent = true;
+            delta.role = Some("assistant");
+        }
+        let choice = ChunkChoice {
+            index,
+            delta,
+            logprobs: (),
+            finish_reason,
+        };
+        self.write(vec![choice], None, out)
+    }
+
+    fn write(
+        &self,
+        choices: Vec<ChunkChoice<'_>>,
+        usage: Option<OpenAiUsage>,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), AdapterError> {
+        let chunk = Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: self.model.as_deref().unwrap_or_default(),
+            choices,
+            usage,
+        };
+        let bytes = serde_json::to_vec(&chunk).map_err(|e| AdapterError::StreamError(e.to_string()))?;
+        out.push(Bytes::from(bytes));
+        Ok(())
+    }
+}
+
+impl StreamTranslator for GeminiStream {
+    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<Bytes>) -> Result<(), AdapterError> {
+        if event.data.is_empty() || self.done {
+            return Ok(());
+        }
+        let res: GenerateContentResponse = serde_json::from_slice(&event.data)
+            .map_err(|e| AdapterError::BadUpstreamBody(format!("stream event: {e}")))?;
+        if let Some(error) = res.error {
+            let message = error
+                .message
+                .or(error.status)
+                .unwrap_or_else(|| "upstream stream error".to_string());
+            return Err(AdapterError::StreamError(message));
+        }
+        if self.id.is_empty() {
+            self.id = res.response_id.unwrap_or_default();
+        }
+        if let Some(m) = res.model_version.filter(|m| !m.is_empty()) {
+            self.model = Some(m);
+        }
+        if let Some(u) = res.usage_metadata {
+            self.usage = Some(u);
+        }
+        for (pos, c) in res.candidates.iter().enumerate() {
+            let index = c.index.unwrap_or(u32::try_from(pos).unwrap_or(u32::MAX));
+            for part in c.content.iter().flat_map(|c| &c.parts) {
+                let delta = if let Some(f) = &part.function_call {
+                    let call = ToolCallDelta {
+                        index: self.calls,
+                        id: call_id(self.calls as usize),
+                        kind: "function",
+                        function: FunctionDelta {
+                            name: &f.name,
+                            arguments: arguments(f.args.as_ref())
+                                .map_err(|e| AdapterError::StreamError(e.to_string()))?,
+                        },
+                    };
+                    self.calls += 1;
+                    self.choice(index).called_tools = true;
+                    Delta {
+                        tool_calls: vec![call],
+                        ..Delta::default()
+                    }
+                } else {
+                    match part.text.as_deref().filter(|t| !t.is_empty()) {
+                        Some(t) if part.thought => Delta {
+                            reasoning_content: Some(t),
+                            ..Delta::default()
+                        },
+                        Some(t) => Delta {
+                            content: Some(t),
+                            ..Delta::default()
+                        },
+                        None => continue,
+                    }
+                };
+                self.push(index, delta, None, out)?;
+            }
+            if let Some(reason) = c.finish_reason.as_deref() {
+                let state = self.choice(index);
+                state.finished = true;
+                let finish = match finish_reason(reason) {
+                    "stop" if state.called_tools => "tool_calls",
+                    other => other,
+                };
+                self.push(index, Delta::default(), Some(finish), out)?;
+            }
+        }
+        let blocked = res.prompt_feedback.as_ref().and_then(|f| f.block_reason.as_ref());
+        if res.candidates.is_empty() && blocked.is_some() {
+            self.choice(0).finished = true;
+            self.push(0, Delta::default(), Some("content_filter"), out)?;
+        }
+        if !self.choices.is_empty() && self.choices.iter().all(|c| c.finished) {
+            if self.client_wants_usage {
+                if let Some(u) = self.usage() {
+                    self.write(Vec::new(), Some(OpenAiUsage::from(&u)), out)?;
+                }
+            }
+            self.done = true;
+        }
+        Ok(())
+    }
+
+    fn usage(&self) -> Option<TokenUsage> {
+        self.usage.as_ref().map(token_usage)
+    }
+
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    fn finished(&self) -> bool {
+        self.done
+    }
+}

@@ -1,0 +1,428 @@
+//! Conversion tests: requests built from OpenAI bodies, answers and streams from fixtures in Gemini's
+//! wire format (`tests/fixtures/gemini/`).
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::stream::SseParser;
+use crate::{AuthStyle, ProviderKind};
+
+const TEXT_SSE: &str = include_str!("../../../tests/fixtures/gemini/text.sse");
+const CALL_SSE: &str = include_str!("../../../tests/fixtures/gemini/function_call.sse");
+const SAFETY_SSE: &str = include_str!("../../../tests/fixtures/gemini/safety.sse");
+const ERROR_SSE: &str = include_str!("../../../tests/fixtures/gemini/error.sse");
+const TEXT_JSON: &str = include_str!("../../../tests/fixtures/gemini/text.json");
+const CALL_JSON: &str = include_str!("../../../tests/fixtures/gemini/function_call.json");
+const SAFETY_JSON: &str = include_str!("../../../tests/fixtures/gemini/safety.json");
+const BLOCKED_JSON: &str = include_str!("../../../tests/fixtures/gemini/blocked.json");
+const EMBED_JSON: &str = include_str!("../../../tests/fixtures/gemini/embeddings.json");
+const OVERLOADED_JSON: &str = include_str!("../../../tests/fixtures/gemini/overloaded.json");
+const REQUESTS_JSON: &str = include_str!("../../../tests/fixtures/gemini/requests.json");
+
+fn target() -> Target<'static> {
+    Target {
+        base_url: "https://generativelanguage.googleapis.com/v1beta/",
+        model: "gemini-x",
+        api_key: Some("AIza-test"),
+        api_version: None,
+    }
+}
+
+fn build(op: Operation, body: Value, stream: bool) -> Result<UpstreamRequest, AdapterError> {
+    let map = body.as_object().cloned().unwrap();
+    GeminiAdapter.build_request(op, map, stream, &target())
+}
+
+fn sent(req: &UpstreamRequest) -> Value {
+    serde_json::from_slice(&req.body).unwrap()
+}
+
+/// Runs the cases of one group of `requests.json`: OpenAI body in, exact Gemini body (or the
+/// refused param) out.
+fn request_cases(group: &str) {
+    let all: Value = serde_json::from_str(REQUESTS_JSON).unwrap();
+    let cases = all[group].as_array().unwrap();
+    assert!(!cases.is_empty());
+    for case in cases {
+        let name = &case["case"];
+        match (
+            &case["error_param"],
+            build(Operation::Chat, case["openai"].clone(), false),
+        ) {
+            (Value::Null, Ok(req)) => assert_eq!(sent(&req), case["gemini"], "{name}"),
+            (Value::String(want), Err(AdapterError::InvalidRequest { param, .. })) => {
+                assert_eq!(param.as_deref(), Some(want.as_str()), "{name}");
+            }
+            (want, got) => panic!("{name}: expected {want}, got {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn builds_generate_content_urls_and_google_key_header() {
+    let body = json!({"messages": [{"role": "user", "content": "hi"}]});
+    let req = build(Operation::Chat, body.clone(), false).unwrap();
+    assert_eq!(
+        req.url,
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-x:generateContent"
+    );
+    assert_eq!(req.headers["x-goog-api-key"], "AIza-test");
+    assert!(req.headers["x-goog-api-key"].is_sensitive());
+    assert_eq!(req.headers["content-type"], "application/json");
+    assert!(req.headers.get("authorization").is_none());
+    let req = build(Operation::Chat, body, true).unwrap();
+    assert_eq!(
+        req.url,
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-x:streamGenerateContent?alt=sse"
+    );
+    assert!(sent(&req).get("stream").is_none());
+    assert_eq!(
+        ProviderKind::Gemini.default_base_url(),
+        Some("https://generativelanguage.googleapis.com/v1beta")
+    );
+    assert_eq!(ProviderKind::Gemini.auth_style(), AuthStyle::XGoogApiKey);
+}
+
+#[test]
+fn request_basics_sampling_stop_max_tokens_json_schema() {
+    request_cases("basics");
+}
+
+#[test]
+fn system_and_developer_messages_become_system_instruction() {
+    request_cases("system");
+}
+
+#[test]
+fn multi_turn_roles_and_merging() {
+    request_cases("turns");
+}
+
+#[test]
+fn images_become_inline_or_file_data() {
+    request_cases("images");
+}
+
+#[test]
+fn tools_and_every_tool_choice() {
+    request_cases("tools");
+}
+
+#[test]
+fn tool_calls_and_results_round_trip() {
+    request_cases("tool_results");
+}
+
+#[test]
+fn reasoning_effort_becomes_thinking_config() {
+    request_cases("reasoning");
+}
+
+#[test]
+fn completions_are_not_supported() {
+    assert!(!GeminiAdapter.supports(Operation::Completions));
+    assert!(GeminiAdapter.supports(Operation::Chat) && GeminiAdapter.supports(Operation::Embeddings));
+    let err = build(Operation::Completions, json!({"prompt": "x"}), false).unwrap_err();
+    assert!(
+        matches!(err, AdapterError::InvalidRequest { ref message, .. } if message.contains("not supported by gemini"))
+    );
+}
+
+#[test]
+fn embeddings_become_batch_embed_contents() {
+    let req = build(
+        Operation::Embeddings,
+        json!({"input": ["a", "b"], "dimensions": 256, "encoding_format": "float", "user": "u"}),
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        req.url,
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-x:batchEmbedContents"
+    );
+    assert_eq!(
+        sent(&req),
+        json!({"requests": [
+            {"model": "models/gemini-x", "content": {"parts": [{"text": "a"}]}, "outputDimensionality": 256},
+            {"model": "models/gemini-x", "content": {"parts": [{"text": "b"}]}, "outputDimensionality": 256}]})
+    );
+    let one = build(Operation::Embeddings, json!({"input": "solo"}), false).unwrap();
+    assert_eq!(
+        sent(&one),
+        json!({"requests": [{"model": "models/gemini-x", "content": {"parts": [{"text": "solo"}]}}]})
+    );
+    for bad in [json!({"input": [[1, 2]]}), json!({"input": []}), json!({})] {
+        let err = build(Operation::Embeddings, bad, false).unwrap_err();
+        assert!(
+            matches!(err, AdapterError::InvalidRequest { ref param, .. } if param.as_deref() == Some("input"))
+        );
+    }
+
+    let parsed = GeminiAdapter
+        .parse_response(Operation::Embeddings, Bytes::from(EMBED_JSON))
+        .unwrap();
+    let v: Value = serde_json::from_slice(&parsed.body).unwrap();
+    assert_eq!(v["object"], "list");
+    assert_eq!(
+        v["data"][0],
+        json!({"object": "embedding", "index": 0, "embedding": [0.013168523, -0.008711934, -0.046782676]})
+    );
+    assert_eq!(v["data"][1]["index"], 1);
+    assert_eq!(v["usage"], json!({"prompt_tokens": 0, "total_tokens": 0}));
+    assert_eq!(parsed.usage.unwrap().input, 0);
+}
+
+#[test]
+fn text_answer_with_thoughts_and_cached_usage() {
+    let parsed = GeminiAdapter
+        .parse_response(Operation::Chat, Bytes::from(TEXT_JSON))
+        .unwrap();
+    let v: Value = serde_json::from_slice(&parsed.body).unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["id"], "mKzJaPOvBpvM7M8P5s6h-Ak");
+    assert_eq!(v["model"], "gemini-2.5-flash");
+    assert_eq!(
+        v["choices"][0]["message"],
+        json!({"role": "assistant", "content": "Hello! How can I help?", "refusal": null,
+            "reasoning_content": "The user greets me; answer briefly."})
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        v["usage"],
+        json!({"prompt_tokens": 1200, "completion_tokens": 50, "total_tokens": 1250,
+            "prompt_tokens_details": {"cached_tokens": 1024}, "completion_tokens_details": {"reasoning_tokens": 42}})
+    );
+    let u = parsed.usage.unwrap();
+    assert_eq!(
+        (
+            u.input,
+            u.output,
+            u.cached_input,
+            u.cache_write_input,
+            u.reasoning
+        ),
+        (1200, 50, 1024, 0, 42)
+    );
+    assert_eq!(parsed.model.as_deref(), Some("gemini-2.5-flash"));
+}
+
+#[test]
+fn function_calls_get_deterministic_ids() {
+    let parsed = GeminiAdapter
+        .parse_response(Operation::Chat, Bytes::from(CALL_JSON))
+        .unwrap();
+    let v: Value = serde_json::from_slice(&parsed.body).unwrap();
+    let msg = &v["choices"][0]["message"];
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(msg["content"], "I'll look both up.");
+    assert_eq!(
+        msg["tool_calls"],
+        json!([
+            {"id": "call_0", "type": "function", "function": {"name": "get_weather",
+                "arguments": "{\"city\":\"Paris\",\"unit\":\"celsius\"}"}},
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Rome\"}"}}])
+    );
+    assert!(!v.to_string().contains("thoughtSignature"));
+    let err = GeminiAdapter.parse_response(Operation::Chat, Bytes::from_static(b"<html>"));
+    assert!(matches!(err, Err(AdapterError::BadUpstreamBody(_))));
+}
+
+#[test]
+fn safety_finishes_and_blocked_prompts_are_content_filter() {
+    let parsed = GeminiAdapter
+        .parse_response(Operation::Chat, Bytes::from(SAFETY_JSON))
+        .unwrap();
+    let v: Value = serde_json::from_slice(&parsed.body).unwrap();
+    assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
+    assert_eq!(v["choices"][0]["message"]["content"], "I can");
+    assert_eq!(
+        (
+            v["choices"][1]["index"].as_u64(),
+            v["choices"][1]["finish_reason"].as_str()
+        ),
+        (Some(1), Some("length"))
+    );
+    let parsed = GeminiAdapter
+        .parse_response(Operation::Chat, Bytes::from(BLOCKED_JSON))
+        .unwrap();
+    let v: Value = serde_json::from_slice(&parsed.body).unwrap();
+    assert_eq!(
+        v["choices"],
+        json!([{"index": 0, "message": {"role": "assistant", "content": "", "refusal": null},
+            "logprobs": null, "finish_reason": "content_filter"}])
+    );
+    assert_eq!(parsed.usage.unwrap().input, 7);
+    for (reason, want) in [
+        ("STOP", "stop"),
+        ("MAX_TOKENS", "length"),
+        ("RECITATION", "content_filter"),
+        ("BLOCKLIST", "content_filter"),
+        ("PROHIBITED_CONTENT", "content_filter"),
+        ("SPII", "content_filter"),
+        ("OTHER", "stop"),
+    ] {
+        assert_eq!(response::finish_reason(reason), want, "{reason}");
+    }
+}
+
+/// Feeds `sse` split into `parts` through the SSE parser and the translator.
+fn translate(
+    sse: &str,
+    parts: &[&[u8]],
+    wants_usage: bool,
+) -> (Vec<Value>, Result<(), AdapterError>, GeminiStream) {
+    assert_eq!(parts.concat(), sse.as_bytes());
+    let (mut parser, mut t, mut events, mut out) = (
+        SseParser::new(),
+        GeminiStream::new(wants_usage),
+        Vec::new(),
+        Vec::new(),
+    );
+    for part in parts {
+        parser.feed(part, &mut events);
+    }
+    parser.finish(&mut events);
+    let result = events.iter().try_for_each(|e| t.on_event(e, &mut out));
+    let chunks = out.iter().map(|b| {
+        let mut v: Value = serde_json::from_slice(b).unwrap();
+        v.as_object_mut().unwrap().remove("created");
+        v
+    });
+    (chunks.collect(), result, t)
+}
+
+fn whole(sse: &str, wants_usage: bool) -> (Vec<Value>, Result<(), AdapterError>, GeminiStream) {
+    translate(sse, &[sse.as_bytes()], wants_usage)
+}
+
+/// The stream gives the same chunks however it is split.
+fn same_at_every_split(sse: &str, wants_usage: bool) {
+    let (chunks, _, _) = whole(sse, wants_usage);
+    let bytes = sse.as_bytes();
+    for split in 1..bytes.len() {
+        let (again, result, _) = translate(sse, &[&bytes[..split], &bytes[split..]], wants_usage);
+        result.unwrap();
+        assert_eq!(again, chunks, "split at {split}");
+    }
+    let singles: Vec<&[u8]> = bytes.chunks(1).collect();
+    assert_eq!(translate(sse, &singles, wants_usage).0, chunks);
+}
+
+#[test]
+fn streamed_text_is_the_same_at_any_split() {
+    let (chunks, result, t) = whole(TEXT_SSE, false);
+    result.unwrap();
+    assert!(t.finished());
+    assert_eq!(t.model(), Some("gemini-2.5-flash"));
+    assert_eq!(chunks.len(), 3, "{chunks:?}");
+    assert_eq!(
+        chunks[0],
+        json!({"id": "s1", "object": "chat.completion.chunk", "model": "gemini-2.5-flash",
+        "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hello"},
+        "logprobs": null, "finish_reason": null}]})
+    );
+    assert_eq!(chunks[1]["choices"][0]["delta"], json!({"content": ", wörld!"}));
+    assert_eq!(
+        chunks[2]["choices"][0],
+        json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"})
+    );
+    let u = t.usage().unwrap();
+    assert_eq!((u.input, u.output, u.cached_input, u.reasoning), (12, 5, 8, 0));
+    same_at_every_split(TEXT_SSE, false);
+}
+
+#[test]
+fn usage_chunk_only_when_the_client_asks() {
+    let (chunks, _, t) = whole(TEXT_SSE, true);
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(
+        last["usage"],
+        json!({"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17,
+            "prompt_tokens_details": {"cached_tokens": 8}, "completion_tokens_details": {"reasoning_tokens": 0}})
+    );
+    assert_eq!(t.usage(), whole(TEXT_SSE, false).2.usage());
+    assert!(whole(TEXT_SSE, false).0.iter().all(|c| c.get("usage").is_none()));
+}
+
+#[test]
+fn streamed_function_calls_arrive_whole_and_numbered() {
+    let (chunks, result, t) = whole(CALL_SSE, false);
+    result.unwrap();
+    assert!(t.finished());
+    assert_eq!(
+        chunks[0]["choices"][0]["delta"],
+        json!({"role": "assistant", "reasoning_content": "**Planning** I need the weather."})
+    );
+    assert_eq!(
+        chunks[1]["choices"][0]["delta"],
+        json!({"tool_calls": [{"index": 0, "id": "call_0", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]})
+    );
+    assert_eq!(
+        chunks[2]["choices"][0]["delta"]["tool_calls"],
+        json!([{"index": 1, "id": "call_1", "type": "function",
+            "function": {"name": "get_time", "arguments": "{\"tz\":\"CET\"}"}}])
+    );
+    assert_eq!(chunks[3]["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(chunks.len(), 4);
+    let u = t.usage().unwrap();
+    assert_eq!((u.input, u.output, u.reasoning), (30, 35, 20));
+    same_at_every_split(CALL_SSE, true);
+}
+
+#[test]
+fn streamed_safety_stop_is_content_filter() {
+    let (chunks, result, t) = whole(SAFETY_SSE, false);
+    result.unwrap();
+    assert!(t.finished());
+    assert_eq!(chunks[0]["choices"][0]["delta"]["content"], "Sure, here");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "content_filter"
+    );
+}
+
+#[test]
+fn stream_error_object_is_an_error() {
+    let (chunks, result, t) = whole(ERROR_SSE, true);
+    assert!(
+        matches!(result, Err(AdapterError::StreamError(ref m)) if m.contains("overloaded")),
+        "{result:?}"
+    );
+    assert_eq!(chunks.len(), 1);
+    assert!(!t.finished());
+    assert_eq!(t.usage().unwrap().input, 5);
+}
+
+#[test]
+fn errors_are_classified() {
+    let e = GeminiAdapter.parse_error(503, OVERLOADED_JSON.as_bytes());
+    assert!(e.retryable);
+    assert_eq!(
+        (e.kind.as_deref(), e.message.as_str()),
+        (
+            Some("UNAVAILABLE"),
+            "The model is overloaded. Please try again later."
+        )
+    );
+    let bad =
+        br#"{"error":{"code":400,"message":"Invalid JSON payload received.","status":"INVALID_ARGUMENT"}}"#;
+    let e = parse_error(400, bad);
+    assert!(!e.retryable);
+    assert_eq!(e.kind.as_deref(), Some("INVALID_ARGUMENT"));
+    assert_eq!(e.message, "Invalid JSON payload received.");
+    let e = parse_error(
+        429,
+        br#"[{"error":{"code":429,"message":"Quota","status":"RESOURCE_EXHAUSTED"}}]"#,
+    );
+    assert!(e.retryable);
+    assert_eq!(e.kind.as_deref(), Some("RESOURCE_EXHAUSTED"));
+    for status in [429, 500, 503, 504] {
+        assert!(parse_error(status, b"").retryable, "{status}");
+    }
+    let e = parse_error(403, b"nope");
+    assert!(!e.retryable);
+    assert_eq!(e.message, "upstream answered HTTP 403");
+}
