@@ -29,7 +29,7 @@ fn model_entry(id: &str) -> Value {
 pub async fn list_models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     let key = authenticate(&st, &headers)?.key;
     let data: Vec<Value> = st
-        .config
+        .config()
         .model_order
         .iter()
         .filter(|m| key.allows_model(m))
@@ -47,7 +47,7 @@ pub async fn get_model(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = authenticate(&st, &headers)?.key;
-    if st.config.models.contains_key(&id) && key.allows_model(&id) {
+    if st.config().models.contains_key(&id) && key.allows_model(&id) {
         Ok(status_json(StatusCode::OK, model_entry(&id)))
     } else {
         Err(ApiError::NotFound {

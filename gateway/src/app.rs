@@ -7,7 +7,6 @@
 //! the admin token.
 
 use std::{
-    collections::HashMap,
     sync::{atomic::AtomicBool, atomic::Ordering, Arc},
     time::Duration,
 };
@@ -45,7 +44,9 @@ use crate::{
 pub const UNAUTHENTICATED_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics"];
 
 pub struct AppState {
-    pub config: Arc<Config>,
+    /// The running config; requests take a snapshot ([`AppState::config`]) and keep it to the end,
+    /// so a reload never changes a request in flight.
+    config: std::sync::RwLock<Arc<Config>>,
     pub keys: Keys,
     pub keyring: Keyring,
     pub quota: QuotaService,
@@ -54,16 +55,26 @@ pub struct AppState {
     pub usage_backend: Arc<UsageBackend>,
     pub usage: UsageSink,
     pub metrics: Arc<Metrics>,
-    /// One HTTP client per provider (each with its own connect timeout), sharing nothing.
-    clients: HashMap<String, reqwest::Client>,
-    default_client: reqwest::Client,
     /// False once shutdown began: `/readyz` turns unready first.
     pub ready: AtomicBool,
 }
 
 impl AppState {
-    pub fn client(&self, provider: &str) -> &reqwest::Client {
-        self.clients.get(provider).unwrap_or(&self.default_client)
+    /// The current config.
+    pub fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(c) => Arc::clone(&c),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Swaps in a new config atomically; requests already running keep theirs.
+    pub fn swap_config(&self, new: Config) {
+        let new = Arc::new(new);
+        match self.config.write() {
+            Ok(mut c) => *c = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
     }
 
     /// Re-reads every key and team from the store into the in-memory keyring.
@@ -71,15 +82,6 @@ impl AppState {
         self.keyring.reload(&self.keys).await?;
         Ok(())
     }
-}
-
-fn http_client(connect_timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .connect_timeout(connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
-        .build()?)
 }
 
 /// The running pieces that outlive the router: joined on shutdown so no usage event is lost.
@@ -173,12 +175,6 @@ pub async fn build_state(config: Config) -> anyhow::Result<Runtime> {
         flush: config.usage.flush,
         batch_rows: config.usage.batch_rows,
     };
-    let mut clients = HashMap::new();
-    for p in &config.providers {
-        if p.kind.is_network() {
-            clients.insert(p.name.clone(), http_client(p.connect_timeout)?);
-        }
-    }
     let jwt = match &config.jwt {
         Some((cfg, secret)) => Some(JwtAuth::new(cfg.clone(), secret.clone()).await?),
         None => None,
@@ -195,7 +191,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<Runtime> {
         metrics: Arc::clone(&metrics),
     };
     let state = Arc::new(AppState {
-        config,
+        config: std::sync::RwLock::new(Arc::clone(&config)),
         keys,
         keyring: Keyring::default(),
         quota,
@@ -204,8 +200,6 @@ pub async fn build_state(config: Config) -> anyhow::Result<Runtime> {
         usage_backend: backend,
         usage,
         metrics,
-        clients,
-        default_client: http_client(Duration::from_secs(10))?,
         ready: AtomicBool::new(true),
     });
     state.reload_keys().await?;
@@ -292,7 +286,7 @@ pub fn spawn_key_refresh(state: Arc<AppState>, every: Duration) -> tokio::task::
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "key store version check failed"),
             }
-            if last_sweep.elapsed() > state.config.usage.body_sweep {
+            if last_sweep.elapsed() > state.config().usage.body_sweep {
                 last_sweep = std::time::Instant::now();
                 if let Err(e) = state.usage_backend.sweep_bodies().await {
                     tracing::warn!(error = %e, "sweeping expired bodies failed");
@@ -312,7 +306,7 @@ pub fn spawn_key_refresh(state: Arc<AppState>, every: Duration) -> tokio::task::
 /// the usage pipeline: the caller shuts the runtime down (dropping any request still running, whose
 /// usage guard then records it as cancelled), joins the spool writer, and ships what it can; the rest
 /// stays in the spool for the next start, so no event is lost.
-pub async fn serve(config: Config) -> anyhow::Result<UsagePipeline> {
+pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> anyhow::Result<UsagePipeline> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let Runtime { state, usage } = build_state(config).await?;
@@ -329,11 +323,12 @@ pub async fn serve(config: Config) -> anyhow::Result<UsagePipeline> {
         };
         tokio::spawn(async move { pipeline.ship(ship_stop_rx).await })
     };
-    let refresh = spawn_key_refresh(Arc::clone(&state), state.config.key_refresh);
+    let refresh = spawn_key_refresh(Arc::clone(&state), state.config().key_refresh);
     let jwks_refresh = state.jwt.as_ref().and_then(|j| j.spawn_refresh());
-    let grace = state.config.shutdown_grace;
+    let reloader = config_path.map(|p| spawn_reload(Arc::clone(&state), p));
+    let grace = state.config().shutdown_grace;
     let app = router(Arc::clone(&state));
-    tracing::info!(%addr, models = state.config.models.len(), keys = state.keyring.len(), "tollgate listening");
+    tracing::info!(%addr, models = state.config().models.len(), keys = state.keyring.len(), "tollgate listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shutdown_state = Arc::clone(&state);
@@ -362,9 +357,88 @@ pub async fn serve(config: Config) -> anyhow::Result<UsagePipeline> {
     if let Some(j) = jwks_refresh {
         j.abort();
     }
+    if let Some(r) = reloader {
+        r.abort();
+    }
     let _ = ship_stop.send(true);
     shipper.abort();
     Ok(usage)
+}
+
+/// Hot reload: on SIGHUP, and when the config file changes (checked every second), the file is
+/// loaded and validated; a valid config is swapped in atomically (requests in flight finish on the
+/// one they started with), an invalid one is refused with every error logged and the running config
+/// stays. Settings bound at start (listen address, stores, usage sink, JWT) need a restart: a change
+/// to them is logged, the rest of the new config applies.
+pub fn spawn_reload(state: Arc<AppState>, path: std::path::PathBuf) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let mut seen = mtime(&path);
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            #[cfg(unix)]
+            let hangup = async {
+                match hup.as_mut() {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let hangup = std::future::pending::<()>();
+            let why = tokio::select! {
+                _ = hangup => "SIGHUP",
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    let now = mtime(&path);
+                    if now == seen {
+                        continue;
+                    }
+                    seen = now;
+                    "file changed"
+                }
+            };
+            match Config::load(&path) {
+                Err(errors) => {
+                    state
+                        .metrics
+                        .config_reload_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(trigger = why, errors = %errors.0.join("; "), "config reload refused: keeping the running config");
+                }
+                Ok(new) => {
+                    let old = state.config();
+                    let fixed = [
+                        ("server.listen", old.listen != new.listen),
+                        ("store", old.store != new.store),
+                        (
+                            "usage",
+                            old.usage.spool_dir != new.usage.spool_dir
+                                || format!("{:?}", old.usage.sink) != format!("{:?}", new.usage.sink),
+                        ),
+                        (
+                            "auth.jwt",
+                            old.jwt.as_ref().map(|j| format!("{:?}", j.0))
+                                != new.jwt.as_ref().map(|j| format!("{:?}", j.0)),
+                        ),
+                    ];
+                    for (what, changed) in fixed {
+                        if changed {
+                            tracing::warn!(
+                                setting = what,
+                                "this setting changed but applies only after a restart"
+                            );
+                        }
+                    }
+                    let models = new.models.len();
+                    state.swap_config(new);
+                    state.metrics.config_reloads.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(trigger = why, models, "config reloaded");
+                }
+            }
+        }
+    })
 }
 
 async fn shutdown_signal() {

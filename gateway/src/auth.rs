@@ -40,7 +40,8 @@ pub fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Principal, Api
 
 /// Checks the admin bearer token in constant time. With no admin token configured, the admin API is off.
 pub fn authenticate_admin(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = st.config.admin_key.as_ref() else {
+    let config = st.config();
+    let Some(expected) = config.admin_key.as_ref() else {
         return Err(ApiError::Forbidden {
             message: "The admin API is disabled: set the variable named by `server.admin_key_env`.".into(),
             code: "admin_disabled",

@@ -97,9 +97,9 @@ pub fn run() -> ExitCode {
             }
             None => ExitCode::FAILURE,
         },
-        Command::Serve { config } => {
+        Command::Serve { config: path } => {
             init_logging(cli.log_format);
-            let Some(config) = load(&config) else {
+            let Some(config) = load(&path) else {
                 return ExitCode::FAILURE;
             };
             for p in config.providers.iter().filter(|p| !p.available) {
@@ -112,7 +112,7 @@ pub fn run() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let served = rt.block_on(crate::app::serve(config));
+            let served = rt.block_on(crate::app::serve(config, Some(path)));
             // Dropping the runtime drops requests still running past the grace period; their usage
             // guards record them as cancelled before the writer, now the last holder, drains and exits.
             rt.shutdown_timeout(std::time::Duration::from_secs(2));

@@ -366,6 +366,8 @@ pub struct Provider {
     pub stream_idle_timeout: Duration,
     pub connect_timeout: Duration,
     pub adapter: Option<Box<dyn Adapter>>,
+    /// This provider's HTTP client (its own pool and connect timeout; Nagle off).
+    pub client: reqwest::Client,
 }
 
 impl fmt::Debug for Provider {
@@ -647,7 +649,19 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
                 errors.push(format!("{at}.{field}: must be greater than 0"));
             }
         }
+        let connect_timeout = Duration::from_millis(p.connect_timeout_ms.unwrap_or(10_000));
+        let client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_else(|e| {
+                errors.push(format!("{at}: cannot build an HTTP client: {e}"));
+                reqwest::Client::new()
+            });
         providers.push(Arc::new(Provider {
+            client,
             adapter: p.kind.adapter(),
             name: p.name,
             kind: p.kind,
@@ -660,7 +674,7 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
                 p.first_byte_timeout_ms.or(p.timeout_ms).unwrap_or(600_000),
             ),
             stream_idle_timeout: Duration::from_millis(p.stream_idle_timeout_ms.unwrap_or(120_000)),
-            connect_timeout: Duration::from_millis(p.connect_timeout_ms.unwrap_or(10_000)),
+            connect_timeout,
         }));
     }
 

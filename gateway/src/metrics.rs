@@ -78,6 +78,8 @@ pub struct Metrics {
     pub panics: AtomicU64,
     pub quota_rejections: AtomicU64,
     pub fallbacks: AtomicU64,
+    pub config_reloads: AtomicU64,
+    pub config_reload_failures: AtomicU64,
     pub quota_fallbacks: AtomicU64,
     pub quota_store_errors: AtomicU64,
 }
@@ -254,6 +256,18 @@ impl Metrics {
                 "Upstream attempts beyond the first.",
                 "counter",
                 &self.upstream_retries,
+            ),
+            (
+                "tollgate_config_reloads_total",
+                "Config reloads applied (SIGHUP or file change).",
+                "counter",
+                &self.config_reloads,
+            ),
+            (
+                "tollgate_config_reload_failures_total",
+                "Config reloads refused because the new file was invalid.",
+                "counter",
+                &self.config_reload_failures,
             ),
             (
                 "tollgate_fallbacks_total",

@@ -40,7 +40,7 @@ use tollgate_schemas::TokenUsage;
 use crate::{
     app::AppState,
     auth::authenticate,
-    config::{Model, ModelTarget, Provider},
+    config::{Config, Model, ModelTarget, Provider},
     error::{rate_headers, ApiError},
     routing,
     usage::{now_ms, UsageGuard},
@@ -230,8 +230,8 @@ fn validate_messages(messages: Option<&Value>) -> Result<(), ApiError> {
 }
 
 /// Resolves the model and checks the key may use it.
-pub fn resolve_model(st: &AppState, key: &KeyRecord, model: &str) -> Result<Arc<Model>, ApiError> {
-    let found = st.config.models.get(model).ok_or_else(|| ApiError::NotFound {
+pub fn resolve_model(cfg: &Config, key: &KeyRecord, model: &str) -> Result<Arc<Model>, ApiError> {
+    let found = cfg.models.get(model).ok_or_else(|| ApiError::NotFound {
         message: format!("The model `{model}` does not exist or you do not have access to it."),
         code: "model_not_found",
     })?;
@@ -253,6 +253,8 @@ async fn proxy(
     rid: &str,
 ) -> Result<Response, ApiError> {
     let principal = authenticate(st, headers)?;
+    // This request runs on the config it started with, whatever a reload does meanwhile.
+    let cfg = st.config();
     let key = &principal.key;
     let g = guard
         .as_mut()
@@ -261,7 +263,7 @@ async fn proxy(
         e.key_id = Some(key.id.clone());
         e.team_id = principal.team.as_ref().map(|t| t.id.clone());
     });
-    let bytes = read_body(body, st.config.max_body_bytes).await?;
+    let bytes = read_body(body, cfg.max_body_bytes).await?;
     let body_len = bytes.len();
     g.update(|e| e.bytes_in = body_len as u64);
     if let Some(secs) = key
@@ -281,9 +283,9 @@ async fn proxy(
         e.streamed = req.stream;
         e.user = req.body.get("user").and_then(Value::as_str).map(str::to_string);
     });
-    let model = resolve_model(st, key, &req.model)?;
+    let model = resolve_model(&cfg, key, &req.model)?;
 
-    let plan = routing::plan(&st.config, &model, op, &st.health, |m| key.allows_model(m));
+    let plan = routing::plan(&cfg, &model, op, &st.health, |m| key.allows_model(m));
     let Some((first, _)) = plan.first() else {
         let serves = |t: &ModelTarget| t.provider.adapter.as_ref().is_none_or(|a| a.supports(op));
         if !model.targets.iter().any(serves) {
@@ -308,8 +310,8 @@ async fn proxy(
         .adapter
         .as_ref()
         .and_then(|a| a.default_max_tokens());
-    let estimate = estimate_usage(st, op, &req, body_len, default_out);
-    let est_cost = price_of(st, first).map_or(tollgate_policy::Usd(0), |p| p.cost(&estimate));
+    let estimate = estimate_usage(&cfg, op, &req, body_len, default_out);
+    let est_cost = price_of(&cfg, first).map_or(tollgate_policy::Usd(0), |p| p.cost(&estimate));
     let quota_plan = Plan::for_principal(&principal, estimate.input + estimate.output, est_cost, now_ms());
     let lease = st.quota.acquire(quota_plan).await.map_err(quota_error)?;
     let info = lease.info;
@@ -317,21 +319,19 @@ async fn proxy(
         g.attach_lease(lease);
         g.estimated_input = estimate.input;
     }
-    let mut res = dispatch(st, op, &mut req, &plan, guard, rid).await?;
+    let mut res = dispatch(st, &cfg, op, &mut req, &plan, guard, rid).await?;
     rate_headers(res.headers_mut(), &info);
     Ok(res)
 }
 
-fn price_of(st: &AppState, target: &ModelTarget) -> Option<tollgate_policy::pricing::Price> {
-    st.config
-        .prices
-        .price(target.provider.kind.as_str(), &target.model)
+fn price_of(cfg: &Config, target: &ModelTarget) -> Option<tollgate_policy::pricing::Price> {
+    cfg.prices.price(target.provider.kind.as_str(), &target.model)
 }
 
 /// Tokens a request may use at most: the prompt from its size (about 4 bytes a token) and the
 /// output from `max_completion_tokens`/`max_tokens` (or the configured default) times `n`.
 fn estimate_usage(
-    st: &AppState,
+    cfg: &Config,
     op: Operation,
     req: &Parsed,
     body_len: usize,
@@ -345,7 +345,7 @@ fn estimate_usage(
                 .iter()
                 .find_map(|f| req.body.get(*f).and_then(Value::as_u64))
                 .or(provider_default)
-                .unwrap_or(st.config.quota.default_output_tokens);
+                .unwrap_or(cfg.quota.default_output_tokens);
             let n = req
                 .body
                 .get("n")
@@ -397,13 +397,14 @@ fn quota_error(e: QuotaError) -> ApiError {
 /// client and within `routing.max_attempts`. Targets whose circuit is open are skipped.
 async fn dispatch(
     st: &Arc<AppState>,
+    config: &Config,
     op: Operation,
     req: &mut Parsed,
     plan: &[(&ModelTarget, &Model)],
     guard: &mut Option<UsageGuard>,
     rid: &str,
 ) -> Result<Response, ApiError> {
-    let cfg = &st.config.routing;
+    let cfg = &config.routing;
     let mut attempts = 0u32;
     let mut last_err: Option<ApiError> = None;
     for (position, (target, owner)) in plan.iter().enumerate() {
@@ -428,7 +429,7 @@ async fn dispatch(
                 e.target = Some(target.id.clone());
                 e.fallback = position > 0;
             });
-            g.price = price_of(st, target);
+            g.price = price_of(config, target);
             if attempts > 1 {
                 st.metrics
                     .upstream_retries
@@ -442,7 +443,7 @@ async fn dispatch(
                 req.body.clone()
             };
             let started = Instant::now();
-            match attempt_target(st, op, req, body, target, guard, rid).await {
+            match attempt_target(op, req, body, target, guard, rid).await {
                 Ok(res) => {
                     st.health.record(&target.id, true, started.elapsed(), cfg);
                     if position > 0 {
@@ -506,7 +507,6 @@ impl Failure {
 type ByteStream = BoxStream<'static, Result<Bytes, String>>;
 
 async fn attempt_target(
-    st: &Arc<AppState>,
     op: Operation,
     req: &Parsed,
     body: Map<String, Value>,
@@ -532,7 +532,7 @@ async fn attempt_target(
             }
             other => Failure::fatal(ApiError::Internal(other.to_string())),
         })?;
-    let client = st.client(&provider.name);
+    let client = &provider.client;
     let started = Instant::now();
     let deadline = started + provider.timeout;
     let first_byte = deadline.min(started + provider.first_byte_timeout);

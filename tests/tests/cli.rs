@@ -209,3 +209,110 @@ async fn sigterm_drains_streams_for_the_grace_period_then_exits_zero_without_los
     );
     assert_eq!(events[1]["status"], 200);
 }
+
+#[tokio::test]
+async fn config_reloads_on_sighup_and_on_file_change_and_refuses_invalid_files() {
+    let fake = FakeProvider::start().await;
+    let slow = format!(
+        "[[providers]]\nname = \"patient\"\nkind = \"openai_compat\"\nbase_url = \"{}\"\ntimeout_ms = 60000\n\
+         [[models]]\nname = \"gpt-slow\"\ntargets = [{{ provider = \"patient\", model = \"slow\" }}]\n",
+        fake.base_url()
+    );
+    let gw = Gateway::start(
+        &format!("{}{slow}", standard_config(&fake.base_url())),
+        &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)],
+    )
+    .await;
+    let key = gw.create_key(&[]).await;
+    let path = gw.dir.join("tollgate.toml");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let ask = |m: &'static str| json!({"model": m, "messages": [{"role": "user", "content": "hi"}]});
+    let status_of = |m: &'static str| {
+        let (gw, key) = (&gw, &key);
+        async move { gw.chat(key, ask(m)).await.status().as_u16() }
+    };
+    let eventually = |m: &'static str, want: u16| async move {
+        for _ in 0..60 {
+            if status_of(m).await == want {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    };
+    assert_eq!(status_of("added").await, 404);
+    // A stream that starts before the reload finishes on the config it started with.
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "gpt-slow", "stream": true, "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
+    let mut stream = res.bytes_stream();
+    futures_util::StreamExt::next(&mut stream).await.unwrap().unwrap();
+
+    // SIGHUP: the slow model is removed, a new one added.
+    let without_slow = original
+        .replace("name = \"gpt-slow\"", "name = \"added\"")
+        .replace("model = \"slow\"", "model = \"up-added\"");
+    std::fs::write(&path, &without_slow).unwrap();
+    Command::new("kill")
+        .args(["-HUP", &gw.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(eventually("added", 200).await, "SIGHUP reload not applied");
+    assert_eq!(status_of("gpt-slow").await, 404);
+    for _ in 0..5 {
+        let chunk = futures_util::StreamExt::next(&mut stream).await.unwrap().unwrap();
+        assert!(
+            !chunk.is_empty(),
+            "the running stream kept flowing after the reload"
+        );
+    }
+    drop(stream);
+
+    // An invalid file is refused and the running config stays.
+    std::fs::write(&path, format!("{without_slow}\n[[models]]\nname = 3\n")).unwrap();
+    Command::new("kill")
+        .args(["-HUP", &gw.pid().to_string()])
+        .status()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status_of("added").await, 200);
+    let start = std::time::Instant::now();
+    while !gw.logs().contains("config reload refused") {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "no refusal logged:\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        gw.logs().contains("models[5].name") || gw.logs().contains(".name"),
+        "the error names the field"
+    );
+
+    // A file change alone (no signal) is picked up too.
+    std::fs::write(
+        &path,
+        without_slow.replace("name = \"added\"", "name = \"renamed\""),
+    )
+    .unwrap();
+    assert!(eventually("renamed", 200).await, "file change not picked up");
+    assert_eq!(status_of("added").await, 404);
+    let metrics = gw
+        .http
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tollgate_config_reload_failures_total 1")
+            || metrics.contains("tollgate_config_reload_failures_total 2"),
+        "{metrics}"
+    );
+}
