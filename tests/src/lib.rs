@@ -8,5 +8,6 @@
 pub mod clickhouse;
 pub mod fake;
 pub mod fake_anthropic;
+pub mod fake_gemini;
 pub mod gateway;
 pub mod redis;

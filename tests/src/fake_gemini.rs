@@ -1,0 +1,242 @@
+//! A fake Google Gemini API (AI Studio `v1beta`), in-process, on an ephemeral port:
+//! `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse` and
+//! `:batchEmbedContents` in Gemini's wire format (camelCase JSON answers, `data:`-only SSE streams
+//! without `[DONE]`, `{"error": {"code", "message", "status"}}` bodies). Like the real API it answers
+//! 403 `PERMISSION_DENIED` without `x-goog-api-key` and 400 `INVALID_ARGUMENT` without `contents`.
+//! Otherwise its behaviour is chosen by the model in the URL path:
+//!
+//! | model          | answer |
+//! |----------------|--------|
+//! | anything else  | `fake: <last user text and function responses>`; usage 11 prompt (5 cached), 7 candidates, 3 thoughts |
+//! | `tools`        | a `get_weather` function call `{"city":"Paris"}` (streamed as one chunk) |
+//! | `blocked`      | `finishReason: SAFETY` after a partial text |
+//! | `overloaded`   | 503 `UNAVAILABLE` (retryable) |
+//! | `error-event`  | (streaming) one text chunk, then an `{"error": ...}` payload |
+//!
+//! `batchEmbedContents` answers one vector `[len(text), 0.5, -0.25]` per request. Every request is
+//! recorded (path with query, headers, JSON body).
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    body::Body,
+    extract::State,
+    http::{HeaderMap, StatusCode, Uri},
+    response::{IntoResponse, Response},
+    Router,
+};
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::fake::Recorded;
+
+pub struct FakeGemini {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeGemini {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeGemini {
+    pub async fn start() -> FakeGemini {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        // `{model}:{method}` is one path segment, so the handler parses the path itself.
+        let app = Router::new().fallback(handle).with_state(Arc::clone(&requests));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake");
+        let addr = listener.local_addr().expect("addr");
+        // Nagle off, as a real provider's edge has it: otherwise small SSE writes wait for a delayed ACK.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeGemini { addr, requests, task }
+    }
+
+    /// The provider `base_url` to configure: `http://ADDR/v1beta`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1beta", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+pub const RESPONSE_ID: &str = "fakeGeminiResponse01";
+
+fn error(status: u16, code: &str, message: &str) -> Response {
+    let body = json!({"error": {"code": status, "message": message, "status": code}});
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(body)).into_response()
+}
+
+/// The texts of the last user turn: text parts and function responses (as JSON).
+fn last_user_text(body: &Value) -> String {
+    body["contents"]
+        .as_array()
+        .and_then(|cs| cs.iter().rev().find(|c| c["role"] == "user"))
+        .and_then(|c| c["parts"].as_array())
+        .map(|parts| {
+            parts
+                .iter()
+                .filter_map(|p| match (&p["text"], &p["functionResponse"]["response"]) {
+                    (Value::String(t), _) => Some(t.clone()),
+                    (_, Value::Object(r)) => Some(match r.get("content") {
+                        Some(Value::String(s)) => s.clone(),
+                        _ => Value::Object(r.clone()).to_string(),
+                    }),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+fn usage(candidates: u64) -> Value {
+    json!({"promptTokenCount": 11, "candidatesTokenCount": candidates, "thoughtsTokenCount": 3,
+        "cachedContentTokenCount": 5, "totalTokenCount": 14 + candidates,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 11}]})
+}
+
+fn answer(model: &str, parts: Value, finish: Option<&str>, candidates: u64) -> Value {
+    let mut candidate = json!({"content": {"parts": parts, "role": "model"}, "index": 0});
+    if let Some(f) = finish {
+        candidate["finishReason"] = json!(f);
+    }
+    json!({"candidates": [candidate], "usageMetadata": usage(candidates),
+        "modelVersion": model, "responseId": RESPONSE_ID})
+}
+
+fn function_call() -> Value {
+    json!({"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}})
+}
+
+async fn handle(
+    State(requests): State<Arc<Mutex<Vec<Recorded>>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    requests.lock().expect("lock").push(Recorded {
+        path: uri.path_and_query().map(ToString::to_string).unwrap_or_default(),
+        headers: headers.clone(),
+        body: body.clone(),
+    });
+    if !headers.contains_key("x-goog-api-key") {
+        return error(
+            403,
+            "PERMISSION_DENIED",
+            "Method doesn't allow unregistered callers. Please use API Key.",
+        );
+    }
+    let Some((model, method)) = uri
+        .path()
+        .strip_prefix("/v1beta/models/")
+        .and_then(|rest| rest.split_once(':'))
+    else {
+        return error(404, "NOT_FOUND", "no such method");
+    };
+    if model == "overloaded" {
+        return error(
+            503,
+            "UNAVAILABLE",
+            "The model is overloaded. Please try again later.",
+        );
+    }
+    match method {
+        "batchEmbedContents" => {
+            let Some(reqs) = body["requests"].as_array() else {
+                return error(400, "INVALID_ARGUMENT", "requests is required");
+            };
+            let embeddings: Vec<Value> = reqs
+                .iter()
+                .map(|r| {
+                    let len = r["content"]["parts"][0]["text"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .len();
+                    json!({"values": [len as f64, 0.5, -0.25]})
+                })
+                .collect();
+            axum::Json(json!({"embeddings": embeddings})).into_response()
+        }
+        "generateContent" | "streamGenerateContent" => {
+            if !body["contents"].is_array() {
+                return error(
+                    400,
+                    "INVALID_ARGUMENT",
+                    "* GenerateContentRequest.contents: contents is not specified",
+                );
+            }
+            let text = format!("fake: {}", last_user_text(&body));
+            if method == "streamGenerateContent" {
+                return stream(model, &text);
+            }
+            let res = match model {
+                "tools" => answer(model, json!([function_call()]), Some("STOP"), 7),
+                "blocked" => answer(model, json!([{"text": "I can"}]), Some("SAFETY"), 7),
+                _ => answer(model, json!([{"text": text}]), Some("STOP"), 7),
+            };
+            axum::Json(res).into_response()
+        }
+        _ => error(404, "NOT_FOUND", "no such method"),
+    }
+}
+
+fn frame(data: &Value) -> String {
+    format!("data: {data}\r\n\r\n")
+}
+
+fn stream(model: &str, text: &str) -> Response {
+    let mut frames = Vec::new();
+    match model {
+        "tools" => frames.push(frame(&answer(model, json!([function_call()]), Some("STOP"), 7))),
+        _ => {
+            let mut rest = text;
+            let mut sent = 0;
+            while !rest.is_empty() {
+                let cut = rest.char_indices().nth(4).map_or(rest.len(), |(i, _)| i);
+                sent += 1;
+                frames.push(frame(&answer(model, json!([{"text": &rest[..cut]}]), None, sent)));
+                rest = &rest[cut..];
+                if model == "error-event" {
+                    frames.push(frame(&json!({"error": {"code": 503,
+                        "message": "The model is overloaded.", "status": "UNAVAILABLE"}})));
+                    return sse(frames);
+                }
+            }
+            let finish = if model == "blocked" { "SAFETY" } else { "STOP" };
+            frames.push(frame(&answer(model, json!([{"text": ""}]), Some(finish), 7)));
+        }
+    }
+    sse(frames)
+}
+
+/// Sends the frames a few milliseconds apart, so the gateway sees them as separate reads.
+fn sse(frames: Vec<String>) -> Response {
+    let stream = futures_util::stream::unfold(frames.into_iter(), |mut it| async move {
+        let f = it.next()?;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        Some((Ok::<Bytes, std::io::Error>(Bytes::from(f)), it))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(stream))
+        .expect("response")
+}

@@ -1,0 +1,507 @@
+//! End-to-end: the real binary in front of the fake Google Gemini API. OpenAI-shaped requests go in,
+//! Gemini requests come out (checked field by field and against Google's own specs,
+//! `../shared/specs/gemini/`), and the answers come back OpenAI-shaped.
+//!
+//! The spec check needs the Python venv `scripts/test.sh` installs (`TOLLGATE_TEST_PYTHON`). Without
+//! it, or without the specs, that test says why and skips, except under CI (`CI=true`), where it fails.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::{path::PathBuf, process::Command};
+
+use serde_json::{json, Value};
+use tollgate_tests::{
+    fake_gemini::{FakeGemini, RESPONSE_ID},
+    gateway::{temp_dir, Gateway},
+};
+
+const GEM_KEY: &str = "AIzaFakeGeminiKey0123456789abcdef";
+
+fn config(base_url: &str) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "gem"
+kind = "gemini"
+base_url = "{base_url}"
+api_key_env = "GEM_KEY"
+timeout_ms = 5000
+stream_idle_timeout_ms = 3000
+
+[[models]]
+name = "gemini"
+targets = [{{ provider = "gem", model = "gemini-fake" }}]
+
+[[models]]
+name = "gemini-tools"
+targets = [{{ provider = "gem", model = "tools" }}]
+
+[[models]]
+name = "gemini-blocked"
+targets = [{{ provider = "gem", model = "blocked" }}]
+
+[[models]]
+name = "gemini-error-event"
+targets = [{{ provider = "gem", model = "error-event" }}]
+
+[[models]]
+name = "gemini-with-fallback"
+targets = [{{ provider = "gem", model = "overloaded" }}, {{ provider = "gem", model = "gemini-fake" }}]
+
+[[models]]
+name = "gemini-embed"
+targets = [{{ provider = "gem", model = "text-embedding-004" }}]
+"#
+    )
+}
+
+async fn setup() -> (FakeGemini, Gateway, String) {
+    let fake = FakeGemini::start().await;
+    let gw = Gateway::start(&config(&fake.base_url()), &[("GEM_KEY", GEM_KEY)]).await;
+    let key = gw.create_key(&[]).await;
+    (fake, gw, key)
+}
+
+fn user(text: &str) -> Value {
+    json!([{"role": "user", "content": text}])
+}
+
+fn weather_tool() -> Value {
+    json!({"type": "function", "function": {"name": "get_weather", "description": "weather", "strict": true,
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+        "additionalProperties": false}}})
+}
+
+/// The `data:` payloads of an SSE body, `[DONE]` excluded, parsed; panics unless `[DONE]` ends it.
+async fn sse_chunks(res: reqwest::Response) -> Vec<Value> {
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let text = res.text().await.unwrap();
+    let payloads: Vec<&str> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .collect();
+    assert_eq!(payloads.last(), Some(&"[DONE]"), "{text}");
+    payloads[..payloads.len() - 1]
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect()
+}
+
+fn finishes(chunks: &[Value]) -> Vec<&str> {
+    chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
+        .collect()
+}
+
+fn tokens(e: &Value) -> [Option<u64>; 4] {
+    [
+        "input_tokens",
+        "output_tokens",
+        "cached_input_tokens",
+        "reasoning_tokens",
+    ]
+    .map(|k| e[k].as_u64())
+}
+
+#[tokio::test]
+async fn chat_becomes_generate_content_with_the_google_key() {
+    let (fake, gw, key) = setup().await;
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "gemini", "user": "end-user-7", "logprobs": true, "max_tokens": 50, "messages": [
+            {"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tollgate-provider"], "gem");
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["id"], RESPONSE_ID);
+    assert_eq!(v["model"], "gemini-fake");
+    assert_eq!(
+        v["choices"][0]["message"],
+        json!({"role": "assistant", "content": "fake: hello there", "refusal": null})
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        v["usage"],
+        json!({"prompt_tokens": 11, "completion_tokens": 10, "total_tokens": 21,
+            "prompt_tokens_details": {"cached_tokens": 5}, "completion_tokens_details": {"reasoning_tokens": 3}})
+    );
+
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v1beta/models/gemini-fake:generateContent");
+    assert_eq!(sent.headers["x-goog-api-key"], GEM_KEY);
+    assert!(sent.headers.get("authorization").is_none());
+    assert!(
+        !format!("{:?}", sent.headers).contains(&key),
+        "client key leaked upstream"
+    );
+    assert_eq!(
+        sent.body,
+        json!({"systemInstruction": {"parts": [{"text": "be brief"}]},
+            "contents": [{"role": "user", "parts": [{"text": "hello there"}]}],
+            "generationConfig": {"maxOutputTokens": 50}})
+    );
+    let e = &gw.wait_events(1).await[0];
+    assert_eq!(
+        (
+            e["status"].as_u64(),
+            e["provider"].as_str(),
+            e["served_model"].as_str()
+        ),
+        (Some(200), Some("gem"), Some("gemini-fake"))
+    );
+    assert_eq!(tokens(e), [Some(11), Some(10), Some(5), Some(3)], "{e}");
+}
+
+#[tokio::test]
+async fn streamed_text_arrives_as_openai_chunks_with_usage() {
+    let (fake, gw, key) = setup().await;
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "gemini", "stream": true, "stream_options": {"include_usage": true},
+            "messages": user("stream me please")}),
+        )
+        .await;
+    let chunks = sse_chunks(res).await;
+    let sent = &fake.requests()[0];
+    assert_eq!(
+        sent.path,
+        "/v1beta/models/gemini-fake:streamGenerateContent?alt=sse"
+    );
+    assert!(sent.body.get("stream").is_none() && sent.body.get("stream_options").is_none());
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk" && c["id"] == RESPONSE_ID));
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "fake: stream me please");
+    assert_eq!(finishes(&chunks), ["stop"]);
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(
+        (
+            last["usage"]["prompt_tokens"].as_u64(),
+            last["usage"]["completion_tokens"].as_u64()
+        ),
+        (Some(11), Some(10))
+    );
+
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "gemini", "stream": true, "messages": user("x")}),
+        )
+        .await;
+    let plain = sse_chunks(res).await;
+    assert!(
+        plain.iter().all(|c| c.get("usage").is_none()),
+        "usage chunk only when asked"
+    );
+    for e in gw.wait_events(2).await {
+        assert_eq!(
+            (e["streamed"].as_bool(), e["status"].as_u64()),
+            (Some(true), Some(200))
+        );
+        assert_eq!(tokens(&e), [Some(11), Some(10), Some(5), Some(3)], "{e}");
+        assert!(e["ttft_ms"].is_u64(), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn streamed_tool_call_arrives_whole_at_index_0() {
+    let (_fake, gw, key) = setup().await;
+    let res = gw
+        .chat(&key, json!({"model": "gemini-tools", "stream": true, "messages": user("weather?"), "tools": [weather_tool()]}))
+        .await;
+    let chunks = sse_chunks(res).await;
+    let calls: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array())
+        .flatten()
+        .collect();
+    assert_eq!(
+        calls,
+        [&json!({"index": 0, "id": "call_0", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}})]
+    );
+    assert_eq!(finishes(&chunks), ["tool_calls"]);
+}
+
+#[tokio::test]
+async fn tool_call_and_function_response_round_trip() {
+    let (fake, gw, key) = setup().await;
+    let ask = json!([{"role": "user", "content": "weather in Paris?"}]);
+    let res = gw
+        .chat(&key, json!({"model": "gemini-tools", "messages": ask, "tools": [weather_tool()], "tool_choice": "required"}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    let message = v["choices"][0]["message"].clone();
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(message["content"], Value::Null);
+    assert_eq!(
+        message["tool_calls"],
+        json!([{"id": "call_0", "type": "function",
+        "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}])
+    );
+    let first = &fake.requests()[0].body;
+    assert_eq!(
+        first["toolConfig"],
+        json!({"functionCallingConfig": {"mode": "ANY"}})
+    );
+    assert_eq!(
+        first["tools"],
+        json!([{"functionDeclarations": [{"name": "get_weather", "description": "weather",
+            "parameters": {"type": "OBJECT", "properties": {"city": {"type": "STRING"}}, "required": ["city"]}}]}])
+    );
+
+    let mut turns = ask.as_array().unwrap().clone();
+    turns.push(message);
+    turns.push(json!({"role": "tool", "tool_call_id": "call_0", "content": "sunny, 21 C"}));
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "gemini", "messages": turns, "tools": [weather_tool()]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "fake: sunny, 21 C");
+    let sent = &fake.requests()[1].body;
+    assert_eq!(
+        sent["contents"][1],
+        json!({"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]})
+    );
+    assert_eq!(
+        sent["contents"][2],
+        json!({"role": "user", "parts": [
+            {"functionResponse": {"name": "get_weather", "response": {"content": "sunny, 21 C"}}}]})
+    );
+}
+
+#[tokio::test]
+async fn embeddings_become_batch_embed_contents() {
+    let (fake, gw, key) = setup().await;
+    let res = gw
+        .http
+        .post(gw.url("/v1/embeddings"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "gemini-embed", "input": ["abc", "hello"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["object"], "list");
+    assert_eq!(
+        v["data"],
+        json!([{"object": "embedding", "index": 0, "embedding": [3.0, 0.5, -0.25]},
+            {"object": "embedding", "index": 1, "embedding": [5.0, 0.5, -0.25]}])
+    );
+    assert_eq!(
+        v["usage"]["prompt_tokens"], 0,
+        "Gemini reports no embedding usage"
+    );
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v1beta/models/text-embedding-004:batchEmbedContents");
+    assert_eq!(sent.headers["x-goog-api-key"], GEM_KEY);
+    assert_eq!(
+        sent.body,
+        json!({"requests": [
+            {"model": "models/text-embedding-004", "content": {"parts": [{"text": "abc"}]}},
+            {"model": "models/text-embedding-004", "content": {"parts": [{"text": "hello"}]}}]})
+    );
+    let res = gw
+        .http
+        .post(gw.url("/v1/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "gemini", "prompt": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "legacy completions are not offered by gemini");
+}
+
+#[tokio::test]
+async fn safety_finish_becomes_content_filter() {
+    let (_fake, gw, key) = setup().await;
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "gemini-blocked", "messages": user("something bad")}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
+    assert_eq!(v["choices"][0]["message"]["content"], "I can");
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "gemini-blocked", "stream": true, "messages": user("bad")}),
+        )
+        .await;
+    assert_eq!(finishes(&sse_chunks(res).await), ["content_filter"]);
+}
+
+#[tokio::test]
+async fn unavailable_503_falls_over_to_the_second_target() {
+    let (fake, gw, key) = setup().await;
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "gemini-with-fallback", "messages": user("hi")}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tollgate-model"], "gemini-fake");
+    let paths: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1beta/models/overloaded:generateContent",
+            "/v1beta/models/gemini-fake:generateContent"
+        ]
+    );
+    let e = &gw.wait_events(1).await[0];
+    assert_eq!(e["attempts"], 2, "{e}");
+}
+
+#[tokio::test]
+async fn stream_error_object_ends_the_stream_with_an_error() {
+    let (_fake, gw, key) = setup().await;
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "gemini-error-event", "stream": true, "messages": user("hi")}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    assert!(text.contains("\"content\":\"fake\""), "{text}");
+    assert!(text.contains("overloaded"), "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
+    let e = &gw.wait_events(1).await[0];
+    assert_eq!(e["status"], 502, "{e}");
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn skip(why: &str) {
+    assert!(!in_ci(), "required under CI: {why}");
+    eprintln!("SKIPPED: {why}");
+}
+
+#[tokio::test]
+async fn requests_sent_to_gemini_conform_to_the_spec() {
+    let specs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/gemini");
+    let (native, discovery) = (
+        specs.join("gemini-native.openapi.json"),
+        specs.join("openapi.json"),
+    );
+    if let Some(missing) = [&native, &discovery].into_iter().find(|p| !p.exists()) {
+        return skip(&format!("{} is missing", missing.display()));
+    }
+    let py = match std::env::var("TOLLGATE_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => return skip("TOLLGATE_TEST_PYTHON is not set (scripts/test.sh creates the venv)"),
+    };
+    let (fake, gw, key) = setup().await;
+    let tool_turns = json!([
+        {"role": "user", "content": "weather in Paris?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "{\"sky\": \"sunny\"}"}]);
+    let chats = [
+        json!({"model": "gemini", "messages": user("hi")}),
+        json!({"model": "gemini", "stream": true, "stream_options": {"include_usage": true},
+               "messages": [{"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}]}),
+        json!({"model": "gemini-tools", "messages": user("weather?"), "tools": [weather_tool()], "tool_choice": "auto",
+               "parallel_tool_calls": false}),
+        json!({"model": "gemini-tools", "stream": true, "messages": user("weather?"), "tools": [weather_tool()],
+               "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}),
+        json!({"model": "gemini", "messages": tool_turns, "tools": [weather_tool()], "tool_choice": "none"}),
+        json!({"model": "gemini", "messages": [{"role": "system", "content": "one"}, {"role": "system", "content": "two"},
+            {"role": "user", "content": [{"type": "text", "text": "describe"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]},
+            {"role": "user", "content": "and this"}],
+            "logprobs": true, "top_logprobs": 3, "n": 2, "seed": 7, "stop": ["\n\n"], "user": "u-42", "temperature": 1.5,
+            "top_p": 0.9, "max_completion_tokens": 64, "metadata": {"team": "a"}, "frequency_penalty": 0.1,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "d", "strict": true, "schema": {"type": "object",
+                "properties": {"d": {"type": ["string", "null"]}}, "required": ["d"], "additionalProperties": false}}}}),
+        json!({"model": "gemini", "messages": user("think"), "reasoning_effort": "high", "max_tokens": 100,
+               "response_format": {"type": "json_object"}}),
+    ];
+    for body in &chats {
+        let res = gw.chat(&key, body.clone()).await;
+        assert_eq!(res.status(), 200, "{body}");
+        res.bytes().await.unwrap();
+    }
+    let embed =
+        json!({"model": "gemini-embed", "input": ["a", "b"], "dimensions": 8, "encoding_format": "float"});
+    let res = gw
+        .http
+        .post(gw.url("/v1/embeddings"))
+        .bearer_auth(&key)
+        .json(&embed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let dir = temp_dir("gemini-spec");
+    let requests = fake.requests();
+    assert_eq!(requests.len(), chats.len() + 1);
+    for (i, r) in requests.iter().enumerate() {
+        let method = r.path.rsplit(':').next().unwrap().split('?').next().unwrap();
+        let endpoint = match method {
+            "streamGenerateContent" | "generateContent" => "generateContent",
+            other => other,
+        };
+        std::fs::write(
+            dir.join(format!("{i:02}.{endpoint}.json")),
+            serde_json::to_vec_pretty(&r.body).unwrap(),
+        )
+        .unwrap();
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/validate_gemini.py");
+    let dir2 = dir.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(py)
+            .arg(script)
+            .arg(native)
+            .arg(discovery)
+            .arg(&dir2)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("run python");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(
+        out.status.success(),
+        "validator exited {:?}:\n{text}",
+        out.status.code()
+    );
+    assert!(
+        text.contains(&format!("spec: {} passed, 0 failed", requests.len())),
+        "{text}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
