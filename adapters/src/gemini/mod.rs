@@ -3,7 +3,7 @@
 //! `POST {base}/models/{model}:generateContent` (streams: `:streamGenerateContent?alt=sse`),
 //! embeddings `POST {base}/models/{model}:batchEmbedContents`. Legacy completions are not supported.
 //!
-//! Requests (`request.rs`): system and developer messages become `systemInstruction` (wherever they
+//! Requests (`request.rs`, `generation.rs`, `schema.rs`, `embeddings.rs`): system and developer messages become `systemInstruction` (wherever they
 //! appear); user text and images (data: URLs as `inlineData`, http(s) URLs as `fileData` with a mime
 //! type guessed from the extension, default `image/jpeg`); assistant text and `tool_calls`
 //! (`functionCall` parts, arguments parsed into `args`); `tool` messages become `functionResponse`
@@ -32,8 +32,11 @@
 //! also as `reasoning_tokens`). Embedding answers carry no usage from Gemini: `prompt_tokens` is 0.
 //! Thought signatures are not returned, so they cannot be sent back in a later turn.
 
+mod embeddings;
+mod generation;
 mod request;
 mod response;
+mod schema;
 mod stream;
 mod types;
 
@@ -83,7 +86,7 @@ impl Adapter for GeminiAdapter {
             }
             Operation::Embeddings => {
                 let name = format!("models/{model}");
-                let req = request::convert_embeddings(&body, &name)?;
+                let req = embeddings::convert_request(&body, &name)?;
                 ("batchEmbedContents", to_bytes(serde_json::to_vec(&req))?)
             }
             Operation::Completions => {
@@ -102,7 +105,7 @@ impl Adapter for GeminiAdapter {
 
     fn parse_response(&self, op: Operation, body: Bytes) -> Result<Parsed, AdapterError> {
         match op {
-            Operation::Embeddings => response::convert_embeddings(&body),
+            Operation::Embeddings => embeddings::convert_response(&body),
             _ => response::convert(&body),
         }
     }

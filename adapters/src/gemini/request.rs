@@ -1,42 +1,18 @@
-//! OpenAI chat and embeddings requests -> Gemini `GenerateContentRequest` / `BatchEmbedContentsRequest`.
-//! Borrows from the client's body; tool call arguments, tool results and JSON schemas are converted
-//! into owned values.
+//! OpenAI chat request -> Gemini `GenerateContentRequest` (messages and tools; `generationConfig` is
+//! built in `generation.rs`). Borrows from the client's body; tool call arguments, tool results and
+//! JSON schemas are converted into owned values.
 
 use serde_json::{Map, Value};
 
-use super::types::{
-    BatchEmbedContentsRequest, Blob, Content, EmbedContentRequest, FileData, FunctionCall,
-    FunctionCallingConfig, FunctionDeclaration, FunctionResponse, GenerateContentRequest, GenerationConfig,
-    Part, Role, ThinkingConfig, Tool, ToolConfig,
+use super::{
+    generation::generation_config,
+    schema::to_schema,
+    types::{
+        Blob, Content, FileData, FunctionCall, FunctionCallingConfig, FunctionDeclaration, FunctionResponse,
+        GenerateContentRequest, Part, Role, Tool, ToolConfig,
+    },
 };
 use crate::AdapterError;
-
-/// The keywords of Gemini's OpenAPI-subset `Schema`; every other JSON-schema keyword
-/// (`additionalProperties`, `$schema`, `$ref`, `$defs`, `strict`, `const`, `oneOf`, ...) is dropped.
-const SCHEMA_KEYS: [&str; 22] = [
-    "anyOf",
-    "default",
-    "description",
-    "enum",
-    "example",
-    "format",
-    "items",
-    "maxItems",
-    "maxLength",
-    "maxProperties",
-    "maximum",
-    "minItems",
-    "minLength",
-    "minProperties",
-    "minimum",
-    "nullable",
-    "pattern",
-    "properties",
-    "propertyOrdering",
-    "required",
-    "title",
-    "type",
-];
 
 pub(crate) fn invalid(message: impl Into<String>, param: impl Into<String>) -> AdapterError {
     AdapterError::InvalidRequest {
@@ -314,171 +290,4 @@ fn convert_tools(body: &Map<String, Value>) -> Result<ToolsAndConfig<'_>, Adapte
         function_declarations: declarations,
     }];
     Ok((tools, choice))
-}
-
-/// A JSON schema -> Gemini's OpenAPI-subset `Schema`: unknown keywords dropped, `type` upper-cased,
-/// `["T", "null"]` types turned into `T` + `nullable`, non-string enums dropped.
-pub(crate) fn to_schema(schema: &Value) -> Value {
-    let Value::Object(map) = schema else {
-        return schema.clone();
-    };
-    let mut out = Map::new();
-    for (k, v) in map.iter().filter(|(k, _)| SCHEMA_KEYS.contains(&k.as_str())) {
-        let v = match (k.as_str(), v) {
-            ("properties", Value::Object(props)) => {
-                Value::Object(props.iter().map(|(n, s)| (n.clone(), to_schema(s))).collect())
-            }
-            ("items", _) => to_schema(v),
-            ("anyOf", Value::Array(list)) => Value::Array(list.iter().map(to_schema).collect()),
-            ("type", Value::String(t)) => Value::String(t.to_ascii_uppercase()),
-            ("type", Value::Array(types)) => {
-                let mut names = types.iter().filter_map(Value::as_str);
-                if types.iter().any(|t| t == "null") {
-                    out.insert("nullable".into(), Value::Bool(true));
-                }
-                match names.find(|t| *t != "null") {
-                    Some(t) => Value::String(t.to_ascii_uppercase()),
-                    None => continue,
-                }
-            }
-            ("enum", Value::Array(list)) if !list.iter().all(Value::is_string) => continue,
-            _ => v.clone(),
-        };
-        out.insert(k.clone(), v);
-    }
-    Value::Object(out)
-}
-
-fn generation_config(body: &Map<String, Value>) -> Result<Option<GenerationConfig<'_>>, AdapterError> {
-    let number = |field: &str| match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| invalid(format!("`{field}` must be a number"), field)),
-    };
-    let max_output_tokens = match ["max_completion_tokens", "max_tokens"]
-        .into_iter()
-        .find_map(|f| body.get(f).filter(|v| !v.is_null()).map(|v| (f, v)))
-    {
-        Some((field, v)) => Some(
-            v.as_u64()
-                .ok_or_else(|| invalid(format!("`{field}` must be a non-negative integer"), field))?,
-        ),
-        None => None,
-    };
-    let candidate_count = match body.get("n") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| invalid("`n` must be a positive integer", "n"))?,
-        ),
-    };
-    let (response_mime_type, response_schema) = response_format(body.get("response_format"));
-    let config = GenerationConfig {
-        stop_sequences: stop_sequences(body.get("stop"))?,
-        response_mime_type,
-        response_schema,
-        candidate_count: candidate_count.filter(|n| *n > 1),
-        max_output_tokens,
-        temperature: number("temperature")?,
-        top_p: number("top_p")?,
-        seed: body.get("seed").and_then(Value::as_i64),
-        thinking_config: thinking_config(body.get("reasoning_effort"))?,
-    };
-    let empty = serde_json::to_value(&config).is_ok_and(|v| v.as_object().is_some_and(Map::is_empty));
-    Ok((!empty).then_some(config))
-}
-
-fn stop_sequences(stop: Option<&Value>) -> Result<Vec<&str>, AdapterError> {
-    match stop {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![s.as_str()]),
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter(|v| v.as_str() != Some(""))
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| invalid("`stop` must hold strings", "stop"))
-            })
-            .collect(),
-        Some(_) => Err(invalid("`stop` must be a string or an array", "stop")),
-    }
-}
-
-/// `reasoning_effort` -> a thinking budget with thoughts returned; `none` turns thinking off.
-fn thinking_config(effort: Option<&Value>) -> Result<Option<ThinkingConfig>, AdapterError> {
-    let budget = match effort.filter(|v| !v.is_null()).map(Value::as_str) {
-        None => return Ok(None),
-        Some(Some("none")) => 0,
-        Some(Some("minimal" | "low")) => 1024,
-        Some(Some("medium")) => 8192,
-        Some(Some("high")) => 24_576,
-        Some(_) => {
-            return Err(invalid(
-                "`reasoning_effort` must be none, minimal, low, medium or high",
-                "reasoning_effort",
-            ))
-        }
-    };
-    Ok(Some(ThinkingConfig {
-        thinking_budget: budget,
-        include_thoughts: budget > 0,
-    }))
-}
-
-/// `json_schema` -> JSON output with a response schema; `json_object` -> JSON output.
-fn response_format(format: Option<&Value>) -> (Option<&'static str>, Option<Value>) {
-    let Some(f) = format else {
-        return (None, None);
-    };
-    match f.get("type").and_then(Value::as_str) {
-        Some("json_object") => (Some("application/json"), None),
-        Some("json_schema") => {
-            let schema = f
-                .get("json_schema")
-                .and_then(|j| j.get("schema"))
-                .filter(|s| s.is_object());
-            (Some("application/json"), schema.map(to_schema))
-        }
-        _ => (None, None),
-    }
-}
-
-/// Builds the `batchEmbedContents` body: one request per input string. `model` is `models/{model}`.
-pub(crate) fn convert_embeddings<'a>(
-    body: &'a Map<String, Value>,
-    model: &'a str,
-) -> Result<BatchEmbedContentsRequest<'a>, AdapterError> {
-    let inputs: Vec<&str> = match body.get("input") {
-        Some(Value::String(s)) => vec![s],
-        Some(Value::Array(items)) if !items.is_empty() => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| invalid("gemini embeds text inputs only (no token arrays)", "input"))
-            })
-            .collect::<Result<_, _>>()?,
-        _ => {
-            return Err(invalid(
-                "`input` must be a string or an array of strings",
-                "input",
-            ))
-        }
-    };
-    let output_dimensionality = body.get("dimensions").and_then(Value::as_u64);
-    let requests = inputs
-        .into_iter()
-        .map(|text| EmbedContentRequest {
-            model,
-            content: Content {
-                role: None,
-                parts: vec![Part::Text(text)],
-            },
-            output_dimensionality,
-        })
-        .collect();
-    Ok(BatchEmbedContentsRequest { requests })
 }

@@ -1,12 +1,12 @@
-//! Gemini `GenerateContentResponse` -> OpenAI `chat.completion`, `BatchEmbedContentsResponse` ->
-//! OpenAI embeddings list, and the usage and finish-reason mappings the stream translator shares.
+//! Gemini `GenerateContentResponse` -> OpenAI `chat.completion`, and the usage and finish-reason
+//! mappings the stream translator shares.
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 use tollgate_schemas::TokenUsage;
 
-use super::types::{BatchEmbedContentsResponse, GenerateContentResponse, OutPart, UsageMetadata};
+use super::types::{GenerateContentResponse, OutPart, UsageMetadata};
 use crate::{AdapterError, Parsed};
 
 /// OpenAI's `finish_reason` for a Gemini `finishReason` (`tool_calls` is decided by the caller).
@@ -223,25 +223,5 @@ pub(crate) fn convert(body: &[u8]) -> Result<Parsed, AdapterError> {
         body: Bytes::from(bytes),
         usage: Some(usage),
         model: (!model.is_empty()).then_some(model),
-    })
-}
-
-/// Converts a `batchEmbedContents` answer into OpenAI's embeddings list. Gemini reports no token
-/// usage for embeddings, so `usage` is zero (and `model` empty: the answer does not name it).
-/// Vectors are always float arrays: the adapter does not see `encoding_format` when parsing.
-pub(crate) fn convert_embeddings(body: &[u8]) -> Result<Parsed, AdapterError> {
-    let res: BatchEmbedContentsResponse = serde_json::from_slice(body).map_err(bad)?;
-    let data: Vec<Value> = res
-        .embeddings
-        .iter()
-        .enumerate()
-        .map(|(index, e)| serde_json::json!({"object": "embedding", "index": index, "embedding": e.values}))
-        .collect();
-    let out = serde_json::json!({"object": "list", "data": data, "model": "",
-        "usage": {"prompt_tokens": 0, "total_tokens": 0}});
-    Ok(Parsed {
-        body: Bytes::from(serde_json::to_vec(&out).map_err(bad)?),
-        usage: Some(TokenUsage::default()),
-        model: None,
     })
 }

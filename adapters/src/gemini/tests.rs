@@ -16,7 +16,6 @@ const TEXT_JSON: &str = include_str!("../../../tests/fixtures/gemini/text.json")
 const CALL_JSON: &str = include_str!("../../../tests/fixtures/gemini/function_call.json");
 const SAFETY_JSON: &str = include_str!("../../../tests/fixtures/gemini/safety.json");
 const BLOCKED_JSON: &str = include_str!("../../../tests/fixtures/gemini/blocked.json");
-const EMBED_JSON: &str = include_str!("../../../tests/fixtures/gemini/embeddings.json");
 const OVERLOADED_JSON: &str = include_str!("../../../tests/fixtures/gemini/overloaded.json");
 const REQUESTS_JSON: &str = include_str!("../../../tests/fixtures/gemini/requests.json");
 
@@ -127,50 +126,6 @@ fn completions_are_not_supported() {
     assert!(
         matches!(err, AdapterError::InvalidRequest { ref message, .. } if message.contains("not supported by gemini"))
     );
-}
-
-#[test]
-fn embeddings_become_batch_embed_contents() {
-    let req = build(
-        Operation::Embeddings,
-        json!({"input": ["a", "b"], "dimensions": 256, "encoding_format": "float", "user": "u"}),
-        false,
-    )
-    .unwrap();
-    assert_eq!(
-        req.url,
-        "https://generativelanguage.googleapis.com/v1beta/models/gemini-x:batchEmbedContents"
-    );
-    assert_eq!(
-        sent(&req),
-        json!({"requests": [
-            {"model": "models/gemini-x", "content": {"parts": [{"text": "a"}]}, "outputDimensionality": 256},
-            {"model": "models/gemini-x", "content": {"parts": [{"text": "b"}]}, "outputDimensionality": 256}]})
-    );
-    let one = build(Operation::Embeddings, json!({"input": "solo"}), false).unwrap();
-    assert_eq!(
-        sent(&one),
-        json!({"requests": [{"model": "models/gemini-x", "content": {"parts": [{"text": "solo"}]}}]})
-    );
-    for bad in [json!({"input": [[1, 2]]}), json!({"input": []}), json!({})] {
-        let err = build(Operation::Embeddings, bad, false).unwrap_err();
-        assert!(
-            matches!(err, AdapterError::InvalidRequest { ref param, .. } if param.as_deref() == Some("input"))
-        );
-    }
-
-    let parsed = GeminiAdapter
-        .parse_response(Operation::Embeddings, Bytes::from(EMBED_JSON))
-        .unwrap();
-    let v: Value = serde_json::from_slice(&parsed.body).unwrap();
-    assert_eq!(v["object"], "list");
-    assert_eq!(
-        v["data"][0],
-        json!({"object": "embedding", "index": 0, "embedding": [0.013168523, -0.008711934, -0.046782676]})
-    );
-    assert_eq!(v["data"][1]["index"], 1);
-    assert_eq!(v["usage"], json!({"prompt_tokens": 0, "total_tokens": 0}));
-    assert_eq!(parsed.usage.unwrap().input, 0);
 }
 
 #[test]
