@@ -360,8 +360,17 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
     if let Some(r) = reloader {
         r.abort();
     }
+    // Let the shipper finish its insert and empty the spool, rather than cutting an insert short
+    // (the server could commit it after a retry checked for it). Past the deadline, what is left
+    // stays in the spool for the caller's final drain or the next start.
     let _ = ship_stop.send(true);
-    shipper.abort();
+    let mut shipper = shipper;
+    if tokio::time::timeout(Duration::from_secs(5), &mut shipper)
+        .await
+        .is_err()
+    {
+        shipper.abort();
+    }
     Ok(usage)
 }
 

@@ -221,6 +221,8 @@ impl ClickHouse {
     /// Inserts events; with `maybe_sent`, skips the ones already stored (idempotent retry).
     pub async fn insert(&self, events: &[UsageEvent], maybe_sent: bool) -> anyhow::Result<usize> {
         self.ensure_schema().await?;
+        // Bodies first: once an event is visible, its body (if any) is too.
+        self.insert_bodies(events, maybe_sent).await?;
         let skip = if maybe_sent {
             self.existing(events).await?
         } else {
@@ -237,7 +239,6 @@ impl ClickHouse {
             let q = format!("INSERT INTO {}.usage_events FORMAT JSONEachRow", self.database);
             self.run(&q, Some(body)).await?;
         }
-        self.insert_bodies(events, maybe_sent).await?;
         Ok(n)
     }
 

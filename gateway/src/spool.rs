@@ -27,6 +27,9 @@ pub struct Spool {
     fsync: Fsync,
     seq: AtomicU64,
     first: u64,
+    /// Segments whose insert started in this process: if it was cut short (a shutdown aborting the
+    /// shipper), the sink may hold them already, so the next attempt must skip what it has.
+    attempted: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 fn seq_of(path: &Path) -> Option<u64> {
@@ -57,6 +60,7 @@ impl Spool {
             fsync,
             seq: AtomicU64::new(max + 1),
             first: max + 1,
+            attempted: Default::default(),
         })
     }
 
@@ -67,6 +71,27 @@ impl Spool {
 
     pub fn seq(path: &Path) -> Option<u64> {
         seq_of(path)
+    }
+
+    /// Whether this segment may already be in the sink: written by an earlier process, or its insert
+    /// started here before.
+    pub fn maybe_sent(&self, path: &Path) -> bool {
+        seq_of(path).is_none_or(|s| s < self.first)
+            || self.attempted.lock().map_or(true, |a| a.contains(path))
+    }
+
+    pub fn mark_attempted(&self, paths: &[PathBuf]) {
+        if let Ok(mut a) = self.attempted.lock() {
+            a.extend(paths.iter().cloned());
+        }
+    }
+
+    /// Deletes a segment the sink confirmed.
+    pub fn confirm(&self, path: &Path) -> std::io::Result<()> {
+        if let Ok(mut a) = self.attempted.lock() {
+            a.remove(path);
+        }
+        fs::remove_file(path)
     }
 
     /// Keeps the complete lines of a segment a crash cut short, and makes it ready.

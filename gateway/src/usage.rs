@@ -417,8 +417,6 @@ pub async fn ship(
     batch_rows: usize,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    // Segments older than this process may have reached the backend before a crash.
-    let first_own = spool.first_seq();
     let mut retry_delay = std::time::Duration::from_millis(100);
     loop {
         let stopping = *stop.borrow();
@@ -453,16 +451,17 @@ pub async fn ship(
             if !events.is_empty() && events.len() + seg.len() > batch_rows {
                 break;
             }
-            maybe_sent |= Spool::seq(&path).is_none_or(|s| s < first_own)
-                || metrics.sink_retrying.load(Ordering::Relaxed) == 1;
+            maybe_sent |= spool.maybe_sent(&path);
             events.extend(seg);
             taken.push(path);
         }
         let n = events.len();
+        // From here the sink may receive them even if this task is aborted mid-insert.
+        spool.mark_attempted(&taken);
         match backend.insert(events, maybe_sent).await {
             Ok(()) => {
                 for p in &taken {
-                    if let Err(e) = Spool::remove(p) {
+                    if let Err(e) = spool.confirm(p) {
                         tracing::error!(error = %e, "cannot remove a shipped usage segment");
                     }
                 }
