@@ -51,6 +51,7 @@ pub struct AppState {
     pub keyring: Keyring,
     pub quota: QuotaService,
     pub health: Health,
+    pub tracer: crate::telemetry::Tracer,
     pub jwt: Option<Arc<JwtAuth>>,
     pub usage_backend: Arc<UsageBackend>,
     pub usage: UsageSink,
@@ -196,6 +197,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<Runtime> {
         keyring: Keyring::default(),
         quota,
         health: Health::default(),
+        tracer: match &config.otlp_endpoint {
+            Some(endpoint) => {
+                crate::telemetry::Tracer::start(endpoint, &config.service_name, Arc::clone(&metrics))?
+            }
+            None => crate::telemetry::Tracer::disabled(Arc::clone(&metrics)),
+        },
         jwt,
         usage_backend: backend,
         usage,

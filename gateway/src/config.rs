@@ -50,6 +50,17 @@ struct RawConfig {
     routing: RoutingConfig,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    telemetry: RawTelemetry,
+}
+
+/// `[telemetry]`: OTLP/HTTP trace export. Unset fields fall back to the standard
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT` and `OTEL_SERVICE_NAME`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTelemetry {
+    otlp_endpoint: Option<String>,
+    service_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -342,6 +353,9 @@ pub struct Config {
     pub quota: QuotaConfig,
     pub prices: tollgate_policy::pricing::PriceTable,
     pub routing: RoutingConfig,
+    /// OTLP/HTTP base URL for traces (`None`: tracing off) and the service name.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
     /// JWT authentication and its HMAC secret, when configured.
     pub jwt: Option<(crate::jwt::JwtConfig, Option<Secret>)>,
     pub usage: UsageConfig,
@@ -745,6 +759,17 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
         let secret = j.hs_secret_env.as_deref().and_then(getenv).map(Secret::new);
         (j, secret)
     });
+    let otlp_endpoint = raw.telemetry.otlp_endpoint.clone().or_else(|| {
+        // The traces-specific variable is the full URL of the traces path; the general one a base.
+        getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .map(|u| u.trim_end_matches("/v1/traces").to_string())
+            .or_else(|| getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    });
+    if let Some(u) = &otlp_endpoint {
+        if reqwest::Url::parse(u).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+            errors.push(format!("telemetry.otlp_endpoint: `{u}` is not an http(s) URL"));
+        }
+    }
     if raw.routing.max_attempts == 0 {
         errors.push("routing.max_attempts: must be at least 1".into());
     }
@@ -767,6 +792,12 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
             },
             prices,
             routing: raw.routing,
+            otlp_endpoint,
+            service_name: raw
+                .telemetry
+                .service_name
+                .or_else(|| getenv("OTEL_SERVICE_NAME"))
+                .unwrap_or_else(|| "tollgate".into()),
             jwt,
             usage: UsageConfig {
                 sink: usage_sink,

@@ -16,4 +16,5 @@ pub mod proxy;
 pub mod quota;
 pub mod routing;
 pub mod spool;
+pub mod telemetry;
 pub mod usage;

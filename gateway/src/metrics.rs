@@ -79,6 +79,8 @@ pub struct Metrics {
     pub quota_rejections: AtomicU64,
     pub fallbacks: AtomicU64,
     pub config_reloads: AtomicU64,
+    pub trace_export_errors: AtomicU64,
+    pub trace_spans_dropped: AtomicU64,
     pub config_reload_failures: AtomicU64,
     pub quota_fallbacks: AtomicU64,
     pub quota_store_errors: AtomicU64,
@@ -256,6 +258,18 @@ impl Metrics {
                 "Upstream attempts beyond the first.",
                 "counter",
                 &self.upstream_retries,
+            ),
+            (
+                "tollgate_trace_export_errors_total",
+                "Span batches the OTLP endpoint did not accept.",
+                "counter",
+                &self.trace_export_errors,
+            ),
+            (
+                "tollgate_trace_spans_dropped_total",
+                "Spans dropped because the export queue was full.",
+                "counter",
+                &self.trace_spans_dropped,
             ),
             (
                 "tollgate_config_reloads_total",

@@ -43,6 +43,7 @@ use crate::{
     config::{Config, Model, ModelTarget, Provider},
     error::{rate_headers, ApiError},
     routing,
+    telemetry::{Kind as SpanKind, Span, TraceContext},
     usage::{now_ms, UsageGuard},
 };
 
@@ -72,6 +73,16 @@ pub fn request_id(headers: &HeaderMap) -> String {
 async fn handle(st: Arc<AppState>, op: Operation, headers: HeaderMap, body: Body) -> Response {
     let rid = request_id(&headers);
     let mut guard = Some(UsageGuard::new(st.usage.clone(), &rid, op.as_str()));
+    if st.tracer.enabled() {
+        let parent = headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceContext::parse);
+        let span = Span::start(gen_ai_operation(op), SpanKind::Server, parent);
+        if let Some(g) = guard.as_mut() {
+            g.trace(span, st.tracer.clone(), gen_ai_operation(op));
+        }
+    }
     let mut res = match proxy(&st, op, &headers, body, &mut guard, &rid).await {
         Ok(res) => res,
         Err(e) => {
@@ -85,6 +96,15 @@ async fn handle(st: Arc<AppState>, op: Operation, headers: HeaderMap, body: Body
         res.headers_mut().insert(REQUEST_ID, v);
     }
     res
+}
+
+/// The GenAI semantic conventions' operation name.
+fn gen_ai_operation(op: Operation) -> &'static str {
+    match op {
+        Operation::Chat => "chat",
+        Operation::Completions => "text_completion",
+        Operation::Embeddings => "embeddings",
+    }
 }
 
 /// The request fields Tollgate acts on, read once; the rest of the body travels untouched.
@@ -443,7 +463,35 @@ async fn dispatch(
                 req.body.clone()
             };
             let started = Instant::now();
-            match attempt_target(op, req, body, target, guard, rid).await {
+            let mut attempt = guard.as_ref().and_then(|g| g.span_context()).map(|parent| {
+                let mut s = Span::start(
+                    format!("{} {}", gen_ai_operation(op), target.model),
+                    SpanKind::Client,
+                    Some(parent),
+                );
+                s.set("gen_ai.operation.name", gen_ai_operation(op));
+                s.set("gen_ai.provider.name", target.provider.kind.as_str());
+                s.set("gen_ai.request.model", target.model.clone());
+                s.set("tollgate.target", target.id.clone());
+                s.set("tollgate.attempt", i64::from(attempts));
+                s
+            });
+            if let Some(g) = guard.as_mut() {
+                g.span_set("gen_ai.provider.name", target.provider.kind.as_str().into());
+            }
+            let traceparent = attempt.as_ref().map(|s| s.context().header());
+            let outcome = attempt_target(op, req, body, target, guard, rid, traceparent.as_deref()).await;
+            if let Some(mut s) = attempt.take() {
+                match &outcome {
+                    Ok(res) => s.set("http.response.status_code", i64::from(res.status().as_u16())),
+                    Err(f) => {
+                        s.set("http.response.status_code", i64::from(f.error.status().as_u16()));
+                        s.set_error(f.error.kind());
+                    }
+                }
+                s.end(&st.tracer);
+            }
+            match outcome {
                 Ok(res) => {
                     st.health.record(&target.id, true, started.elapsed(), cfg);
                     if position > 0 {
@@ -513,6 +561,7 @@ async fn attempt_target(
     target: &ModelTarget,
     guard: &mut Option<UsageGuard>,
     rid: &str,
+    traceparent: Option<&str>,
 ) -> Result<Response, Failure> {
     let provider = &target.provider;
     let Some(adapter) = provider.adapter.as_deref() else {
@@ -536,12 +585,11 @@ async fn attempt_target(
     let started = Instant::now();
     let deadline = started + provider.timeout;
     let first_byte = deadline.min(started + provider.first_byte_timeout);
-    let send = client
-        .post(&up.url)
-        .headers(up.headers)
-        .header(REQUEST_ID, rid)
-        .body(up.body)
-        .send();
+    let mut send = client.post(&up.url).headers(up.headers).header(REQUEST_ID, rid);
+    if let Some(tp) = traceparent {
+        send = send.header("traceparent", tp);
+    }
+    let send = send.body(up.body).send();
     let resp = match timeout_at(first_byte, send).await {
         Err(_) => return Err(Failure::retry(timeout_error(provider))),
         Ok(Err(e)) => {

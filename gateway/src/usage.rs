@@ -526,6 +526,8 @@ pub struct UsageGuard {
     delivered_chars: u64,
     /// Opt-in body capture: (request, answer so far, expiry).
     capture: Option<(String, String, i64)>,
+    /// The request's SERVER span, ended with the event's facts as GenAI attributes.
+    span: Option<(crate::telemetry::Span, crate::telemetry::Tracer, &'static str)>,
 }
 
 /// Captured answers stop growing here; the stored body says it was truncated.
@@ -573,6 +575,28 @@ impl UsageGuard {
             estimated_input: 0,
             delivered_chars: 0,
             capture: None,
+            span: None,
+        }
+    }
+
+    /// Traces this request: the span ends (with the event's facts) when the event is recorded.
+    pub fn trace(
+        &mut self,
+        span: crate::telemetry::Span,
+        tracer: crate::telemetry::Tracer,
+        operation: &'static str,
+    ) {
+        self.span = Some((span, tracer, operation));
+    }
+
+    /// The context child spans and upstream requests carry, when tracing.
+    pub fn span_context(&self) -> Option<crate::telemetry::TraceContext> {
+        self.span.as_ref().map(|(s, _, _)| s.context())
+    }
+
+    pub fn span_set(&mut self, key: &'static str, value: serde_json::Value) {
+        if let Some((s, _, _)) = self.span.as_mut() {
+            s.set(key, value);
         }
     }
 
@@ -642,6 +666,29 @@ impl UsageGuard {
             self.set_usage(&u);
         }
         let Some(mut e) = self.event.take() else { return };
+        if let Some((mut span, tracer, operation)) = self.span.take() {
+            if let Some(m) = &e.requested_model {
+                span.rename(format!("{operation} {m}"));
+                span.set("gen_ai.request.model", m.clone());
+            }
+            span.set("gen_ai.operation.name", operation);
+            if let Some(m) = &e.served_model {
+                span.set("gen_ai.response.model", m.clone());
+            }
+            if let Some(u) = &self.usage {
+                span.set("gen_ai.usage.input_tokens", u.input as i64);
+                span.set("gen_ai.usage.output_tokens", u.output as i64);
+            }
+            span.set("http.response.status_code", i64::from(status));
+            span.set("tollgate.request_id", e.request_id.clone());
+            if let Some(k) = &e.key_id {
+                span.set("tollgate.key_id", k.clone());
+            }
+            if let Some(err) = error_type {
+                span.set_error(err);
+            }
+            span.end(&tracer);
+        }
         e.bodies = self.capture.take().map(|(request, response, expires_ms)| Bodies {
             request,
             response,
