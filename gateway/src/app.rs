@@ -216,9 +216,42 @@ pub async fn build_state(config: Config) -> anyhow::Result<Runtime> {
     })
 }
 
+/// Every route on one listener (no `admin_listen`), as tests build it in-process.
 pub fn router(state: Arc<AppState>) -> Router {
     let metrics = Arc::clone(&state.metrics);
-    Router::new()
+    let config = state.config();
+    let router = public_routes()
+        .merge(admin_routes())
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        .layer(panic_guard(metrics));
+    with_cors(router, &config)
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::NotFound {
+        message: "Unknown route.".into(),
+        code: "unknown_url",
+    }
+}
+
+/// The two routers when the admin API has its own listener: (public, admin).
+pub fn split_routers(state: Arc<AppState>) -> (Router, Router) {
+    let finish = |r: Router<Arc<AppState>>| {
+        r.fallback(unknown_route)
+            .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+            .with_state(Arc::clone(&state))
+            .layer(panic_guard(Arc::clone(&state.metrics)))
+    };
+    let admin = admin_routes().route("/healthz", get(|| async { "ok" }));
+    let config = state.config();
+    (with_cors(finish(public_routes()), &config), finish(admin))
+}
+
+/// The OpenAI API, health and metrics.
+fn public_routes() -> Router<Arc<AppState>> {
+    let api = Router::new()
         .route("/v1/chat/completions", post(proxy::chat))
         .route("/v1/completions", post(proxy::completions))
         .route("/v1/embeddings", post(proxy::embeddings))
@@ -226,7 +259,55 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models/{*id}", get(admin::get_model))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(admin::readyz))
-        .route("/metrics", get(admin::metrics))
+        .route("/metrics", get(admin::metrics));
+    api
+}
+
+/// CORS for browser clients of the public API, when `server.cors_origins` is set.
+fn cors_layer(config: &Config) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if config.cors_origins.is_empty() {
+        return None;
+    }
+    let origins = if config.cors_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(config.cors_origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    let cors = CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([http::Method::GET, http::Method::POST])
+        .allow_headers([
+            http::header::AUTHORIZATION,
+            http::header::CONTENT_TYPE,
+            http::HeaderName::from_static("x-request-id"),
+            http::HeaderName::from_static("api-key"),
+            http::HeaderName::from_static("x-api-key"),
+            http::HeaderName::from_static("openai-organization"),
+            http::HeaderName::from_static("openai-project"),
+        ])
+        .expose_headers([
+            http::HeaderName::from_static("x-request-id"),
+            http::HeaderName::from_static("x-tollgate-provider"),
+            http::HeaderName::from_static("x-tollgate-model"),
+            http::HeaderName::from_static("x-ratelimit-remaining-requests"),
+            http::HeaderName::from_static("x-ratelimit-remaining-tokens"),
+            http::header::RETRY_AFTER,
+        ])
+        .max_age(Duration::from_secs(600));
+    Some(cors)
+}
+
+fn with_cors(router: Router, config: &Config) -> Router {
+    match cors_layer(config) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// The admin API (admin bearer token on every route).
+fn admin_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/admin/keys", post(admin::create_key).get(admin::list_keys))
         .route(
             "/admin/keys/{id}",
@@ -247,15 +328,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/usage/summary", get(admin::usage_summary))
         .route("/admin/usage/events/{id}/body", get(admin::usage_body))
         .route("/admin/billing/export", get(admin::billing_export))
-        .fallback(|| async {
-            ApiError::NotFound {
-                message: "Unknown route.".into(),
-                code: "unknown_url",
-            }
-        })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(state)
-        .layer(panic_guard(metrics))
 }
 
 /// Turns a panic in any handler into an OpenAI-shaped 500 (counted); the process lives on.
@@ -334,7 +406,14 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
     let jwks_refresh = state.jwt.as_ref().and_then(|j| j.spawn_refresh());
     let reloader = config_path.map(|p| spawn_reload(Arc::clone(&state), p));
     let grace = state.config().shutdown_grace;
-    let app = router(Arc::clone(&state));
+    let admin_listen = state.config().admin_listen;
+    let (app, admin_app) = match admin_listen {
+        Some(_) => {
+            let (public, admin) = split_routers(Arc::clone(&state));
+            (public, Some(admin))
+        }
+        None => (router(Arc::clone(&state)), None),
+    };
     tracing::info!(%addr, models = state.config().models.len(), keys = state.keyring.len(), "tollgate listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -345,6 +424,21 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
         tracing::info!("shutdown requested: draining in-flight requests");
         let _ = stop_tx.send(true);
     });
+    if let (Some(admin_addr), Some(admin_app)) = (admin_listen, admin_app) {
+        let admin_listener = tokio::net::TcpListener::bind(admin_addr).await?;
+        tracing::info!(addr = %admin_listener.local_addr()?, "admin API listening");
+        let mut admin_rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(admin_listener, admin_app)
+                .with_graceful_shutdown(async move {
+                    let _ = admin_rx.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        });
+    }
     let mut graceful_rx = stop_rx.clone();
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);

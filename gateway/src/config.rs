@@ -79,6 +79,13 @@ struct RawServer {
     shutdown_grace_secs: u64,
     /// How often keys are re-read from the store (picks up other processes' changes).
     key_refresh_ms: u64,
+    /// Serve `/admin/*` only on this address (e.g. a private interface); unset = on `listen`.
+    admin_listen: Option<String>,
+    /// Browser origins allowed by CORS on the `/v1` API (`["*"]` for any); empty = CORS off.
+    cors_origins: Vec<String>,
+    /// Client headers passed upstream (lower case). Credentials, cookies and hop-by-hop headers
+    /// are refused here; nothing else of the client's goes upstream.
+    forward_headers: Vec<String>,
 }
 
 impl Default for RawServer {
@@ -89,6 +96,9 @@ impl Default for RawServer {
             max_body_bytes: 32 * 1024 * 1024,
             shutdown_grace_secs: 30,
             key_refresh_ms: 250,
+            admin_listen: None,
+            cors_origins: Vec::new(),
+            forward_headers: Vec::new(),
         }
     }
 }
@@ -349,6 +359,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
     pub key_refresh: Duration,
+    pub admin_listen: Option<SocketAddr>,
+    pub cors_origins: Vec<String>,
+    pub forward_headers: Vec<http::HeaderName>,
     pub store: StoreConfig,
     pub quota: QuotaConfig,
     pub prices: tollgate_policy::pricing::PriceTable,
@@ -614,6 +627,53 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
     if raw.usage.queue_capacity == 0 {
         errors.push("usage.queue_capacity: must be greater than 0".into());
     }
+    let admin_listen = raw.server.admin_listen.as_deref().and_then(|a| {
+        a.parse::<SocketAddr>()
+            .map_err(|_| {
+                errors.push(format!(
+                    "server.admin_listen: `{a}` is not an address like 127.0.0.1:4001"
+                ))
+            })
+            .ok()
+    });
+    const NEVER_FORWARDED: &[&str] = &[
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "api-key",
+        "x-api-key",
+        "x-goog-api-key",
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+        "x-request-id",
+        "traceparent",
+    ];
+    let mut forward_headers = Vec::new();
+    for (i, h) in raw.server.forward_headers.iter().enumerate() {
+        let name = h.to_ascii_lowercase();
+        if NEVER_FORWARDED.contains(&name.as_str()) {
+            errors.push(format!("server.forward_headers[{i}]: `{h}` is never forwarded (credentials, cookies, hop-by-hop or set by Tollgate)"));
+            continue;
+        }
+        match http::HeaderName::from_bytes(name.as_bytes()) {
+            Ok(n) => forward_headers.push(n),
+            Err(_) => errors.push(format!("server.forward_headers[{i}]: `{h}` is not a header name")),
+        }
+    }
+    for (i, o) in raw.server.cors_origins.iter().enumerate() {
+        if o != "*" && http::HeaderValue::from_str(o).is_err() {
+            errors.push(format!("server.cors_origins[{i}]: `{o}` is not a valid origin"));
+        }
+    }
     let admin_key = raw
         .server
         .admin_key_env
@@ -784,6 +844,9 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
             max_body_bytes: usize::try_from(raw.server.max_body_bytes).unwrap_or(usize::MAX),
             shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs),
             key_refresh: Duration::from_millis(raw.server.key_refresh_ms.max(50)),
+            admin_listen,
+            cors_origins: raw.server.cors_origins,
+            forward_headers,
             store,
             quota: QuotaConfig {
                 default_output_tokens: raw.quota.default_output_tokens,

@@ -98,6 +98,13 @@ async fn handle(st: Arc<AppState>, op: Operation, headers: HeaderMap, body: Body
     res
 }
 
+/// What every upstream attempt of a request carries besides the body.
+struct Outbound<'a> {
+    rid: &'a str,
+    /// The client's headers named in `server.forward_headers`.
+    forwarded: &'a [(http::HeaderName, HeaderValue)],
+}
+
 /// The GenAI semantic conventions' operation name.
 fn gen_ai_operation(op: Operation) -> &'static str {
     match op {
@@ -339,7 +346,16 @@ async fn proxy(
         g.attach_lease(lease);
         g.estimated_input = estimate.input;
     }
-    let mut res = dispatch(st, &cfg, op, &mut req, &plan, guard, rid).await?;
+    let forwarded: Vec<(http::HeaderName, HeaderValue)> = cfg
+        .forward_headers
+        .iter()
+        .filter_map(|n| headers.get(n).map(|v| (n.clone(), v.clone())))
+        .collect();
+    let out = Outbound {
+        rid,
+        forwarded: &forwarded,
+    };
+    let mut res = dispatch(st, &cfg, op, &mut req, &plan, guard, &out).await?;
     rate_headers(res.headers_mut(), &info);
     Ok(res)
 }
@@ -422,8 +438,9 @@ async fn dispatch(
     req: &mut Parsed,
     plan: &[(&ModelTarget, &Model)],
     guard: &mut Option<UsageGuard>,
-    rid: &str,
+    out: &Outbound<'_>,
 ) -> Result<Response, ApiError> {
+    let rid = out.rid;
     let cfg = &config.routing;
     let mut attempts = 0u32;
     let mut last_err: Option<ApiError> = None;
@@ -480,7 +497,7 @@ async fn dispatch(
                 g.span_set("gen_ai.provider.name", target.provider.kind.as_str().into());
             }
             let traceparent = attempt.as_ref().map(|s| s.context().header());
-            let outcome = attempt_target(op, req, body, target, guard, rid, traceparent.as_deref()).await;
+            let outcome = attempt_target(op, req, body, target, guard, out, traceparent.as_deref()).await;
             if let Some(mut s) = attempt.take() {
                 match &outcome {
                     Ok(res) => s.set("http.response.status_code", i64::from(res.status().as_u16())),
@@ -560,7 +577,7 @@ async fn attempt_target(
     body: Map<String, Value>,
     target: &ModelTarget,
     guard: &mut Option<UsageGuard>,
-    rid: &str,
+    out: &Outbound<'_>,
     traceparent: Option<&str>,
 ) -> Result<Response, Failure> {
     let provider = &target.provider;
@@ -585,7 +602,12 @@ async fn attempt_target(
     let started = Instant::now();
     let deadline = started + provider.timeout;
     let first_byte = deadline.min(started + provider.first_byte_timeout);
-    let mut send = client.post(&up.url).headers(up.headers).header(REQUEST_ID, rid);
+    let mut send = client.post(&up.url);
+    // The client's allow-listed headers first, so the adapter's (credentials, versions) win.
+    for (name, value) in out.forwarded {
+        send = send.header(name, value);
+    }
+    let mut send = send.headers(up.headers).header(REQUEST_ID, out.rid);
     if let Some(tp) = traceparent {
         send = send.header("traceparent", tp);
     }

@@ -1,0 +1,174 @@
+//! Hardening: the admin API on its own listener, CORS for browser clients, and the client-header
+//! allow-list (credentials, cookies and hop-by-hop headers never go upstream).
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+use tollgate_tests::{
+    fake::FakeProvider,
+    gateway::{binary, free_port, standard_config, temp_dir, Gateway, ADMIN_KEY, PROVIDER_KEY},
+};
+
+#[tokio::test]
+async fn the_admin_api_can_live_on_its_own_listener() {
+    let fake = FakeProvider::start().await;
+    let admin_port = free_port();
+    // `[server]` is written by the harness; this override moves the admin API.
+    let gw = Gateway::start(
+        &standard_config(&fake.base_url()),
+        &[
+            ("FAKE_PROVIDER_KEY", PROVIDER_KEY),
+            (
+                "TOLLGATE__SERVER__ADMIN_LISTEN",
+                &format!("127.0.0.1:{admin_port}"),
+            ),
+        ],
+    )
+    .await;
+    let on_main = gw
+        .http
+        .get(gw.url("/admin/keys"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_main.status(), 404, "no admin API on the public listener");
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let created: Value = gw
+        .http
+        .post(format!("{admin}/admin/keys"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"name": "k"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap();
+    let res = gw
+        .chat(
+            key,
+            json!({"model": "echo", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        gw.http
+            .get(format!("{admin}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        gw.http
+            .post(format!("{admin}/v1/chat/completions"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn cors_answers_allowed_origins_only() {
+    let fake = FakeProvider::start().await;
+    let gw = Gateway::start(
+        &standard_config(&fake.base_url()),
+        &[
+            ("FAKE_PROVIDER_KEY", PROVIDER_KEY),
+            ("TOLLGATE__SERVER__CORS_ORIGINS", "[\"https://app.example.com\"]"),
+        ],
+    )
+    .await;
+    let preflight = |origin: &'static str| {
+        gw.http
+            .request(reqwest::Method::OPTIONS, gw.url("/v1/chat/completions"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization,content-type")
+            .send()
+    };
+    let ok = preflight("https://app.example.com").await.unwrap();
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let no = preflight("https://evil.example.com").await.unwrap();
+    assert!(no.headers().get("access-control-allow-origin").is_none());
+    let key = gw.create_key(&[]).await;
+    let res = gw
+        .http
+        .post(gw.url("/v1/chat/completions"))
+        .header("origin", "https://app.example.com")
+        .bearer_auth(&key)
+        .json(&json!({"model": "echo", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert!(res.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("x-request-id"));
+}
+
+#[tokio::test]
+async fn only_allow_listed_client_headers_go_upstream() {
+    let fake = FakeProvider::start().await;
+    let gw = Gateway::start(
+        &standard_config(&fake.base_url()),
+        &[
+            ("FAKE_PROVIDER_KEY", PROVIDER_KEY),
+            ("TOLLGATE__SERVER__FORWARD_HEADERS", "[\"openai-organization\"]"),
+        ],
+    )
+    .await;
+    let key = gw.create_key(&[]).await;
+    let res = gw
+        .http
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("openai-organization", "org-42")
+        .header("cookie", "session=abc")
+        .header("x-custom", "nope")
+        .json(&json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(sent.headers["openai-organization"], "org-42");
+    assert!(sent.headers.get("cookie").is_none());
+    assert!(sent.headers.get("x-custom").is_none());
+    assert_eq!(sent.headers["authorization"], format!("Bearer {PROVIDER_KEY}"));
+
+    // Credentials can never be allow-listed.
+    let dir = temp_dir("hdr");
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        "[server]\nforward_headers = [\"Authorization\", \"cookie\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(binary())
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("server.forward_headers[0]") && err.contains("server.forward_headers[1]"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
