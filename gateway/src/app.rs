@@ -251,7 +251,7 @@ pub fn split_routers(state: Arc<AppState>) -> (Router, Router) {
 
 /// The OpenAI API, health and metrics.
 fn public_routes() -> Router<Arc<AppState>> {
-    let api = Router::new()
+    Router::new()
         .route("/v1/chat/completions", post(proxy::chat))
         .route("/v1/completions", post(proxy::completions))
         .route("/v1/embeddings", post(proxy::embeddings))
@@ -259,8 +259,7 @@ fn public_routes() -> Router<Arc<AppState>> {
         .route("/v1/models/{*id}", get(admin::get_model))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(admin::readyz))
-        .route("/metrics", get(admin::metrics));
-    api
+        .route("/metrics", get(admin::metrics))
 }
 
 /// CORS for browser clients of the public API, when `server.cors_origins` is set.
