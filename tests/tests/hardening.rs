@@ -172,3 +172,107 @@ async fn only_allow_listed_client_headers_go_upstream() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// After a run touching every path (good and bad keys, admin calls, upstream errors that echo the
+/// provider key, streams, JWT), no configured secret appears in logs, metrics, traces, error bodies,
+/// usage events or the audit log.
+#[tokio::test]
+async fn no_secret_appears_in_any_output() {
+    use std::sync::{Arc, Mutex};
+    let spans = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&spans);
+    let otlp = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: String| {
+            let sink = Arc::clone(&sink);
+            async move {
+                sink.lock().unwrap().push_str(&body);
+                "{}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, otlp).await.unwrap() });
+
+    let fake = FakeProvider::start().await;
+    const JWT_SECRET: &str = "jwt-secret-value-that-is-long-enough-0042";
+    let extra = format!(
+        "[[models]]\nname = \"echoes-key\"\ntargets = [{{ provider = \"fake\", model = \"fail-401\" }}]\n\
+         [auth.jwt]\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"HS256\"]\nhs_secret_env = \"TG_JWT\"\n\
+         [telemetry]\notlp_endpoint = \"http://{otlp_addr}\"\n"
+    );
+    let gw = Gateway::start(
+        &format!("{}{extra}", standard_config(&fake.base_url())),
+        &[("FAKE_PROVIDER_KEY", PROVIDER_KEY), ("TG_JWT", JWT_SECRET)],
+    )
+    .await;
+    let key = gw.create_key(&[]).await;
+    let mut bodies = String::new();
+    let ask = |m: &str| json!({"model": m, "messages": [{"role": "user", "content": "hi"}]});
+    for (k, m) in [
+        (key.as_str(), "gpt-test"),
+        (key.as_str(), "echoes-key"),
+        ("tg-wrong-key", "gpt-test"),
+        (key.as_str(), "nope"),
+    ] {
+        bodies.push_str(&gw.chat(k, ask(m)).await.text().await.unwrap());
+    }
+    let mut streamed = ask("gpt-test");
+    streamed["stream"] = json!(true);
+    bodies.push_str(&gw.chat(&key, streamed).await.text().await.unwrap());
+    bodies.push_str(&gw.chat("a.b.c", ask("gpt-test")).await.text().await.unwrap());
+    for path in [
+        "/admin/keys",
+        "/admin/audit",
+        "/admin/usage/events?limit=100",
+        "/admin/usage/summary",
+        "/admin/billing/export?format=csv",
+    ] {
+        bodies.push_str(
+            &gw.http
+                .get(gw.url(path))
+                .bearer_auth(ADMIN_KEY)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+    }
+    bodies.push_str(
+        &gw.http
+            .get(gw.url("/admin/keys"))
+            .bearer_auth("wrong-admin")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    gw.wait_events(6).await;
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let metrics = gw
+        .http
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let outputs = [
+        ("logs", gw.logs()),
+        ("metrics", metrics),
+        ("traces", spans.lock().unwrap().clone()),
+        ("answers", bodies),
+    ];
+    assert!(!outputs[2].1.is_empty(), "traces were exported");
+    for (what, text) in &outputs {
+        for secret in [key.as_str(), PROVIDER_KEY, ADMIN_KEY, JWT_SECRET] {
+            assert!(!text.contains(secret), "{what} contain a secret");
+        }
+    }
+}
