@@ -439,12 +439,30 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
         });
     }
     let mut graceful_rx = stop_rx.clone();
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = graceful_rx.wait_for(|s| *s).await;
-    });
+    let server: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>> =
+        match state.config().tls.clone() {
+            Some(tls) => Box::pin(crate::tls::serve(
+                listener,
+                app,
+                tls.cert,
+                tls.key,
+                tls.reload,
+                graceful_rx,
+            )),
+            None => {
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                Box::pin(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = graceful_rx.wait_for(|s| *s).await;
+                        })
+                        .await
+                        .map_err(anyhow::Error::from)
+                })
+            }
+        };
     let mut deadline_rx = stop_rx;
     tokio::select! {
         r = server => r?,

@@ -86,6 +86,28 @@ struct RawServer {
     /// Client headers passed upstream (lower case). Credentials, cookies and hop-by-hop headers
     /// are refused here; nothing else of the client's goes upstream.
     forward_headers: Vec<String>,
+    tls: Option<RawTls>,
+}
+
+/// `[server.tls]`: serve the public listener over TLS (rustls), reloading the files when they change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: String,
+    key_file: String,
+    #[serde(default = "default_tls_reload")]
+    reload_secs: u64,
+}
+
+fn default_tls_reload() -> u64 {
+    10
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub reload: Duration,
 }
 
 impl Default for RawServer {
@@ -99,6 +121,7 @@ impl Default for RawServer {
             admin_listen: None,
             cors_origins: Vec::new(),
             forward_headers: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -362,6 +385,7 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     pub cors_origins: Vec<String>,
     pub forward_headers: Vec<http::HeaderName>,
+    pub tls: Option<TlsConfig>,
     pub store: StoreConfig,
     pub quota: QuotaConfig,
     pub prices: tollgate_policy::pricing::PriceTable,
@@ -674,6 +698,16 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
             errors.push(format!("server.cors_origins[{i}]: `{o}` is not a valid origin"));
         }
     }
+    let tls = raw.server.tls.as_ref().map(|t| TlsConfig {
+        cert: t.cert_file.clone().into(),
+        key: t.key_file.clone().into(),
+        reload: Duration::from_secs(t.reload_secs.max(1)),
+    });
+    if let Some(t) = &tls {
+        if let Err(e) = crate::tls::load(&t.cert, &t.key) {
+            errors.push(format!("server.tls: {e}"));
+        }
+    }
     let admin_key = raw
         .server
         .admin_key_env
@@ -847,6 +881,7 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
             admin_listen,
             cors_origins: raw.server.cors_origins,
             forward_headers,
+            tls,
             store,
             quota: QuotaConfig {
                 default_output_tokens: raw.quota.default_output_tokens,

@@ -17,4 +17,5 @@ pub mod quota;
 pub mod routing;
 pub mod spool;
 pub mod telemetry;
+pub mod tls;
 pub mod usage;

@@ -276,3 +276,128 @@ async fn no_secret_appears_in_any_output() {
         }
     }
 }
+
+fn self_signed(dir: &std::path::Path, tag: &str) -> Vec<u8> {
+    let (key, cert) = (
+        dir.join(format!("{tag}-key.pem")),
+        dir.join(format!("{tag}-cert.pem")),
+    );
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ])
+        // An end-entity certificate (rustls refuses a CA certificate as a server certificate).
+        .args([
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    std::fs::read(&cert).unwrap()
+}
+
+fn trusting(pem: &[u8]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pem).unwrap())
+        .timeout(std::time::Duration::from_secs(1))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tls_listener_serves_https_and_reloads_a_renewed_certificate() {
+    if Command::new("openssl").arg("version").output().is_err() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "openssl is required under CI"
+        );
+        return;
+    }
+    let dir = temp_dir("tls");
+    let first = self_signed(&dir, "a");
+    for f in ["key", "cert"] {
+        std::fs::copy(dir.join(format!("a-{f}.pem")), dir.join(format!("live-{f}.pem"))).unwrap();
+    }
+    let port = free_port();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[server.tls]\ncert_file = \"{d}/live-cert.pem\"\nkey_file = \"{d}/live-key.pem\"\nreload_secs = 1\n\
+         [store]\npath = \":memory:\"\n[usage]\npath = \":memory:\"\nspool_dir = \"{d}/spool\"\n\
+         [[providers]]\nname = \"echo\"\nkind = \"echo\"\n[[models]]\nname = \"echo\"\ntargets = [{{ provider = \"echo\", model = \"echo\" }}]\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("tollgate.toml"), config).unwrap();
+    let _child = KillOnDrop(
+        Command::new(binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(dir.join("tollgate.toml"))
+            .stderr(std::fs::File::create(dir.join("log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("https://127.0.0.1:{port}/healthz");
+    let up = |client: reqwest::Client, url: String| async move {
+        for _ in 0..40 {
+            if client.get(&url).send().await.is_ok_and(|r| r.status() == 200) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    };
+    assert!(up(trusting(&first), url.clone()).await, "https not served");
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await;
+    assert!(
+        plain.map_or(true, |r| r.status() != 200),
+        "plain HTTP must not be served"
+    );
+    // Renew: new key and certificate written in place; new connections get it within a second or two.
+    let second = self_signed(&dir, "b");
+    for f in ["key", "cert"] {
+        std::fs::copy(dir.join(format!("b-{f}.pem")), dir.join(format!("live-{f}.pem"))).unwrap();
+    }
+    assert!(
+        up(trusting(&second), url.clone()).await,
+        "renewed certificate not served"
+    );
+    assert!(
+        trusting(&first).get(&url).send().await.is_err(),
+        "the old certificate is no longer served"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Ends the server even when an assertion fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
