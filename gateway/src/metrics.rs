@@ -52,6 +52,10 @@ struct Families {
     latency: BTreeMap<String, Histogram>,
     /// (model, provider) -> ttft
     ttft: BTreeMap<(String, String), Histogram>,
+    /// provider -> time from sending an upstream request to its response headers
+    upstream: BTreeMap<String, Histogram>,
+    /// limit kind -> refusals
+    rejections: BTreeMap<&'static str, u64>,
     /// (model, provider, class) -> tokens
     tokens: BTreeMap<(String, String, &'static str), u64>,
     /// (model, provider) -> cost in nano-dollars
@@ -141,9 +145,38 @@ impl Metrics {
         }
     }
 
+    /// One upstream attempt's latency to response headers (or failure), by provider name.
+    pub fn observe_upstream(&self, provider: &str, secs: f64) {
+        if let Ok(mut f) = self.families.lock() {
+            f.upstream.entry(provider.to_string()).or_default().observe(secs);
+        }
+    }
+
+    /// A request refused by a limit of this kind (`requests`, `tokens`, `parallel`, `budget`).
+    pub fn reject(&self, kind: &'static str) {
+        self.quota_rejections.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut f) = self.families.lock() {
+            *f.rejections.entry(kind).or_default() += 1;
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         if let Ok(f) = self.families.lock() {
+            out.push_str("# HELP tollgate_upstream_duration_seconds Upstream attempt latency to response headers, by provider.\n");
+            out.push_str("# TYPE tollgate_upstream_duration_seconds histogram\n");
+            for (provider, h) in &f.upstream {
+                h.render(
+                    &mut out,
+                    "tollgate_upstream_duration_seconds",
+                    &format!("provider=\"{}\"", escape(provider)),
+                );
+            }
+            out.push_str("# HELP tollgate_limit_rejections_total Requests refused, by limit kind.\n");
+            out.push_str("# TYPE tollgate_limit_rejections_total counter\n");
+            for (kind, n) in &f.rejections {
+                let _ = writeln!(out, "tollgate_limit_rejections_total{{limit=\"{kind}\"}} {n}");
+            }
             out.push_str("# HELP tollgate_requests_total Requests by endpoint, model, provider, status and error type.\n");
             out.push_str("# TYPE tollgate_requests_total counter\n");
             for ((endpoint, model, provider, status, err), n) in &f.requests {

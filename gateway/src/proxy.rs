@@ -498,6 +498,8 @@ async fn dispatch(
             }
             let traceparent = attempt.as_ref().map(|s| s.context().header());
             let outcome = attempt_target(op, req, body, target, guard, out, traceparent.as_deref()).await;
+            st.metrics
+                .observe_upstream(&target.provider.name, started.elapsed().as_secs_f64());
             if let Some(mut s) = attempt.take() {
                 match &outcome {
                     Ok(res) => s.set("http.response.status_code", i64::from(res.status().as_u16())),

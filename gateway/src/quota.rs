@@ -55,7 +55,7 @@ impl QuotaService {
                     });
                 }
                 Ok(Err(rejection)) => {
-                    self.metrics.quota_rejections.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.reject(rejection.kind.as_str());
                     return Err(QuotaError::Rejected(rejection));
                 }
                 Err(e) => {
@@ -84,7 +84,7 @@ impl QuotaService {
                 backend: Backend::Local(Arc::clone(&self.local)),
             }),
             Err(rejection) => {
-                self.metrics.quota_rejections.fetch_add(1, Ordering::Relaxed);
+                self.metrics.reject(rejection.kind.as_str());
                 Err(QuotaError::Rejected(rejection))
             }
         }

@@ -754,6 +754,10 @@ async fn health_ready_and_metrics() {
         text.contains(r#"tollgate_tokens_total{model="gpt-test",provider="fake",class="cached_input"} 3"#)
     );
     assert!(!text.contains(&key) && !text.contains(PROVIDER_KEY));
+    assert!(
+        text.contains(r#"tollgate_upstream_duration_seconds_count{provider="fake"} 1"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -390,6 +390,19 @@ async fn teams_limit_their_keys_and_every_admin_action_is_audited() {
     let r = gw.chat(k2key, chat_body("a")).await;
     assert_eq!(r.status(), 429, "the team's 2 rpm covers both keys");
     assert!(r.text().await.unwrap().contains("team"));
+    let metrics = gw
+        .http
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"tollgate_limit_rejections_total{limit="requests"} 1"#),
+        "{metrics}"
+    );
 
     let id1 = k1["id"].as_str().unwrap();
     let got = gw
