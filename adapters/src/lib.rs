@@ -12,6 +12,7 @@ pub mod azure;
 pub mod echo;
 pub mod gemini;
 pub mod openai_compat;
+mod openai_out;
 mod registry;
 pub mod stream;
 

@@ -1,6 +1,7 @@
 //! Anthropic `Message` -> OpenAI `chat.completion`, and the usage and finish-reason mappings the
 //! stream translator shares.
 
+use crate::openai_out::{now_secs, OpenAiUsage};
 use bytes::Bytes;
 use serde::Serialize;
 use tollgate_schemas::TokenUsage;
@@ -31,49 +32,6 @@ pub(crate) fn token_usage(u: &Usage) -> TokenUsage {
         cache_write_input: cache_write,
         reasoning: 0,
     }
-}
-
-/// OpenAI's `usage` object.
-#[derive(Debug, Serialize)]
-pub(crate) struct OpenAiUsage {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
-    prompt_tokens_details: PromptDetails,
-    completion_tokens_details: CompletionDetails,
-}
-
-#[derive(Debug, Serialize)]
-struct PromptDetails {
-    cached_tokens: u64,
-}
-
-#[derive(Debug, Serialize)]
-struct CompletionDetails {
-    reasoning_tokens: u64,
-}
-
-impl From<&TokenUsage> for OpenAiUsage {
-    fn from(u: &TokenUsage) -> Self {
-        OpenAiUsage {
-            prompt_tokens: u.input,
-            completion_tokens: u.output,
-            total_tokens: u.input + u.output,
-            prompt_tokens_details: PromptDetails {
-                cached_tokens: u.cached_input,
-            },
-            completion_tokens_details: CompletionDetails {
-                reasoning_tokens: u.reasoning,
-            },
-        }
-    }
-}
-
-/// Unix seconds for `created` (Anthropic answers carry no timestamp).
-pub(crate) fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[derive(Serialize)]

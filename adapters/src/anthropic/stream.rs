@@ -6,63 +6,20 @@
 //! stream, after a usage-only chunk when the client asked for one. OpenAI numbers tool calls 0, 1, ...
 //! while Anthropic numbers all content blocks, so the tool-call index is kept per `tool_use` block.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
-use serde::Serialize;
 use tollgate_schemas::TokenUsage;
 
 use super::{
-    response::{finish_reason, now_secs, token_usage, OpenAiUsage},
+    response::{finish_reason, token_usage},
     types::{BlockDelta, ContentBlock, StreamEvent, Usage},
 };
-use crate::{stream::SseEvent, AdapterError, StreamTranslator};
-
-#[derive(Serialize)]
-struct Chunk<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: Vec<ChunkChoice<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<OpenAiUsage>,
-}
-
-#[derive(Serialize)]
-struct ChunkChoice<'a> {
-    index: u32,
-    delta: Delta<'a>,
-    logprobs: (),
-    finish_reason: Option<&'static str>,
-}
-
-#[derive(Default, Serialize)]
-struct Delta<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_content: Option<&'a str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCallDelta<'a>>,
-}
-
-#[derive(Serialize)]
-struct ToolCallDelta<'a> {
-    index: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a str>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    function: FunctionDelta<'a>,
-}
-
-#[derive(Serialize)]
-struct FunctionDelta<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    arguments: &'a str,
-}
+use crate::{
+    openai_out::{now_secs, Chunk, ChunkChoice, Delta, FunctionDelta, OpenAiUsage, ToolCallDelta},
+    stream::SseEvent,
+    AdapterError, StreamTranslator,
+};
 
 /// State of one translated stream.
 pub struct AnthropicStream {
@@ -174,11 +131,11 @@ impl StreamTranslator for AnthropicStream {
                     self.tool_blocks.push((index, tool));
                     let call = ToolCallDelta {
                         index: tool,
-                        id: Some(&id),
+                        id: Some(Cow::Borrowed(&id)),
                         kind: Some("function"),
                         function: FunctionDelta {
                             name: Some(&name),
-                            arguments: "",
+                            arguments: Cow::Borrowed(""),
                         },
                     };
                     let delta = Delta {
@@ -229,7 +186,7 @@ impl StreamTranslator for AnthropicStream {
                         kind: None,
                         function: FunctionDelta {
                             name: None,
-                            arguments: &partial_json,
+                            arguments: Cow::Borrowed(&partial_json),
                         },
                     };
                     let delta = Delta {

@@ -8,61 +8,20 @@
 //! is over (after a usage-only chunk when the client asked for one). `usageMetadata` is cumulative:
 //! the last one seen is the usage. An `{"error": ...}` payload ends the stream with an error.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
-use serde::Serialize;
 use tollgate_schemas::TokenUsage;
 
 use super::{
-    response::{arguments, call_id, finish_reason, now_secs, token_usage, OpenAiUsage},
+    response::{arguments, call_id, finish_reason, token_usage},
     types::{GenerateContentResponse, UsageMetadata},
 };
-use crate::{stream::SseEvent, AdapterError, StreamTranslator};
-
-#[derive(Serialize)]
-struct Chunk<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: Vec<ChunkChoice<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<OpenAiUsage>,
-}
-
-#[derive(Serialize)]
-struct ChunkChoice<'a> {
-    index: u32,
-    delta: Delta<'a>,
-    logprobs: (),
-    finish_reason: Option<&'static str>,
-}
-
-#[derive(Default, Serialize)]
-struct Delta<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_content: Option<&'a str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCallDelta<'a>>,
-}
-
-#[derive(Serialize)]
-struct ToolCallDelta<'a> {
-    index: u32,
-    id: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionDelta<'a>,
-}
-
-#[derive(Serialize)]
-struct FunctionDelta<'a> {
-    name: &'a str,
-    arguments: String,
-}
+use crate::{
+    openai_out::{now_secs, Chunk, ChunkChoice, Delta, FunctionDelta, OpenAiUsage, ToolCallDelta},
+    stream::SseEvent,
+    AdapterError, StreamTranslator,
+};
 
 /// Per-choice progress.
 #[derive(Debug, Clone, Copy)]
@@ -186,12 +145,14 @@ impl StreamTranslator for GeminiStream {
                 let delta = if let Some(f) = &part.function_call {
                     let call = ToolCallDelta {
                         index: self.calls,
-                        id: call_id(self.calls as usize),
-                        kind: "function",
+                        id: Some(Cow::Owned(call_id(self.calls as usize))),
+                        kind: Some("function"),
                         function: FunctionDelta {
-                            name: &f.name,
-                            arguments: arguments(f.args.as_ref())
-                                .map_err(|e| AdapterError::StreamError(e.to_string()))?,
+                            name: Some(&f.name),
+                            arguments: Cow::Owned(
+                                arguments(f.args.as_ref())
+                                    .map_err(|e| AdapterError::StreamError(e.to_string()))?,
+                            ),
                         },
                     };
                     self.calls += 1;
