@@ -166,6 +166,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<Runtime> {
         config.usage.queue_capacity,
         Arc::clone(&metrics),
         Arc::clone(&written),
+        config.usage.linger,
     );
     let pipeline = UsagePipeline {
         writer,

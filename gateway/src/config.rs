@@ -229,6 +229,8 @@ struct RawUsage {
     flush_ms: u64,
     /// How often expired opt-in bodies are deleted (and idle quota state forgotten).
     body_sweep_secs: u64,
+    /// Group commit: how long the spool writer gathers events before writing a segment.
+    linger_ms: u64,
 }
 
 impl Default for RawUsage {
@@ -246,6 +248,7 @@ impl Default for RawUsage {
             batch_rows: 10_000,
             flush_ms: 200,
             body_sweep_secs: 60,
+            linger_ms: 10,
         }
     }
 }
@@ -273,6 +276,7 @@ pub struct UsageConfig {
     pub batch_rows: usize,
     pub flush: Duration,
     pub body_sweep: Duration,
+    pub linger: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -905,6 +909,7 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
                 batch_rows: raw.usage.batch_rows,
                 flush: Duration::from_millis(raw.usage.flush_ms.max(10)),
                 body_sweep: Duration::from_secs(raw.usage.body_sweep_secs.max(1)),
+                linger: Duration::from_millis(raw.usage.linger_ms.min(1000)),
             },
             providers,
             models,

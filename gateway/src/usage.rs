@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::{clickhouse::ClickHouse, metrics::Metrics, spool::Spool};
 
-const BATCH: usize = 512;
+const BATCH: usize = 4096;
 
 /// The embedded event store.
 pub struct UsageStore {
@@ -336,6 +336,7 @@ impl UsageSink {
         capacity: usize,
         metrics: Arc<Metrics>,
         written: Arc<tokio::sync::Notify>,
+        linger: std::time::Duration,
     ) -> (UsageSink, std::thread::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<UsageEvent>(capacity);
         let writer_metrics = Arc::clone(&metrics);
@@ -345,9 +346,15 @@ impl UsageSink {
                 let mut batch = Vec::with_capacity(BATCH);
                 while let Some(first) = rx.blocking_recv() {
                     batch.push(first);
+                    // Group commit: gather what arrives within `linger`, so a busy gateway writes
+                    // (and fsyncs) one segment per batch, not one per request.
+                    let until = Instant::now() + linger;
                     while batch.len() < BATCH {
                         match rx.try_recv() {
                             Ok(e) => batch.push(e),
+                            Err(mpsc::error::TryRecvError::Empty) if Instant::now() < until => {
+                                std::thread::sleep(std::time::Duration::from_millis(1));
+                            }
                             Err(_) => break,
                         }
                     }
@@ -751,8 +758,13 @@ mod tests {
         let spool = Arc::new(Spool::open(&dir, crate::spool::Fsync::Never).unwrap());
         let metrics = Arc::new(Metrics::default());
         let written = Arc::new(tokio::sync::Notify::new());
-        let (sink, writer) =
-            UsageSink::start(Arc::clone(&spool), 16, Arc::clone(&metrics), Arc::clone(&written));
+        let (sink, writer) = UsageSink::start(
+            Arc::clone(&spool),
+            16,
+            Arc::clone(&metrics),
+            Arc::clone(&written),
+            std::time::Duration::from_millis(5),
+        );
         let mut done = UsageGuard::new(sink.clone(), "r1", "chat");
         done.update(|e| e.key_id = Some("key_a".into()));
         done.finish(200, None);

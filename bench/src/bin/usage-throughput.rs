@@ -88,6 +88,7 @@ async fn main() {
         n as usize + 1,
         Arc::clone(&metrics),
         Arc::clone(&written),
+        Duration::from_millis(10),
     );
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let shipper = tokio::spawn(ship(
