@@ -76,7 +76,6 @@ pub struct Metrics {
     pub spool_failing: AtomicU64,
     pub spool_segments: AtomicU64,
     pub sink_errors: AtomicU64,
-    pub sink_retrying: AtomicU64,
     pub sink_lag_ms: AtomicU64,
     pub upstream_retries: AtomicU64,
     pub panics: AtomicU64,

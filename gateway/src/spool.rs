@@ -64,11 +64,6 @@ impl Spool {
         })
     }
 
-    /// The first segment number this process writes; lower ones are from an earlier run.
-    pub fn first_seq(&self) -> u64 {
-        self.first
-    }
-
     pub fn seq(path: &Path) -> Option<u64> {
         seq_of(path)
     }
@@ -163,10 +158,6 @@ impl Spool {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect())
     }
-
-    pub fn remove(path: &Path) -> std::io::Result<()> {
-        fs::remove_file(path)
-    }
 }
 
 /// The complete, parseable lines of a segment (a torn last line is skipped).
@@ -218,7 +209,7 @@ mod tests {
             "numbering continues after the highest"
         );
         for p in spool.ready() {
-            Spool::remove(&p).unwrap();
+            spool.confirm(&p).unwrap();
         }
         assert_eq!(spool.backlog_bytes(), 0);
         fs::remove_dir_all(dir).ok();

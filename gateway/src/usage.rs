@@ -473,12 +473,10 @@ pub async fn ship(
                     }
                 }
                 metrics.usage_shipped.fetch_add(n as u64, Ordering::Relaxed);
-                metrics.sink_retrying.store(0, Ordering::Relaxed);
                 retry_delay = std::time::Duration::from_millis(100);
             }
             Err(e) => {
                 metrics.sink_errors.fetch_add(1, Ordering::Relaxed);
-                metrics.sink_retrying.store(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, events = n, "usage sink unavailable; the events stay in the spool");
                 tokio::select! {
                     _ = tokio::time::sleep(retry_delay) => {}

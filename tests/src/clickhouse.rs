@@ -8,16 +8,15 @@ use std::{
     time::Duration,
 };
 
-use crate::gateway::{free_port, temp_dir};
+use crate::{
+    env::in_ci,
+    gateway::{free_port, temp_dir},
+};
 
 pub struct ClickHouseServer {
     pub http_port: u16,
     dir: PathBuf,
     child: Option<Child>,
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
 impl ClickHouseServer {

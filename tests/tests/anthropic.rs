@@ -8,6 +8,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::{path::PathBuf, process::Command};
+use tollgate_tests::env::skip;
 
 use serde_json::{json, Value};
 use tollgate_tests::{
@@ -388,24 +389,14 @@ async fn only_chat_is_offered_by_anthropic() {
     assert!(fake.requests().is_empty());
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-fn skip(why: &str) {
-    assert!(!in_ci(), "required under CI: {why}");
-    eprintln!("SKIPPED: {why}");
-}
-
 #[tokio::test]
 async fn requests_sent_to_anthropic_conform_to_the_spec() {
     let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/anthropic/openapi.json");
     if !spec.exists() {
         return skip(&format!("{} is missing", spec.display()));
     }
-    let py = match std::env::var("TOLLGATE_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => p,
-        _ => return skip("TOLLGATE_TEST_PYTHON is not set (scripts/test.sh creates the venv)"),
+    let Some(py) = tollgate_tests::env::python() else {
+        return;
     };
     let (fake, gw, key) = setup().await;
     let tool_turns = json!([

@@ -9,25 +9,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::{path::PathBuf, process::Command};
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-fn skip(why: &str) {
-    assert!(!in_ci(), "required under CI: {why}");
-    eprintln!("SKIPPED: {why}");
-}
-
-fn python() -> Option<String> {
-    match std::env::var("TOLLGATE_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            skip("TOLLGATE_TEST_PYTHON is not set (scripts/test.sh creates the venv)");
-            None
-        }
-    }
-}
+use tollgate_tests::env::python;
 
 #[test]
 fn chart_dockerfile_and_dashboard_pass_check_deploy() {

@@ -8,6 +8,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::{path::PathBuf, process::Command};
+use tollgate_tests::env::skip;
 
 use serde_json::{json, Value};
 use tollgate_tests::{
@@ -394,15 +395,6 @@ async fn stream_error_object_ends_the_stream_with_an_error() {
     assert_eq!(e["status"], 502, "{e}");
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-fn skip(why: &str) {
-    assert!(!in_ci(), "required under CI: {why}");
-    eprintln!("SKIPPED: {why}");
-}
-
 #[tokio::test]
 async fn requests_sent_to_gemini_conform_to_the_spec() {
     let specs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/gemini");
@@ -413,9 +405,8 @@ async fn requests_sent_to_gemini_conform_to_the_spec() {
     if let Some(missing) = [&native, &discovery].into_iter().find(|p| !p.exists()) {
         return skip(&format!("{} is missing", missing.display()));
     }
-    let py = match std::env::var("TOLLGATE_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => p,
-        _ => return skip("TOLLGATE_TEST_PYTHON is not set (scripts/test.sh creates the venv)"),
+    let Some(py) = tollgate_tests::env::python() else {
+        return;
     };
     let (fake, gw, key) = setup().await;
     let tool_turns = json!([

@@ -7,31 +7,13 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::{path::PathBuf, process::Command};
+use tollgate_tests::env::{python, skip};
 
 use serde_json::{json, Value};
 use tollgate_tests::{
     fake::FakeProvider,
     gateway::{standard_config, temp_dir, Gateway, PROVIDER_KEY},
 };
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-fn skip(why: &str) {
-    assert!(!in_ci(), "required under CI: {why}");
-    eprintln!("SKIPPED: {why}");
-}
-
-fn python() -> Option<String> {
-    match std::env::var("TOLLGATE_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            skip("TOLLGATE_TEST_PYTHON is not set (scripts/test.sh creates the venv)");
-            None
-        }
-    }
-}
 
 fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
