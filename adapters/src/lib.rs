@@ -9,6 +9,7 @@
 mod adapter;
 pub mod anthropic;
 pub mod azure;
+pub mod cohere;
 pub mod echo;
 pub mod gemini;
 pub mod openai_compat;

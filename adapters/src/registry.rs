@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    anthropic::AnthropicAdapter, azure::AzureAdapter, gemini::GeminiAdapter, openai_compat::OpenAiCompat,
-    Adapter,
+    anthropic::AnthropicAdapter, azure::AzureAdapter, cohere::CohereAdapter, gemini::GeminiAdapter,
+    openai_compat::OpenAiCompat, Adapter,
 };
 
 /// How a provider expects its credential.
@@ -28,6 +28,7 @@ pub enum ProviderKind {
     Azure,
     Anthropic,
     Gemini,
+    Cohere,
     OpenaiCompat,
     Mistral,
     Groq,
@@ -79,6 +80,7 @@ impl ProviderKind {
                 XGoogApiKey,
                 false,
             ),
+            ProviderKind::Cohere => info("cohere", Some("https://api.cohere.com"), Bearer, false),
             ProviderKind::OpenaiCompat => info("openai_compat", None, Bearer, true),
             ProviderKind::Mistral => info("mistral", Some("https://api.mistral.ai/v1"), Bearer, false),
             ProviderKind::Groq => info("groq", Some("https://api.groq.com/openai/v1"), Bearer, true),
@@ -126,6 +128,7 @@ impl ProviderKind {
             ProviderKind::Azure => Some(Box::new(AzureAdapter)),
             ProviderKind::Anthropic => Some(Box::new(AnthropicAdapter)),
             ProviderKind::Gemini => Some(Box::new(GeminiAdapter)),
+            ProviderKind::Cohere => Some(Box::new(CohereAdapter)),
             _ => Some(Box::new(OpenAiCompat {
                 auth: self.auth_style(),
                 stream_options: self.info().stream_options,
