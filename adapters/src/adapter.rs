@@ -114,6 +114,13 @@ pub trait Adapter: Send + Sync {
     /// Classifies a non-2xx answer.
     fn parse_error(&self, status: u16, body: &[u8]) -> UpstreamError;
 
+    /// The adapter speaking `model`'s API, for providers that serve several APIs under one endpoint
+    /// (Vertex AI: Gemini and Anthropic models). Default `None`: this adapter serves every model.
+    /// The gateway resolves it once per target with `<dyn Adapter>::for_model`, before any other call.
+    fn model_adapter(&self, _model: &str) -> Option<&dyn Adapter> {
+        None
+    }
+
     /// Whether this provider serves `op` at all; routing skips targets that do not, so a model can
     /// mix providers. Default: every operation.
     fn supports(&self, _op: Operation) -> bool {
@@ -138,4 +145,11 @@ pub trait StreamTranslator: Send {
     fn model(&self) -> Option<&str>;
     /// Whether the provider signalled the natural end of the stream.
     fn finished(&self) -> bool;
+}
+
+impl dyn Adapter + '_ {
+    /// The adapter for requests to `model` on this provider: [`Adapter::model_adapter`] or `self`.
+    pub fn for_model(&self, model: &str) -> &dyn Adapter {
+        self.model_adapter(model).unwrap_or(self)
+    }
 }

@@ -16,6 +16,7 @@ pub mod openai_compat;
 mod openai_out;
 mod registry;
 pub mod stream;
+pub mod vertex;
 
 pub use adapter::{
     Adapter, AdapterError, Operation, Parsed, StreamTranslator, Target, UpstreamError, UpstreamRequest,

@@ -18,6 +18,9 @@ pub enum AuthStyle {
     XApiKey,
     /// `x-goog-api-key: <key>` (Google Gemini)
     XGoogApiKey,
+    /// `Authorization: Bearer <token>` with a short-lived OAuth access token that the gateway mints
+    /// from a Google service account (Vertex AI), or a static token from `api_key_env`.
+    GoogleOAuth,
 }
 
 /// Every provider kind a `[[providers]]` entry may name.
@@ -28,6 +31,7 @@ pub enum ProviderKind {
     Azure,
     Anthropic,
     Gemini,
+    Vertex,
     Cohere,
     OpenaiCompat,
     Mistral,
@@ -81,6 +85,8 @@ impl ProviderKind {
                 false,
             ),
             ProviderKind::Cohere => info("cohere", Some("https://api.cohere.com"), Bearer, false),
+            // The base URL depends on `project` and `location` (see `vertex::base_url`).
+            ProviderKind::Vertex => info("vertex", None, GoogleOAuth, false),
             ProviderKind::OpenaiCompat => info("openai_compat", None, Bearer, true),
             ProviderKind::Mistral => info("mistral", Some("https://api.mistral.ai/v1"), Bearer, false),
             ProviderKind::Groq => info("groq", Some("https://api.groq.com/openai/v1"), Bearer, true),
@@ -128,6 +134,7 @@ impl ProviderKind {
             ProviderKind::Azure => Some(Box::new(AzureAdapter)),
             ProviderKind::Anthropic => Some(Box::new(AnthropicAdapter)),
             ProviderKind::Gemini => Some(Box::new(GeminiAdapter)),
+            ProviderKind::Vertex => Some(Box::new(crate::vertex::VertexAdapter)),
             ProviderKind::Cohere => Some(Box::new(CohereAdapter)),
             _ => Some(Box::new(OpenAiCompat {
                 auth: self.auth_style(),

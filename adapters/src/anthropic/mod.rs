@@ -74,11 +74,7 @@ impl Adapter for AnthropicAdapter {
                 param: None,
             });
         }
-        let req = request::convert(&body, target.model, stream)?;
-        let body = serde_json::to_vec(&req).map_err(|e| AdapterError::InvalidRequest {
-            message: e.to_string(),
-            param: None,
-        })?;
+        let body = messages_body(&body, Some(target.model), None, stream)?;
         let mut headers = base_headers(AuthStyle::XApiKey, target.api_key)?;
         headers.insert(
             HeaderName::from_static("anthropic-version"),
@@ -87,7 +83,7 @@ impl Adapter for AnthropicAdapter {
         Ok(UpstreamRequest {
             url: join_url(target.base_url, "messages"),
             headers,
-            body: Bytes::from(body),
+            body,
         })
     }
 
@@ -102,6 +98,25 @@ impl Adapter for AnthropicAdapter {
     fn parse_error(&self, status: u16, body: &[u8]) -> UpstreamError {
         parse_error(status, body)
     }
+}
+
+/// The Messages request body for an OpenAI chat body (without `model`). `model` is `None` and
+/// `anthropic_version` set where the platform wants them so (Vertex AI: model in the URL, version in
+/// the body).
+pub(crate) fn messages_body(
+    body: &Map<String, Value>,
+    model: Option<&str>,
+    anthropic_version: Option<&str>,
+    stream: bool,
+) -> Result<Bytes, AdapterError> {
+    let mut req = request::convert(body, model, stream)?;
+    req.anthropic_version = anthropic_version;
+    serde_json::to_vec(&req)
+        .map(Bytes::from)
+        .map_err(|e| AdapterError::InvalidRequest {
+            message: e.to_string(),
+            param: None,
+        })
 }
 
 /// Reads `{"type":"error","error":{"type","message"}}`. Rate limits, overload (529), timeouts and

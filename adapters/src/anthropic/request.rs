@@ -24,10 +24,11 @@ fn invalid(message: impl Into<String>, param: impl Into<String>) -> AdapterError
     }
 }
 
-/// Builds the Messages request for `model` from an OpenAI chat body (without `model`).
+/// Builds the Messages request for `model` from an OpenAI chat body (without `model`); `model` is
+/// `None` where the URL names it (Vertex AI).
 pub(crate) fn convert<'a>(
     body: &'a Map<String, Value>,
-    model: &'a str,
+    model: Option<&'a str>,
     stream: bool,
 ) -> Result<MessagesRequest<'a>, AdapterError> {
     if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
@@ -93,6 +94,7 @@ pub(crate) fn convert<'a>(
         .filter(|u| !u.is_empty());
 
     Ok(MessagesRequest {
+        anthropic_version: None,
         model,
         max_tokens,
         messages,

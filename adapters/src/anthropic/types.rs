@@ -12,7 +12,12 @@ use serde_json::Value;
 /// `POST /v1/messages` body.
 #[derive(Debug, Serialize)]
 pub(crate) struct MessagesRequest<'a> {
-    pub model: &'a str,
+    /// Vertex AI names the API version in the body (`vertex-2023-10-16`) instead of a header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anthropic_version: Option<&'a str>,
+    /// `None` where the model is named by the URL instead (Vertex AI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<&'a str>,
     pub max_tokens: u64,
     pub messages: Vec<Message<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -17,22 +17,7 @@ pub(crate) fn convert_request<'a>(
     body: &'a Map<String, Value>,
     model: &'a str,
 ) -> Result<BatchEmbedContentsRequest<'a>, AdapterError> {
-    let inputs: Vec<&str> = match body.get("input") {
-        Some(Value::String(s)) => vec![s],
-        Some(Value::Array(items)) if !items.is_empty() => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| invalid("gemini embeds text inputs only (no token arrays)", "input"))
-            })
-            .collect::<Result<_, _>>()?,
-        _ => {
-            return Err(invalid(
-                "`input` must be a string or an array of strings",
-                "input",
-            ))
-        }
-    };
+    let inputs = text_inputs(body, "gemini")?;
     let output_dimensionality = body.get("dimensions").and_then(Value::as_u64);
     let requests = inputs
         .into_iter()
@@ -46,6 +31,34 @@ pub(crate) fn convert_request<'a>(
         })
         .collect();
     Ok(BatchEmbedContentsRequest { requests })
+}
+
+/// The client's `input` as strings (one string or a non-empty array of them); token arrays are
+/// refused, naming `provider`.
+pub(crate) fn text_inputs<'a>(
+    body: &'a Map<String, Value>,
+    provider: &str,
+) -> Result<Vec<&'a str>, AdapterError> {
+    Ok(match body.get("input") {
+        Some(Value::String(s)) => vec![s],
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|v| {
+                v.as_str().ok_or_else(|| {
+                    invalid(
+                        format!("{provider} embeds text inputs only (no token arrays)"),
+                        "input",
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(invalid(
+                "`input` must be a string or an array of strings",
+                "input",
+            ))
+        }
+    })
 }
 
 /// Converts a `batchEmbedContents` answer into OpenAI's embeddings list. Gemini reports no token

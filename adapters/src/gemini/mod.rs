@@ -77,12 +77,11 @@ impl Adapter for GeminiAdapter {
         };
         let (method, body) = match op {
             Operation::Chat => {
-                let req = request::convert(&body)?;
                 let method = match stream {
                     true => "streamGenerateContent?alt=sse",
                     false => "generateContent",
                 };
-                (method, to_bytes(serde_json::to_vec(&req))?)
+                (method, generate_content_body(&body)?)
             }
             Operation::Embeddings => {
                 let name = format!("models/{model}");
@@ -118,6 +117,19 @@ impl Adapter for GeminiAdapter {
         parse_error(status, body)
     }
 }
+
+/// The `generateContent` body for an OpenAI chat body (also what Vertex AI's Gemini models take).
+pub(crate) fn generate_content_body(body: &Map<String, Value>) -> Result<Bytes, AdapterError> {
+    let req = request::convert(body)?;
+    serde_json::to_vec(&req)
+        .map(Bytes::from)
+        .map_err(|e| AdapterError::InvalidRequest {
+            message: e.to_string(),
+            param: None,
+        })
+}
+
+pub(crate) use embeddings::text_inputs as embedding_inputs;
 
 /// Reads Google's `{"error": {"code", "message", "status"}}` (also wrapped in a one-element array, as
 /// streaming endpoints send it). Rate limits (429 `RESOURCE_EXHAUSTED`), 500, 502, 503

@@ -26,7 +26,7 @@ pub(crate) fn base_headers(auth: AuthStyle, api_key: Option<&str>) -> Result<Hea
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(key) = api_key {
         let (name, value) = match auth {
-            AuthStyle::Bearer => (header::AUTHORIZATION, format!("Bearer {key}")),
+            AuthStyle::Bearer | AuthStyle::GoogleOAuth => (header::AUTHORIZATION, format!("Bearer {key}")),
             AuthStyle::ApiKeyHeader => (header::HeaderName::from_static("api-key"), key.to_string()),
             AuthStyle::XApiKey => (header::HeaderName::from_static("x-api-key"), key.to_string()),
             AuthStyle::XGoogApiKey => (header::HeaderName::from_static("x-goog-api-key"), key.to_string()),
