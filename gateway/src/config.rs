@@ -294,6 +294,13 @@ struct RawProvider {
     /// Longest silence allowed between two chunks of a stream.
     stream_idle_timeout_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
+    /// Vertex AI (`kind = "vertex"`): Google Cloud project and location (a region or `global`).
+    project: Option<String>,
+    location: Option<String>,
+    /// Vertex AI: a service-account JSON key file (default: `GOOGLE_APPLICATION_CREDENTIALS`).
+    credentials_file: Option<String>,
+    /// Vertex AI: the OAuth token endpoint (default: the key file's `token_uri`).
+    token_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -423,6 +430,8 @@ pub struct Provider {
     pub adapter: Option<Box<dyn Adapter>>,
     /// This provider's HTTP client (its own pool and connect timeout; Nagle off).
     pub client: reqwest::Client,
+    /// Vertex AI with a service account: mints the access token sent as the provider key.
+    pub google_auth: Option<Arc<crate::gcp_auth::TokenSource>>,
 }
 
 impl fmt::Debug for Provider {
@@ -729,10 +738,26 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
         if providers.iter().any(|q| q.name == p.name) {
             errors.push(format!("{at}.name: `{}` is defined twice", p.name));
         }
-        let base_url = match (p.base_url, p.kind.default_base_url()) {
+        let vertex = crate::gcp_auth::vertex_provider(
+            &at,
+            p.kind,
+            &crate::gcp_auth::VertexFields {
+                project: p.project,
+                location: p.location,
+                credentials_file: p.credentials_file,
+                token_url: p.token_url,
+            },
+            p.base_url.is_some(),
+            p.api_key_env.is_some(),
+            getenv,
+            &mut errors,
+        );
+        let base_url = match (p.base_url.or(vertex.base_url), p.kind.default_base_url()) {
             (Some(url), _) => url,
             (None, Some(default)) => default.to_string(),
             (None, None) if !p.kind.is_network() => String::new(),
+            // `vertex_provider` reported the missing project or location.
+            (None, None) if p.kind == ProviderKind::Vertex => String::new(),
             (None, None) => {
                 errors.push(format!("{at}.base_url: required for kind `{}`", p.kind.as_str()));
                 String::new()
@@ -772,7 +797,16 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
                 errors.push(format!("{at}: cannot build an HTTP client: {e}"));
                 reqwest::Client::new()
             });
+        let google_auth = vertex.account.map(|(account, token_url)| {
+            Arc::new(crate::gcp_auth::TokenSource::new(
+                &p.name,
+                account,
+                token_url,
+                client.clone(),
+            ))
+        });
         providers.push(Arc::new(Provider {
+            google_auth,
             client,
             adapter: p.kind.adapter(),
             name: p.name,

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clickhouse;
 pub mod config;
 pub mod error;
+pub mod gcp_auth;
 pub mod jwt;
 pub mod metrics;
 pub mod proxy;

@@ -314,7 +314,12 @@ async fn proxy(
 
     let plan = routing::plan(&cfg, &model, op, &st.health, |m| key.allows_model(m));
     let Some((first, _)) = plan.first() else {
-        let serves = |t: &ModelTarget| t.provider.adapter.as_ref().is_none_or(|a| a.supports(op));
+        let serves = |t: &ModelTarget| {
+            t.provider
+                .adapter
+                .as_ref()
+                .is_none_or(|a| a.for_model(&t.model).supports(op))
+        };
         if !model.targets.iter().any(serves) {
             return Err(ApiError::invalid(
                 format!(
@@ -336,7 +341,7 @@ async fn proxy(
         .provider
         .adapter
         .as_ref()
-        .and_then(|a| a.default_max_tokens());
+        .and_then(|a| a.for_model(&first.model).default_max_tokens());
     let estimate = estimate_usage(&cfg, op, &req, body_len, default_out);
     let est_cost = price_of(&cfg, first).map_or(tollgate_policy::Usd(0), |p| p.cost(&estimate));
     let quota_plan = Plan::for_principal(&principal, estimate.input + estimate.output, est_cost, now_ms());
@@ -586,10 +591,23 @@ async fn attempt_target(
     let Some(adapter) = provider.adapter.as_deref() else {
         return Ok(echo_answer(op, req, body, target, guard));
     };
+    let adapter = adapter.for_model(&target.model);
+    // Vertex AI with a service account: the key is a short-lived access token, minted on demand.
+    let token = match &provider.google_auth {
+        Some(source) => Some(source.token().await.map_err(|e| Failure {
+            error: ApiError::BadGateway(format!(
+                "provider `{}`: could not get a Google access token: {}",
+                provider.name, e.message
+            )),
+            retryable: e.retryable,
+            fallback: true,
+        })?),
+        None => None,
+    };
     let t = Target {
         base_url: &provider.base_url,
         model: &target.model,
-        api_key: provider.api_key.as_ref().map(|k| k.expose()),
+        api_key: token.as_deref().or(provider.api_key.as_ref()).map(|k| k.expose()),
         api_version: provider.api_version.as_deref(),
     };
     let up = adapter
@@ -632,9 +650,13 @@ async fn attempt_target(
             _ => Bytes::new(),
         };
         let err = adapter.parse_error(status.as_u16(), &body);
+        let mut message = scrub(&err.message, provider);
+        if let Some(t) = token.as_deref().map(|t| t.expose()).filter(|t| t.len() >= 4) {
+            message = message.replace(t, "***");
+        }
         let error = ApiError::Upstream {
             status: err.status,
-            message: scrub(&err.message, provider),
+            message,
             kind: err.kind,
             param: err.param,
         };

@@ -135,7 +135,12 @@ impl Health {
 
 /// One model's targets in the order this request tries them.
 fn order<'a>(model: &'a Model, op: Operation, health: &Health) -> Vec<&'a ModelTarget> {
-    let serves = |t: &&ModelTarget| t.provider.adapter.as_ref().is_none_or(|a| a.supports(op));
+    let serves = |t: &&ModelTarget| {
+        t.provider
+            .adapter
+            .as_ref()
+            .is_none_or(|a| a.for_model(&t.model).supports(op))
+    };
     let mut targets: Vec<&ModelTarget> = model
         .targets
         .iter()
