@@ -9,6 +9,7 @@ pub mod clickhouse;
 pub mod env;
 pub mod fake;
 pub mod fake_anthropic;
+pub mod fake_cohere;
 pub mod fake_gemini;
 pub mod gateway;
 pub mod redis;

@@ -1,0 +1,533 @@
+//! End-to-end: the real binary in front of the fake Cohere v2 API. OpenAI-shaped requests go in,
+//! Cohere requests come out (checked field by field and against Cohere's own OpenAPI spec,
+//! `../shared/specs/cohere/cohere-openapi.yaml`), and the answers come back OpenAI-shaped.
+//!
+//! The spec check needs the Python venv `scripts/test.sh` installs (`TOLLGATE_TEST_PYTHON`). Without
+//! it, or without the spec, that test says why and skips, except under CI (`CI=true`), where it fails.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::{path::PathBuf, process::Command};
+
+use serde_json::{json, Value};
+use tollgate_tests::{
+    env::skip,
+    fake_cohere::{FakeCohere, MESSAGE_ID, TOOL_CALL_ID, TOOL_PLAN},
+    gateway::{temp_dir, Gateway},
+};
+
+const CO_KEY: &str = "co-fake-0123456789abcdef";
+
+fn config(base_url: &str) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "co"
+kind = "cohere"
+base_url = "{base_url}"
+api_key_env = "CO_KEY"
+timeout_ms = 5000
+stream_idle_timeout_ms = 3000
+
+[[models]]
+name = "command"
+targets = [{{ provider = "co", model = "command-fake" }}]
+
+[[models]]
+name = "command-tools"
+targets = [{{ provider = "co", model = "tools" }}]
+
+[[models]]
+name = "command-limited"
+targets = [{{ provider = "co", model = "rate-limited" }}]
+
+[[models]]
+name = "command-error-event"
+targets = [{{ provider = "co", model = "error-event" }}]
+
+[[models]]
+name = "command-with-fallback"
+targets = [{{ provider = "co", model = "rate-limited" }}, {{ provider = "co", model = "command-fake" }}]
+
+[[models]]
+name = "embed"
+targets = [{{ provider = "co", model = "embed-fake" }}]
+"#
+    )
+}
+
+async fn setup() -> (FakeCohere, Gateway, String) {
+    let fake = FakeCohere::start().await;
+    let gw = Gateway::start(&config(&fake.base_url()), &[("CO_KEY", CO_KEY)]).await;
+    let key = gw.create_key(&[]).await;
+    (fake, gw, key)
+}
+
+fn user(text: &str) -> Value {
+    json!([{"role": "user", "content": text}])
+}
+
+fn weather_tool() -> Value {
+    json!({"type": "function", "function": {"name": "get_weather", "description": "weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}})
+}
+
+/// The `data:` payloads of an SSE body, `[DONE]` excluded, parsed; panics unless `[DONE]` ends it.
+async fn sse_chunks(res: reqwest::Response) -> Vec<Value> {
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let text = res.text().await.unwrap();
+    let payloads: Vec<&str> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .collect();
+    assert_eq!(payloads.last(), Some(&"[DONE]"), "{text}");
+    payloads[..payloads.len() - 1]
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect()
+}
+
+async fn embeddings(gw: &Gateway, key: &str, body: Value) -> reqwest::Response {
+    gw.http
+        .post(gw.url("/v1/embeddings"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn chat_becomes_a_v2_chat_call_with_bearer_auth() {
+    let (fake, gw, key) = setup().await;
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "command", "user": "end-user-7", "temperature": 0.2, "max_tokens": 100,
+            "documents": ["Paris is in France."], "messages": [
+            {"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tollgate-provider"], "co");
+    assert_eq!(res.headers()["x-tollgate-model"], "command-fake");
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["id"], MESSAGE_ID);
+    assert_eq!(
+        v["choices"][0]["message"],
+        json!({"role": "assistant", "content": "fake: hello there", "refusal": null})
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        (
+            &v["usage"]["prompt_tokens"],
+            &v["usage"]["completion_tokens"],
+            &v["usage"]["prompt_tokens_details"]["cached_tokens"]
+        ),
+        (&json!(11), &json!(7), &json!(5)),
+        "billed units, cached tokens"
+    );
+
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v2/chat");
+    assert_eq!(sent.headers["authorization"], format!("Bearer {CO_KEY}"));
+    assert!(
+        !format!("{:?}", sent.headers).contains(&key),
+        "client key leaked upstream"
+    );
+    assert_eq!(
+        sent.body,
+        json!({"model": "command-fake", "max_tokens": 100, "temperature": 0.2,
+            "documents": ["Paris is in France."],
+            "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]})
+    );
+    let e = &gw.wait_events(1).await[0];
+    assert_eq!(
+        (
+            e["status"].as_u64(),
+            e["provider"].as_str(),
+            e["served_model"].as_str()
+        ),
+        (Some(200), Some("co"), Some("command-fake"))
+    );
+    assert_eq!(
+        (
+            e["input_tokens"].as_u64(),
+            e["output_tokens"].as_u64(),
+            e["cached_input_tokens"].as_u64()
+        ),
+        (Some(11), Some(7), Some(5)),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn streamed_text_arrives_as_openai_chunks_with_usage() {
+    let (fake, gw, key) = setup().await;
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "command", "stream": true, "stream_options": {"include_usage": true},
+            "messages": user("stream me please")}),
+        )
+        .await;
+    let chunks = sse_chunks(res).await;
+    assert_eq!(fake.requests()[0].body["stream"], true);
+    assert!(fake.requests()[0].body.get("stream_options").is_none());
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk" && c["id"] == MESSAGE_ID));
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "fake: stream me please");
+    let finish: Vec<&str> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
+        .collect();
+    assert_eq!(finish, ["stop"]);
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(
+        (
+            last["usage"]["prompt_tokens"].as_u64(),
+            last["usage"]["completion_tokens"].as_u64()
+        ),
+        (Some(11), Some(7))
+    );
+
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "command", "stream": true, "messages": user("x")}),
+        )
+        .await;
+    let plain = sse_chunks(res).await;
+    assert!(
+        plain.iter().all(|c| c.get("usage").is_none()),
+        "usage chunk only when asked"
+    );
+
+    for e in gw.wait_events(2).await {
+        assert_eq!(
+            (e["streamed"].as_bool(), e["status"].as_u64()),
+            (Some(true), Some(200))
+        );
+        assert_eq!(
+            (
+                e["input_tokens"].as_u64(),
+                e["output_tokens"].as_u64(),
+                e["cached_input_tokens"].as_u64()
+            ),
+            (Some(11), Some(7), Some(5)),
+            "{e}"
+        );
+        assert!(e["ttft_ms"].is_u64(), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn streamed_tool_call_arguments_reassemble_at_index_0() {
+    let (_fake, gw, key) = setup().await;
+    let res = gw
+        .chat(&key, json!({"model": "command-tools", "stream": true, "messages": user("weather?"), "tools": [weather_tool()]}))
+        .await;
+    let chunks = sse_chunks(res).await;
+    let mut args = String::new();
+    let mut ids = Vec::new();
+    for c in &chunks {
+        for call in c["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert_eq!(call["index"], 0);
+            ids.extend(call["id"].as_str().map(str::to_string));
+            args.push_str(call["function"]["arguments"].as_str().unwrap());
+        }
+    }
+    assert_eq!(ids, [TOOL_CALL_ID]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).unwrap(),
+        json!({"city": "Paris"})
+    );
+    let plan: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(plan, TOOL_PLAN);
+    let finish: Vec<&str> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
+        .collect();
+    assert_eq!(finish, ["tool_calls"]);
+}
+
+#[tokio::test]
+async fn tool_call_and_tool_result_round_trip() {
+    let (fake, gw, key) = setup().await;
+    let ask = json!([{"role": "user", "content": "weather in Paris?"}]);
+    let res = gw
+        .chat(&key, json!({"model": "command-tools", "messages": ask, "tools": [weather_tool()], "tool_choice": "required"}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    let message = v["choices"][0]["message"].clone();
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(message["content"], TOOL_PLAN);
+    assert_eq!(
+        message["tool_calls"],
+        json!([{"id": TOOL_CALL_ID, "type": "function",
+        "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}])
+    );
+    assert_eq!(fake.requests()[0].body["tool_choice"], "REQUIRED");
+    assert_eq!(fake.requests()[0].body["tools"][0], weather_tool());
+
+    let mut turns = ask.as_array().unwrap().clone();
+    turns.push(message);
+    turns.push(json!({"role": "tool", "tool_call_id": TOOL_CALL_ID, "content": "sunny, 21 C"}));
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "command", "messages": turns, "tools": [weather_tool()]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "fake: weather in Paris? sunny, 21 C"
+    );
+    let sent = &fake.requests()[1].body;
+    assert_eq!(
+        sent["messages"][1],
+        json!({"role": "assistant", "tool_plan": TOOL_PLAN, "tool_calls": [{"id": TOOL_CALL_ID,
+            "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]})
+    );
+    assert_eq!(
+        sent["messages"][2],
+        json!({"role": "tool", "tool_call_id": TOOL_CALL_ID, "content": "sunny, 21 C"})
+    );
+
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "command-tools", "messages": user("x"), "tools": [weather_tool()],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}),
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "tool_choice", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("named tool"),
+        "{v}"
+    );
+    assert_eq!(fake.requests().len(), 2, "a refused request never reaches cohere");
+}
+
+#[tokio::test]
+async fn embeddings_become_v2_embed_with_usage() {
+    let (fake, gw, key) = setup().await;
+    let res = embeddings(
+        &gw,
+        &key,
+        json!({"model": "embed", "input": ["hello world", "bye"], "encoding_format": "float"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["object"], "list");
+    assert_eq!(
+        v["data"],
+        json!([{"object": "embedding", "index": 0, "embedding": [11.0, 0.5, -0.25]},
+               {"object": "embedding", "index": 1, "embedding": [3.0, 0.5, -0.25]}])
+    );
+    assert_eq!(v["usage"], json!({"prompt_tokens": 3, "total_tokens": 3}));
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v2/embed");
+    assert_eq!(
+        sent.body,
+        json!({"model": "embed-fake", "texts": ["hello world", "bye"], "input_type": "search_document",
+            "embedding_types": ["float"]})
+    );
+
+    // base64, as the OpenAI SDKs ask by default: little-endian f32 of the float vector.
+    let res = embeddings(
+        &gw,
+        &key,
+        json!({"model": "embed", "input": "abcd", "encoding_format": "base64", "input_type": "search_query"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    // 4.0f32 = 00 00 80 40, 0.5f32 = 00 00 00 3f, -0.25f32 = 00 00 80 be
+    assert_eq!(v["data"][0]["embedding"], "AACAQAAAAD8AAIC+");
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(sent.body["input_type"], "search_query");
+    assert_eq!(sent.body["embedding_types"], json!(["float", "base64"]));
+
+    let events = gw.wait_events(2).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["input_tokens"] == 3 && e["status"] == 200),
+        "{events:?}"
+    );
+
+    let res = embeddings(&gw, &key, json!({"model": "embed", "input": [[1, 2, 3]]})).await;
+    assert_eq!(res.status(), 400);
+    let res = gw
+        .http
+        .post(gw.url("/v1/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "command", "prompt": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "no legacy completions");
+    assert_eq!(fake.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn rate_limited_429_falls_over_or_is_returned_as_429() {
+    let (fake, gw, key) = setup().await;
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "command-with-fallback", "messages": user("hi")}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tollgate-model"], "command-fake");
+    let models: Vec<Value> = fake.requests().iter().map(|r| r.body["model"].clone()).collect();
+    assert_eq!(models.first(), Some(&json!("rate-limited")));
+    assert_eq!(models.last(), Some(&json!("command-fake")));
+    let e = &gw.wait_events(1).await[0];
+    assert!(e["attempts"].as_u64().unwrap() >= 2, "{e}");
+
+    let res = gw
+        .chat(&key, json!({"model": "command-limited", "messages": user("hi")}))
+        .await;
+    assert_eq!(res.status(), 429);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "rate_limit_error", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("Trial key"),
+        "{v}"
+    );
+    assert!(!v.to_string().contains(CO_KEY));
+}
+
+#[tokio::test]
+async fn stream_ending_in_error_ends_the_stream_with_an_error() {
+    let (_fake, gw, key) = setup().await;
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "command-error-event", "stream": true, "messages": user("hi")}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    assert!(text.contains("\"content\":\"fake\""), "{text}");
+    assert!(text.contains("internal server error"), "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
+    let e = &gw.wait_events(1).await[0];
+    assert_eq!(e["status"], 502, "{e}");
+}
+
+#[tokio::test]
+async fn requests_sent_to_cohere_conform_to_the_spec() {
+    let spec =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/cohere/cohere-openapi.yaml");
+    if !spec.exists() {
+        return skip(&format!("{} is missing", spec.display()));
+    }
+    let Some(py) = tollgate_tests::env::python() else {
+        return;
+    };
+    let (fake, gw, key) = setup().await;
+    let tool_turns = json!([
+        {"role": "user", "content": "weather in Paris?"},
+        {"role": "assistant", "content": "Let me look.", "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]);
+    let chats = [
+        json!({"model": "command", "messages": user("hi")}),
+        json!({"model": "command", "stream": true, "stream_options": {"include_usage": true},
+               "messages": [{"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}]}),
+        json!({"model": "command-tools", "messages": user("weather?"), "tools": [weather_tool()], "tool_choice": "auto",
+               "parallel_tool_calls": false}),
+        json!({"model": "command-tools", "stream": true, "messages": user("weather?"), "tools": [weather_tool()],
+               "tool_choice": "required"}),
+        json!({"model": "command", "messages": tool_turns, "tools": [weather_tool()], "tool_choice": "none"}),
+        json!({"model": "command", "messages": [{"role": "system", "content": "one"}, {"role": "system", "content": [{"type": "text", "text": "two"}]},
+            {"role": "user", "content": [{"type": "text", "text": "describe"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "a cat"}], "refusal": null},
+            {"role": "user", "content": "and this"}],
+            "logprobs": true, "top_logprobs": 3, "n": 1, "seed": 7, "stop": ["\n\n"], "user": "u-42", "temperature": 1.5,
+            "top_p": 1, "max_completion_tokens": 64, "metadata": {"team": "a"}, "frequency_penalty": -0.1,
+            "presence_penalty": 2, "store": false, "service_tier": "auto", "x_unknown": true,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "d", "strict": true, "schema": {"type": "object",
+                "properties": {"d": {"type": "string"}}, "required": ["d"], "additionalProperties": false}}}}),
+        json!({"model": "command", "messages": user("think"), "reasoning_effort": "high", "response_format": {"type": "json_object"}}),
+        json!({"model": "command", "messages": user("penguins?"), "reasoning_effort": "none",
+               "documents": ["Emperor penguins are the tallest.", {"id": "d2", "data": {"title": "Habitat", "text": "Antarctica"}}],
+               "citation_options": {"mode": "ACCURATE"}, "safety_mode": "OFF", "top_k": 40,
+               "tools": [{"type": "function", "function": {"name": "now", "strict": true}}]}),
+    ];
+    for body in &chats {
+        let res = gw.chat(&key, body.clone()).await;
+        assert_eq!(res.status(), 200, "{body}");
+        res.bytes().await.unwrap();
+    }
+    let embeds = [
+        json!({"model": "embed", "input": "one"}),
+        json!({"model": "embed", "input": ["a", "b"], "encoding_format": "base64", "dimensions": 256, "user": "u",
+               "input_type": "classification", "truncate": "START"}),
+    ];
+    for body in &embeds {
+        let res = embeddings(&gw, &key, body.clone()).await;
+        assert_eq!(res.status(), 200, "{body}");
+    }
+    let dir = temp_dir("cohere-spec");
+    let requests = fake.requests();
+    assert_eq!(requests.len(), chats.len() + embeds.len());
+    for (i, r) in requests.iter().enumerate() {
+        let endpoint = r.path.strip_prefix("/v2/").unwrap();
+        std::fs::write(
+            dir.join(format!("{i:02}.{endpoint}.json")),
+            serde_json::to_vec_pretty(&r.body).unwrap(),
+        )
+        .unwrap();
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/validate_cohere.py");
+    let dir2 = dir.clone();
+    let out = tokio::task::spawn_blocking(move || Command::new(py).arg(script).arg(spec).arg(&dir2).output())
+        .await
+        .unwrap()
+        .expect("run python");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(
+        out.status.success(),
+        "validator exited {:?}:\n{text}",
+        out.status.code()
+    );
+    assert!(
+        text.contains(&format!("spec: {} passed, 0 failed", chats.len() + embeds.len())),
+        "{text}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
