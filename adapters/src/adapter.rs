@@ -92,6 +92,16 @@ pub enum AdapterError {
     Config(String),
 }
 
+/// How an upstream stream body is framed; the gateway decodes it with a
+/// [`Framer`](crate::eventstream::Framer) of this kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `text/event-stream`
+    Sse,
+    /// `application/vnd.amazon.eventstream` (AWS Bedrock).
+    AwsEventStream,
+}
+
 /// Converts one provider's API. Implementations hold no per-request state; per-stream state lives in
 /// the [`StreamTranslator`] they create.
 pub trait Adapter: Send + Sync {
@@ -131,6 +141,36 @@ pub trait Adapter: Send + Sync {
     /// `None` when the provider decides (the gateway then uses its configured default).
     fn default_max_tokens(&self) -> Option<u64> {
         None
+    }
+
+    /// [`parse_response`](Adapter::parse_response) for an answer from `model` (the provider's model
+    /// name the request went to), for providers whose answers do not name their model. The gateway
+    /// calls this one. Default: `parse_response`.
+    fn parse_response_for(&self, op: Operation, body: Bytes, _model: &str) -> Result<Parsed, AdapterError> {
+        self.parse_response(op, body)
+    }
+
+    /// [`stream_translator`](Adapter::stream_translator) for a stream from `model`, as
+    /// [`parse_response_for`](Adapter::parse_response_for). The gateway calls this one. Default:
+    /// `stream_translator`.
+    fn stream_translator_for(
+        &self,
+        op: Operation,
+        client_wants_usage: bool,
+        _model: &str,
+    ) -> Box<dyn StreamTranslator> {
+        self.stream_translator(op, client_wants_usage)
+    }
+
+    /// How this provider frames its streams. Default: Server-Sent Events.
+    fn stream_framing(&self) -> Framing {
+        Framing::Sse
+    }
+
+    /// Credentials the adapter holds itself (e.g. AWS signing keys), which the gateway removes from
+    /// any upstream text it shows or logs. Default: none (the key in [`Target`] is scrubbed anyway).
+    fn secrets(&self) -> Vec<&str> {
+        Vec::new()
     }
 }
 

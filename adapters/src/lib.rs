@@ -9,8 +9,10 @@
 mod adapter;
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 pub mod cohere;
 pub mod echo;
+pub mod eventstream;
 pub mod gemini;
 pub mod openai_compat;
 mod openai_out;
@@ -19,6 +21,7 @@ pub mod stream;
 pub mod vertex;
 
 pub use adapter::{
-    Adapter, AdapterError, Operation, Parsed, StreamTranslator, Target, UpstreamError, UpstreamRequest,
+    Adapter, AdapterError, Framing, Operation, Parsed, StreamTranslator, Target, UpstreamError,
+    UpstreamRequest,
 };
 pub use registry::{AuthStyle, ProviderKind};

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    anthropic::AnthropicAdapter, azure::AzureAdapter, cohere::CohereAdapter, gemini::GeminiAdapter,
-    openai_compat::OpenAiCompat, Adapter,
+    anthropic::AnthropicAdapter, azure::AzureAdapter, bedrock::BedrockAdapter, cohere::CohereAdapter,
+    gemini::GeminiAdapter, openai_compat::OpenAiCompat, Adapter,
 };
 
 /// How a provider expects its credential.
@@ -18,6 +18,8 @@ pub enum AuthStyle {
     XApiKey,
     /// `x-goog-api-key: <key>` (Google Gemini)
     XGoogApiKey,
+    /// AWS Signature Version 4, computed by the adapter from its own credentials (Bedrock).
+    AwsSigV4,
     /// `Authorization: Bearer <token>` with a short-lived OAuth access token that the gateway mints
     /// from a Google service account (Vertex AI), or a static token from `api_key_env`.
     GoogleOAuth,
@@ -33,6 +35,7 @@ pub enum ProviderKind {
     Gemini,
     Vertex,
     Cohere,
+    Bedrock,
     OpenaiCompat,
     Mistral,
     Groq,
@@ -87,6 +90,8 @@ impl ProviderKind {
             ProviderKind::Cohere => info("cohere", Some("https://api.cohere.com"), Bearer, false),
             // The base URL depends on `project` and `location` (see `vertex::base_url`).
             ProviderKind::Vertex => info("vertex", None, GoogleOAuth, false),
+            // The base URL depends on the region: see `bedrock::default_base_url`.
+            ProviderKind::Bedrock => info("bedrock", None, AwsSigV4, false),
             ProviderKind::OpenaiCompat => info("openai_compat", None, Bearer, true),
             ProviderKind::Mistral => info("mistral", Some("https://api.mistral.ai/v1"), Bearer, false),
             ProviderKind::Groq => info("groq", Some("https://api.groq.com/openai/v1"), Bearer, true),
@@ -134,6 +139,9 @@ impl ProviderKind {
             ProviderKind::Azure => Some(Box::new(AzureAdapter)),
             ProviderKind::Anthropic => Some(Box::new(AnthropicAdapter)),
             ProviderKind::Gemini => Some(Box::new(GeminiAdapter)),
+            // Without credentials: parses answers, refuses to build requests. The gateway's config
+            // builds the signing one.
+            ProviderKind::Bedrock => Some(Box::new(BedrockAdapter::default())),
             ProviderKind::Vertex => Some(Box::new(crate::vertex::VertexAdapter)),
             ProviderKind::Cohere => Some(Box::new(CohereAdapter)),
             _ => Some(Box::new(OpenAiCompat {

@@ -30,6 +30,11 @@ pub(crate) fn base_headers(auth: AuthStyle, api_key: Option<&str>) -> Result<Hea
             AuthStyle::ApiKeyHeader => (header::HeaderName::from_static("api-key"), key.to_string()),
             AuthStyle::XApiKey => (header::HeaderName::from_static("x-api-key"), key.to_string()),
             AuthStyle::XGoogApiKey => (header::HeaderName::from_static("x-goog-api-key"), key.to_string()),
+            AuthStyle::AwsSigV4 => {
+                return Err(AdapterError::Config(
+                    "AWS SigV4 providers sign their requests in their own adapter".into(),
+                ))
+            }
         };
         let mut value = HeaderValue::from_str(&value)
             .map_err(|_| AdapterError::Config("provider key is not a valid header value".into()))?;
