@@ -301,6 +301,13 @@ struct RawProvider {
     credentials_file: Option<String>,
     /// Vertex AI: the OAuth token endpoint (default: the key file's `token_uri`).
     token_url: Option<String>,
+    /// AWS Bedrock (`kind = "bedrock"`): the region (default: `AWS_REGION`, then `AWS_DEFAULT_REGION`).
+    region: Option<String>,
+    /// AWS Bedrock: variables holding the credentials (default: the standard `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`).
+    aws_access_key_id_env: Option<String>,
+    aws_secret_access_key_env: Option<String>,
+    aws_session_token_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -752,12 +759,29 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
             getenv,
             &mut errors,
         );
-        let base_url = match (p.base_url.or(vertex.base_url), p.kind.default_base_url()) {
+        let bedrock = bedrock_provider(
+            &at,
+            p.kind,
+            BedrockFields {
+                region: p.region,
+                access_key_id_env: p.aws_access_key_id_env,
+                secret_access_key_env: p.aws_secret_access_key_env,
+                session_token_env: p.aws_session_token_env,
+            },
+            getenv,
+            &mut errors,
+        );
+        let base_url = match (
+            p.base_url.or(vertex.base_url).or(bedrock.base_url),
+            p.kind.default_base_url(),
+        ) {
             (Some(url), _) => url,
             (None, Some(default)) => default.to_string(),
             (None, None) if !p.kind.is_network() => String::new(),
             // `vertex_provider` reported the missing project or location.
             (None, None) if p.kind == ProviderKind::Vertex => String::new(),
+            // `bedrock_provider` reported the missing region.
+            (None, None) if p.kind == ProviderKind::Bedrock => String::new(),
             (None, None) => {
                 errors.push(format!("{at}.base_url: required for kind `{}`", p.kind.as_str()));
                 String::new()
@@ -808,12 +832,12 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
         providers.push(Arc::new(Provider {
             google_auth,
             client,
-            adapter: p.kind.adapter(),
+            adapter: bedrock.adapter.or_else(|| p.kind.adapter()),
             name: p.name,
             kind: p.kind,
             base_url,
             api_key,
-            available,
+            available: available && bedrock.available,
             api_version: p.api_version,
             timeout: Duration::from_millis(p.timeout_ms.unwrap_or(600_000)),
             first_byte_timeout: Duration::from_millis(
@@ -953,6 +977,103 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
     }
 }
 
+/// The `[[providers]]` fields only `kind = "bedrock"` takes.
+struct BedrockFields {
+    region: Option<String>,
+    access_key_id_env: Option<String>,
+    secret_access_key_env: Option<String>,
+    session_token_env: Option<String>,
+}
+
+/// What a Bedrock provider entry resolves to.
+#[derive(Default)]
+struct BedrockProvider {
+    /// `https://bedrock-runtime.{region}.amazonaws.com`, unless `base_url` overrides it.
+    base_url: Option<String>,
+    /// The signing adapter, when the credentials are set.
+    adapter: Option<Box<dyn Adapter>>,
+    /// False when the credentials' variables are unset: routing skips the provider, as for an unset
+    /// `api_key_env`.
+    available: bool,
+}
+
+/// Resolves a Bedrock entry's region and credentials (from the environment, never from the file),
+/// reporting errors by field path. Other kinds must not set the Bedrock fields.
+fn bedrock_provider(
+    at: &str,
+    kind: ProviderKind,
+    f: BedrockFields,
+    getenv: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<String>,
+) -> BedrockProvider {
+    if kind != ProviderKind::Bedrock {
+        for (field, set) in [
+            ("region", f.region.is_some()),
+            ("aws_access_key_id_env", f.access_key_id_env.is_some()),
+            ("aws_secret_access_key_env", f.secret_access_key_env.is_some()),
+            ("aws_session_token_env", f.session_token_env.is_some()),
+        ] {
+            if set {
+                errors.push(format!("{at}.{field}: only for kind `bedrock`"));
+            }
+        }
+        return BedrockProvider {
+            available: true,
+            ..BedrockProvider::default()
+        };
+    }
+    let var = |v: Option<&str>, default: &str| getenv(v.unwrap_or(default)).filter(|s| !s.is_empty());
+    let region = match f.region {
+        Some(r) => Some(r),
+        None => var(None, "AWS_REGION").or_else(|| var(None, "AWS_DEFAULT_REGION")),
+    };
+    let region = match region {
+        Some(r)
+            if !r.is_empty()
+                && r.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
+        {
+            r
+        }
+        Some(r) => {
+            errors.push(format!(
+                "{at}.region: `{r}` is not an AWS region name (like `us-east-1`)"
+            ));
+            return BedrockProvider::default();
+        }
+        None => {
+            errors.push(format!(
+                "{at}.region: required for kind `bedrock` (or set AWS_REGION / AWS_DEFAULT_REGION)"
+            ));
+            return BedrockProvider::default();
+        }
+    };
+    let base_url = Some(tollgate_adapters::bedrock::default_base_url(&region));
+    let id = var(f.access_key_id_env.as_deref(), "AWS_ACCESS_KEY_ID");
+    let secret = var(f.secret_access_key_env.as_deref(), "AWS_SECRET_ACCESS_KEY");
+    let token = var(f.session_token_env.as_deref(), "AWS_SESSION_TOKEN");
+    let (Some(access_key_id), Some(secret_access_key)) = (id, secret) else {
+        return BedrockProvider {
+            base_url,
+            adapter: None,
+            available: false,
+        };
+    };
+    let credentials = tollgate_adapters::bedrock::AwsCredentials {
+        access_key_id,
+        secret_access_key,
+        session_token: token,
+    };
+    BedrockProvider {
+        base_url,
+        adapter: Some(Box::new(tollgate_adapters::bedrock::BedrockAdapter::new(
+            credentials,
+            region,
+        ))),
+        available: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1052,5 +1173,56 @@ targets = [{ provider = "missing", model = "x" }]
         let c = Config::from_toml(SAMPLE, &[], &|_| None).unwrap();
         assert!(!c.providers[0].available);
         assert!(c.admin_key.is_none());
+    }
+
+    #[test]
+    fn bedrock_takes_region_and_credentials_from_the_environment() {
+        let toml = "[[providers]]\nname = \"aws\"\nkind = \"bedrock\"\n";
+        let aws = |name: &str| match name {
+            "AWS_DEFAULT_REGION" => Some("eu-west-3".to_string()),
+            "AWS_ACCESS_KEY_ID" => Some("AKIDEXAMPLE".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("bedrock-secret-key".to_string()),
+            "MY_TOKEN" => Some("bedrock-session-token".to_string()),
+            _ => None,
+        };
+        let c = Config::from_toml(toml, &[], &aws).unwrap();
+        let p = &c.providers[0];
+        assert_eq!(p.base_url, "https://bedrock-runtime.eu-west-3.amazonaws.com");
+        assert!(p.available);
+        let adapter = p.adapter.as_deref().unwrap();
+        assert_eq!(adapter.secrets(), vec!["bedrock-secret-key"]);
+        assert!(!format!("{c:?}").contains("bedrock-secret-key"));
+
+        let named = format!("{toml}region = \"us-west-2\"\naws_session_token_env = \"MY_TOKEN\"\n");
+        let c = Config::from_toml(&named, &[], &aws).unwrap();
+        assert_eq!(
+            c.providers[0].base_url,
+            "https://bedrock-runtime.us-west-2.amazonaws.com"
+        );
+        let secrets = c.providers[0].adapter.as_deref().unwrap().secrets();
+        assert_eq!(secrets, vec!["bedrock-secret-key", "bedrock-session-token"]);
+
+        // Credentials unset: skipped by routing, like an unset api_key_env.
+        let region_only = |name: &str| (name == "AWS_REGION").then(|| "us-east-1".to_string());
+        let c = Config::from_toml(toml, &[], &region_only).unwrap();
+        assert!(!c.providers[0].available);
+
+        let errs = Config::from_toml(toml, &[], &|_| None).unwrap_err().0;
+        assert!(
+            errs.iter().any(|e| e.starts_with("providers[0].region:")),
+            "{errs:?}"
+        );
+        let bad = format!("{toml}region = \"US East\"\n");
+        let errs = Config::from_toml(&bad, &[], &aws).unwrap_err().0;
+        assert!(
+            errs.iter().any(|e| e.starts_with("providers[0].region:")),
+            "{errs:?}"
+        );
+        let other = "[[providers]]\nname = \"o\"\nkind = \"openai\"\nregion = \"us-east-1\"\n";
+        let errs = Config::from_toml(other, &[], &aws).unwrap_err().0;
+        assert!(
+            errs.iter().any(|e| e.contains("region: only for kind `bedrock`")),
+            "{errs:?}"
+        );
     }
 }

@@ -26,9 +26,10 @@ use serde_json::{Map, Value};
 use tokio::time::{timeout, timeout_at, Instant};
 use tollgate_adapters::{
     echo::{self, EchoAnswer},
+    eventstream::Framer,
     openai_compat::{parse_openai_response, OpenAiStream},
-    stream::{SseEvent, SseParser},
-    AdapterError, Operation, StreamTranslator, Target,
+    stream::SseEvent,
+    AdapterError, Framing, Operation, StreamTranslator, Target,
 };
 use tollgate_policy::{
     pricing::Pricing,
@@ -672,12 +673,15 @@ async fn attempt_target(
             .bytes_stream()
             .map(|r| r.map_err(|e| transport_reason(&e)))
             .boxed();
-        let translator = adapter.stream_translator(op, req.client_wants_usage);
+        let translator = adapter.stream_translator_for(op, req.client_wants_usage, &target.model);
         let limits = StreamLimits {
             idle: provider.stream_idle_timeout,
             deadline,
         };
-        return Ok(stream_response(upstream, translator, target, guard, limits));
+        let framer = Framer::new(adapter.stream_framing());
+        return Ok(stream_response(
+            upstream, framer, translator, target, guard, limits,
+        ));
     }
     let body = match timeout_at(deadline, resp.bytes()).await {
         Err(_) => return Err(Failure::retry(timeout_error(provider))),
@@ -690,7 +694,7 @@ async fn attempt_target(
         }
         Ok(Ok(b)) => b,
     };
-    let parsed = adapter.parse_response(op, body).map_err(|e| {
+    let parsed = adapter.parse_response_for(op, body, &target.model).map_err(|e| {
         Failure::retry(ApiError::BadGateway(format!(
             "provider `{}` answered unreadably: {e}",
             provider.name
@@ -723,15 +727,23 @@ fn transport_reason(e: &reqwest::Error) -> String {
 
 /// Removes the provider credential from text that came from the provider.
 fn scrub(text: &str, provider: &Provider) -> String {
-    match provider
+    let held = provider
+        .adapter
+        .as_deref()
+        .map(|a| a.secrets())
+        .unwrap_or_default();
+    let mut out = text.to_string();
+    for k in provider
         .api_key
         .as_ref()
         .map(|k| k.expose())
+        .into_iter()
+        .chain(held)
         .filter(|k| k.len() >= 4)
     {
-        Some(k) => text.replace(k, "***"),
-        None => text.to_string(),
+        out = out.replace(k, "***");
     }
+    out
 }
 
 fn tollgate_headers(res: &mut Response, target: &ModelTarget, served: &str) {
@@ -793,7 +805,8 @@ fn echo_answer(
                 idle: Duration::from_secs(60),
                 deadline: Instant::now() + Duration::from_secs(600),
             };
-            stream_response(upstream, translator, target, guard, limits)
+            let framer = Framer::new(Framing::Sse);
+            stream_response(upstream, framer, translator, target, guard, limits)
         }
     }
 }
@@ -843,9 +856,16 @@ struct StreamLimits {
     deadline: Instant,
 }
 
+fn stream_error_text(e: AdapterError) -> String {
+    match e {
+        AdapterError::StreamError(m) => m,
+        other => other.to_string(),
+    }
+}
+
 struct StreamState {
     upstream: ByteStream,
-    parser: SseParser,
+    framer: Framer,
     translator: Box<dyn StreamTranslator>,
     guard: UsageGuard,
     limits: StreamLimits,
@@ -859,12 +879,12 @@ struct StreamState {
 impl StreamState {
     /// Turns upstream events into client frames. Returns false when the stream must end with an error.
     fn process(&mut self) -> Result<(), String> {
+        let mut result = Ok(());
         for event in self.events.drain(..) {
             if let Err(e) = self.translator.on_event(&event, &mut self.payloads) {
-                return Err(match e {
-                    AdapterError::StreamError(m) => m,
-                    other => other.to_string(),
-                });
+                // What was translated before the error still reaches the client, then the error.
+                result = Err(stream_error_text(e));
+                break;
             }
             if self.translator.finished() {
                 break;
@@ -885,7 +905,7 @@ impl StreamState {
         if let Some(u) = self.translator.usage() {
             self.guard.set_usage(&u);
         }
-        Ok(())
+        result
     }
 
     fn served_model(&mut self) {
@@ -913,6 +933,7 @@ impl StreamState {
 
 fn stream_response(
     upstream: ByteStream,
+    framer: Framer,
     translator: Box<dyn StreamTranslator>,
     target: &ModelTarget,
     guard: &mut Option<UsageGuard>,
@@ -923,7 +944,7 @@ fn stream_response(
     };
     let state = StreamState {
         upstream,
-        parser: SseParser::new(),
+        framer,
         translator,
         guard,
         limits,
@@ -960,16 +981,17 @@ fn stream_response(
                 }
                 Ok(Some(Err(e))) => st.fail(&e, 502, "upstream_error"),
                 Ok(Some(Ok(bytes))) => {
-                    st.parser.feed(&bytes, &mut st.events);
-                    match st.process() {
+                    // Events decoded before a framing error are still delivered, then the error.
+                    let framed = st.framer.feed(&bytes, &mut st.events);
+                    match st.process().and(framed.map_err(stream_error_text)) {
                         Err(m) => st.fail(&m, 502, "upstream_error"),
                         Ok(()) if st.translator.finished() => st.complete(),
                         Ok(()) => {}
                     }
                 }
                 Ok(None) => {
-                    st.parser.finish(&mut st.events);
-                    match st.process() {
+                    let framed = st.framer.finish(&mut st.events);
+                    match st.process().and(framed.map_err(stream_error_text)) {
                         Err(m) => st.fail(&m, 502, "upstream_error"),
                         Ok(()) => st.complete(),
                     }
