@@ -192,7 +192,12 @@ impl StreamTranslator for OpenAiStream {
                 return Err(AdapterError::StreamError(message.to_string()));
             }
             if needs_model {
-                self.model = v.get("model").and_then(Value::as_str).map(str::to_string);
+                // Azure opens its streams with a `prompt_filter_results` chunk whose model is "".
+                self.model = v
+                    .get("model")
+                    .and_then(Value::as_str)
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_string);
             }
             if let Some(usage) = v.get("usage").and_then(TokenUsage::from_openai) {
                 self.usage = Some(usage);
@@ -310,6 +315,23 @@ mod tests {
             assert_eq!(s.model(), Some("m"));
             assert!(s.finished());
         }
+    }
+
+    #[test]
+    fn stream_model_skips_azure_prompt_filter_chunk() {
+        let mut s = OpenAiStream::new(false);
+        let mut out = Vec::new();
+        let filter =
+            r#"{"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[]}"#;
+        s.on_event(&ev(filter), &mut out).unwrap();
+        assert_eq!(s.model(), None);
+        s.on_event(
+            &ev(r#"{"id":"1","model":"gpt-4o","choices":[{"delta":{"content":"hi"}}]}"#),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(s.model(), Some("gpt-4o"));
+        assert_eq!(out.len(), 2, "the filter chunk still reaches the client");
     }
 
     #[test]
