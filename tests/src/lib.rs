@@ -6,6 +6,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod clickhouse;
+pub mod conformance;
 pub mod env;
 pub mod fake;
 pub mod fake_anthropic;
