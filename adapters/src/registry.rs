@@ -114,6 +114,32 @@ impl ProviderKind {
         }
     }
 
+    /// Every kind, in declaration order (fuzzing and tests walk them all).
+    pub const ALL: [ProviderKind; 19] = {
+        use ProviderKind::*;
+        [
+            Openai,
+            Azure,
+            Anthropic,
+            Gemini,
+            Vertex,
+            Cohere,
+            Bedrock,
+            OpenaiCompat,
+            Mistral,
+            Groq,
+            Together,
+            Fireworks,
+            Deepseek,
+            Xai,
+            Perplexity,
+            Openrouter,
+            Ollama,
+            Vllm,
+            Echo,
+        ]
+    };
+
     pub fn as_str(self) -> &'static str {
         self.info().name
     }
@@ -148,6 +174,46 @@ impl ProviderKind {
                 auth: self.auth_style(),
                 stream_options: self.info().stream_options,
             })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProviderKind;
+
+    #[test]
+    fn all_lists_every_kind_once_under_its_config_name() {
+        // A new variant must be added here (the match is exhaustive) and to `ALL`.
+        fn position(kind: ProviderKind) -> usize {
+            use ProviderKind::*;
+            match kind {
+                Openai => 0,
+                Azure => 1,
+                Anthropic => 2,
+                Gemini => 3,
+                Vertex => 4,
+                Cohere => 5,
+                Bedrock => 6,
+                OpenaiCompat => 7,
+                Mistral => 8,
+                Groq => 9,
+                Together => 10,
+                Fireworks => 11,
+                Deepseek => 12,
+                Xai => 13,
+                Perplexity => 14,
+                Openrouter => 15,
+                Ollama => 16,
+                Vllm => 17,
+                Echo => 18,
+            }
+        }
+        for (i, kind) in ProviderKind::ALL.iter().enumerate() {
+            assert_eq!(position(*kind), i, "{kind:?}");
+            let parsed: ProviderKind =
+                serde_json::from_value(serde_json::Value::from(kind.as_str())).expect("config name");
+            assert_eq!(parsed, *kind);
         }
     }
 }
