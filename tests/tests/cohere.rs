@@ -115,6 +115,7 @@ async fn chat_becomes_a_v2_chat_call_with_bearer_auth() {
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["id"], MESSAGE_ID);
+    assert_eq!(v["model"], "command-fake", "cohere names no model: the target's");
     assert_eq!(
         v["choices"][0]["message"],
         json!({"role": "assistant", "content": "fake: hello there", "refusal": null})
@@ -177,9 +178,9 @@ async fn streamed_text_arrives_as_openai_chunks_with_usage() {
     assert_eq!(fake.requests()[0].body["stream"], true);
     assert!(fake.requests()[0].body.get("stream_options").is_none());
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    assert!(chunks
-        .iter()
-        .all(|c| c["object"] == "chat.completion.chunk" && c["id"] == MESSAGE_ID));
+    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"
+        && c["id"] == MESSAGE_ID
+        && c["model"] == "command-fake"));
     let text: String = chunks
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
@@ -342,6 +343,7 @@ async fn embeddings_become_v2_embed_with_usage() {
     assert_eq!(res.status(), 200);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["object"], "list");
+    assert_eq!(v["model"], "embed-fake");
     assert_eq!(
         v["data"],
         json!([{"object": "embedding", "index": 0, "embedding": [11.0, 0.5, -0.25]},

@@ -95,9 +95,9 @@ pub(crate) fn convert_request<'a>(
     })
 }
 
-/// Converts an embed answer into OpenAI's embeddings list, with the billed (else counted) input
-/// tokens as usage. `model` is empty: Cohere's answer does not name it.
-pub(crate) fn convert_response(body: &[u8]) -> Result<Parsed, AdapterError> {
+/// Converts an embed answer from `model` into OpenAI's embeddings list, with the billed (else
+/// counted) input tokens as usage.
+pub(crate) fn convert_response(body: &[u8], model: &str) -> Result<Parsed, AdapterError> {
     let res: EmbedResponse =
         serde_json::from_slice(body).map_err(|e| AdapterError::BadUpstreamBody(e.to_string()))?;
     let (vectors, as_base64) = match res.embeddings {
@@ -126,7 +126,7 @@ pub(crate) fn convert_response(body: &[u8]) -> Result<Parsed, AdapterError> {
         .and_then(|u| u.input_tokens)
         .or_else(|| meta.tokens.and_then(|u| u.input_tokens))
         .map_or(0, count);
-    let out = json!({"object": "list", "data": data, "model": "",
+    let out = json!({"object": "list", "data": data, "model": model,
         "usage": {"prompt_tokens": input, "total_tokens": input}});
     let bytes = serde_json::to_vec(&out).map_err(|e| AdapterError::BadUpstreamBody(e.to_string()))?;
     Ok(Parsed {
@@ -135,7 +135,7 @@ pub(crate) fn convert_response(body: &[u8]) -> Result<Parsed, AdapterError> {
             input,
             ..TokenUsage::default()
         }),
-        model: None,
+        model: (!model.is_empty()).then(|| model.to_string()),
     })
 }
 

@@ -24,7 +24,7 @@
 //! reasons: `COMPLETE`/`STOP_SEQUENCE` -> `stop`, `MAX_TOKENS` -> `length`, `TOOL_CALL` ->
 //! `tool_calls`, `ERROR_TOXIC` -> `content_filter`; `ERROR` and `TIMEOUT` are upstream errors (502,
 //! retryable). Usage: billed units (else token counts), `cached_tokens` as cached input. The answer
-//! does not name the model, so `model` is empty (the gateway's `x-tollgate-model` header names it).
+//! does not name the model, so `model` is the target's model name (`parse_response_for`).
 //! Embeddings: see `embed.rs`.
 
 mod embed;
@@ -92,14 +92,28 @@ impl Adapter for CohereAdapter {
     }
 
     fn parse_response(&self, op: Operation, body: Bytes) -> Result<Parsed, AdapterError> {
+        self.parse_response_for(op, body, "")
+    }
+
+    /// Cohere's answers do not name their model: the target's model name goes into `model`.
+    fn parse_response_for(&self, op: Operation, body: Bytes, model: &str) -> Result<Parsed, AdapterError> {
         match op {
-            Operation::Embeddings => embed::convert_response(&body),
-            _ => response::convert(&body),
+            Operation::Embeddings => embed::convert_response(&body, model),
+            _ => response::convert(&body, model),
         }
     }
 
-    fn stream_translator(&self, _op: Operation, client_wants_usage: bool) -> Box<dyn StreamTranslator> {
-        Box::new(CohereStream::new(client_wants_usage))
+    fn stream_translator(&self, op: Operation, client_wants_usage: bool) -> Box<dyn StreamTranslator> {
+        self.stream_translator_for(op, client_wants_usage, "")
+    }
+
+    fn stream_translator_for(
+        &self,
+        _op: Operation,
+        client_wants_usage: bool,
+        model: &str,
+    ) -> Box<dyn StreamTranslator> {
+        Box::new(CohereStream::new(client_wants_usage, model))
     }
 
     fn parse_error(&self, status: u16, body: &[u8]) -> UpstreamError {

@@ -59,8 +59,8 @@ struct ChatCompletion<'a> {
     id: &'a str,
     object: &'static str,
     created: u64,
-    /// Cohere's answer does not name the model; the gateway knows it (`x-tollgate-model`).
-    model: &'static str,
+    /// Cohere's answer does not name the model: the model the request went to.
+    model: &'a str,
     choices: [Choice<'a>; 1],
     usage: OpenAiUsage,
 }
@@ -105,8 +105,8 @@ fn bad(e: impl std::fmt::Display) -> AdapterError {
     AdapterError::BadUpstreamBody(e.to_string())
 }
 
-/// Converts a non-streaming answer into OpenAI's `chat.completion` bytes.
-pub(crate) fn convert(body: &[u8]) -> Result<Parsed, AdapterError> {
+/// Converts a non-streaming answer from `model` into OpenAI's `chat.completion` bytes.
+pub(crate) fn convert(body: &[u8], model: &str) -> Result<Parsed, AdapterError> {
     let res: ChatResponse = serde_json::from_slice(body).map_err(bad)?;
     let reason = res.finish_reason.as_deref().unwrap_or("COMPLETE");
     let Some(finish) = finish_reason(reason) else {
@@ -143,7 +143,7 @@ pub(crate) fn convert(body: &[u8]) -> Result<Parsed, AdapterError> {
         id: &res.id,
         object: "chat.completion",
         created: now_secs(),
-        model: "",
+        model,
         choices: [Choice {
             index: 0,
             message: AssistantMessage {
@@ -163,6 +163,6 @@ pub(crate) fn convert(body: &[u8]) -> Result<Parsed, AdapterError> {
     Ok(Parsed {
         body: Bytes::from(bytes),
         usage: Some(usage),
-        model: None,
+        model: (!model.is_empty()).then(|| model.to_string()),
     })
 }

@@ -30,6 +30,8 @@ use crate::{
 pub struct CohereStream {
     client_wants_usage: bool,
     id: String,
+    /// The model the request went to (Cohere's stream does not name it).
+    model: String,
     created: u64,
     role_sent: bool,
     /// (Cohere tool-call index, OpenAI tool-call index) of each call started.
@@ -39,10 +41,11 @@ pub struct CohereStream {
 }
 
 impl CohereStream {
-    pub fn new(client_wants_usage: bool) -> Self {
+    pub fn new(client_wants_usage: bool, model: &str) -> Self {
         CohereStream {
             client_wants_usage,
             id: String::new(),
+            model: model.to_string(),
             created: now_secs(),
             role_sent: false,
             tool_calls: Vec::new(),
@@ -80,7 +83,7 @@ impl CohereStream {
             id: &self.id,
             object: "chat.completion.chunk",
             created: self.created,
-            model: "",
+            model: &self.model,
             choices,
             usage,
         };
@@ -234,7 +237,7 @@ impl StreamTranslator for CohereStream {
     }
 
     fn model(&self) -> Option<&str> {
-        None
+        (!self.model.is_empty()).then_some(self.model.as_str())
     }
 
     fn finished(&self) -> bool {

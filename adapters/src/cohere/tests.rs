@@ -131,9 +131,14 @@ fn completions_are_not_supported() {
 
 fn parse(body: &str) -> (Value, Parsed) {
     let parsed = CohereAdapter
-        .parse_response(Operation::Chat, Bytes::from(body.to_string()))
+        .parse_response_for(Operation::Chat, Bytes::from(body.to_string()), "command-x")
         .unwrap();
-    (serde_json::from_slice(&parsed.body).unwrap(), parsed)
+    let v: Value = serde_json::from_slice(&parsed.body).unwrap();
+    assert_eq!(
+        v["model"], "command-x",
+        "the answer names no model: the target's goes in"
+    );
+    (v, parsed)
 }
 
 #[test]
@@ -153,7 +158,7 @@ fn text_answer_with_billed_usage_and_cached_tokens() {
     );
     let u = parsed.usage.unwrap();
     assert_eq!((u.input, u.output, u.cached_input), (5, 12, 3));
-    assert_eq!(parsed.model, None);
+    assert_eq!(parsed.model.as_deref(), Some("command-x"));
 }
 
 #[test]
@@ -230,7 +235,7 @@ fn translate(
     assert_eq!(parts.concat(), sse.as_bytes());
     let (mut parser, mut t, mut events, mut out) = (
         SseParser::new(),
-        CohereStream::new(wants_usage),
+        CohereStream::new(wants_usage, "command-x"),
         Vec::new(),
         Vec::new(),
     );
@@ -270,10 +275,11 @@ fn streamed_text_is_the_same_at_every_split() {
     let (chunks, result, t) = whole(TEXT_SSE, false);
     result.unwrap();
     assert!(t.finished());
+    assert_eq!(t.model(), Some("command-x"));
     assert_eq!(chunks.len(), 4, "{chunks:?}");
     assert_eq!(
         chunks[0],
-        json!({"id": "29f14a5a-11de-4cae-9800-25e4747408ea", "object": "chat.completion.chunk", "model": "",
+        json!({"id": "29f14a5a-11de-4cae-9800-25e4747408ea", "object": "chat.completion.chunk", "model": "command-x",
         "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hello"}, "logprobs": null, "finish_reason": null}]})
     );
     assert_eq!(joined(&chunks, "content"), "Hello, wörld!");
@@ -390,7 +396,7 @@ fn stream_ending_in_error_is_an_error() {
     assert!(!t.finished());
     assert_eq!(t.usage().unwrap().input, 6);
 
-    let mut t = CohereStream::new(false);
+    let mut t = CohereStream::new(false, "command-x");
     let mut out = Vec::new();
     let ev = |data: &str| crate::stream::SseEvent {
         event: None,
@@ -400,7 +406,7 @@ fn stream_ending_in_error_is_an_error() {
     assert!(
         matches!(t.on_event(&timeout, &mut out), Err(AdapterError::StreamError(ref m)) if m.contains("TIMEOUT"))
     );
-    let mut t = CohereStream::new(false);
+    let mut t = CohereStream::new(false, "command-x");
     assert!(matches!(
         t.on_event(&ev("not json"), &mut out),
         Err(AdapterError::BadUpstreamBody(_))
@@ -466,10 +472,11 @@ fn embeddings_become_v2_embed() {
 #[test]
 fn embed_answers_become_openai_lists_as_floats_or_base64() {
     let parsed = CohereAdapter
-        .parse_response(Operation::Embeddings, Bytes::from(EMBED_JSON))
+        .parse_response_for(Operation::Embeddings, Bytes::from(EMBED_JSON), "embed-x")
         .unwrap();
     let v: Value = serde_json::from_slice(&parsed.body).unwrap();
     assert_eq!(v["object"], "list");
+    assert_eq!(v["model"], "embed-x");
     assert_eq!(
         v["data"][0],
         json!({"object": "embedding", "index": 0, "embedding": [0.016296387, -0.008354187, -0.04699707]})
