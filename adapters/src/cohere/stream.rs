@@ -188,8 +188,9 @@ impl CohereStream {
         };
         self.push(OutDelta::default(), Some(finish), out)?;
         if self.client_wants_usage {
-            let usage = self.usage.as_ref().map(token_usage).unwrap_or_default();
-            self.write(Vec::new(), Some(OpenAiUsage::from(&usage)), out)?;
+            if let Some(usage) = self.usage() {
+                self.write(Vec::new(), Some(OpenAiUsage::from(&usage)), out)?;
+            }
         }
         self.done = true;
         Ok(())

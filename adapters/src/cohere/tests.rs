@@ -314,6 +314,14 @@ fn usage_chunk_only_when_the_client_asks() {
         (&json!(8), &json!(4), &json!(12), &json!(2))
     );
     assert!(whole(TEXT_SSE, false).0.iter().all(|c| c.get("usage").is_none()));
+    // No usage from Cohere: no invented zeros either.
+    let bare =
+        "event: message-end\ndata: {\"type\":\"message-end\",\"delta\":{\"finish_reason\":\"COMPLETE\"}}\n\n";
+    let (chunks, result, t) = whole(bare, true);
+    result.unwrap();
+    assert!(t.finished() && t.usage().is_none());
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0]["choices"][0]["finish_reason"], "stop");
 }
 
 #[test]
