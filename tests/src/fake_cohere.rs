@@ -5,7 +5,7 @@
 //!
 //! | model          | answer |
 //! |----------------|--------|
-//! | anything else  | `fake: <last user text and tool results>`; usage: billed 11 in / 7 out, tokens 80 in / 7 out, 5 cached |
+//! | anything else  | `fake: <last user text and tool results>` (citing the first of any `documents`); usage: billed 11 in / 7 out, tokens 80 in / 7 out, 5 cached |
 //! | `tools`        | tool plan `I will check the weather.` and a `get_weather` call `{"city":"Paris"}`; streamed as `tool-plan-delta` + `tool-call-start`/`-delta` fragments |
 //! | `rate-limited` | 429 with a Cohere error body (retryable) |
 //! | `error-event`  | (streaming) one content delta, then `message-end` with `finish_reason: ERROR` |
@@ -163,6 +163,11 @@ async fn chat(State(requests): State<Shared>, uri: Uri, headers: HeaderMap, body
             {"id": TOOL_CALL_ID, "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]}),
         _ => json!({"role": "assistant", "content": [{"type": "text", "text": text}]}),
     };
+    let mut message = message;
+    if let Some(doc) = body["documents"].get(0) {
+        message["citations"] = json!([{"start": 0, "end": 4, "text": "fake", "type": "TEXT_CONTENT",
+            "sources": [{"type": "document", "id": "doc:0", "document": doc}]}]);
+    }
     let finish = if model == "tools" { "TOOL_CALL" } else { "COMPLETE" };
     axum::Json(json!({"id": MESSAGE_ID, "finish_reason": finish, "message": message, "usage": usage(7)}))
         .into_response()

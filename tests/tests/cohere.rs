@@ -118,7 +118,10 @@ async fn chat_becomes_a_v2_chat_call_with_bearer_auth() {
     assert_eq!(v["model"], "command-fake", "cohere names no model: the target's");
     assert_eq!(
         v["choices"][0]["message"],
-        json!({"role": "assistant", "content": "fake: hello there", "refusal": null})
+        json!({"role": "assistant", "content": "fake: hello there", "refusal": null,
+            "citations": [{"start": 0, "end": 4, "text": "fake", "type": "TEXT_CONTENT",
+                "sources": [{"type": "document", "id": "doc:0", "document": "Paris is in France."}]}]}),
+        "citations of the documents ride along as an extension field"
     );
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     assert_eq!(
