@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod env;
 pub mod fake;
 pub mod fake_anthropic;
+pub mod fake_bedrock;
 pub mod fake_cohere;
 pub mod fake_gemini;
 pub mod gateway;

@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""Validate request bodies that the gateway sent to AWS Bedrock against the Bedrock Runtime spec.
+
+Usage: validate_bedrock.py [--schema-only] SPEC DIR
+
+SPEC is the Bedrock Runtime OpenAPI document (`bedrock-runtime.openapi.json`, converted from the
+service model). DIR holds JSON request bodies named `<anything>.converse.json` or
+`<anything>.converse-stream.json`; each is validated against the request schema of its operation,
+`ConverseRequest` (`POST /model/{modelId}/converse`) or `ConverseStreamRequest`
+(`POST /model/{modelId}/converse-stream`), Draft 2020-12 with `$ref`s resolved against the whole
+document. The model id is a path parameter, not part of the body. The schemas say
+`additionalProperties: false` and model unions as one-member objects (`oneOf`), so unknown members
+and malformed unions are caught by the schema itself.
+
+Rules that the API documents in prose (`--schema-only` turns them off): messages alternate between
+`user` and `assistant`, starting with `user`; text blocks are not blank; image `bytes` are base64;
+`toolUse`/`toolResult` blocks need a `toolConfig`; a `toolResult` answers a `toolUse` of the
+assistant turn just before it; `toolChoice.tool.name` names a declared tool; tool names are unique;
+a JSON schema in `outputConfig` is a JSON object serialized as a string; with Anthropic extended
+thinking (`additionalModelRequestFields.thinking`), `budget_tokens` is below `maxTokens` and
+`temperature`/`topP` are not set.
+
+Before the directory is validated a self-check makes sure that validation is real: known-bad bodies
+must fail and known-good ones must pass, else exit 2.
+
+Output: one `OK name` / `INVALID name` line per file (the latter followed by its first errors with
+their JSON paths), then `spec: N passed, M failed`.
+Exit status: 0 all valid, 1 some body invalid (or DIR holds no body file), 2 setup problem.
+"""
+
+import base64
+import binascii
+import json
+import os
+import sys
+import time
+
+import jsonschema
+from jsonschema.exceptions import relevance
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+
+SPEC_URI = "urn:bedrock-runtime-spec"
+OPERATIONS = {
+    # file suffix: (path, request schema)
+    "converse": ("/model/{modelId}/converse", "ConverseRequest"),
+    "converse-stream": ("/model/{modelId}/converse-stream", "ConverseStreamRequest"),
+}
+MAX_ERRORS_SHOWN = 3
+
+
+def fail_setup(message):
+    print("validate_bedrock: " + message, file=sys.stderr)
+    sys.exit(2)
+
+
+def build_validators(spec):
+    schemas = spec.get("components", {}).get("schemas", {})
+    registry = Registry().with_resource(SPEC_URI, DRAFT202012.create_resource(spec))
+    validators = {}
+    for suffix, (path, name) in OPERATIONS.items():
+        if name not in schemas:
+            fail_setup("schema not found in spec: " + name)
+        body = spec.get("paths", {}).get(path, {}).get("post", {}).get("requestBody", {})
+        ref = body.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
+        if not ref.endswith("/" + name):
+            fail_setup("POST %s no longer takes %s (it takes %r)" % (path, name, ref))
+        schema = {"$ref": SPEC_URI + "#/components/schemas/" + name}
+        validators[suffix] = (name, jsonschema.Draft202012Validator(schema, registry=registry))
+    return validators
+
+
+def blocks_of(message):
+    content = message.get("content") if isinstance(message, dict) else None
+    return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+
+
+def is_base64(text):
+    try:
+        base64.b64decode(text, validate=True)
+        return True
+    except (binascii.Error, ValueError, TypeError):
+        return False
+
+
+def rule_errors(body):
+    """Constraints the API documents that the schema does not express."""
+    if not isinstance(body, dict):
+        return []
+    errors = []
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    tool_config = body.get("toolConfig") if isinstance(body.get("toolConfig"), dict) else None
+    uses_tools = False
+    previous = None
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            continue
+        role = message.get("role")
+        at = "$.messages[%d]" % i
+        if role not in ("user", "assistant"):
+            errors.append((at + ".role", "rule: roles are user or assistant"))
+        if i == 0 and role != "user":
+            errors.append((at + ".role", "rule: the conversation starts with a user message"))
+        if previous is not None and previous.get("role") == role:
+            errors.append((at + ".role", "rule: user and assistant messages alternate"))
+        asked = set()
+        if previous is not None and previous.get("role") == "assistant":
+            asked = {b["toolUse"].get("toolUseId") for b in blocks_of(previous) if isinstance(b.get("toolUse"), dict)}
+        for j, block in enumerate(blocks_of(message)):
+            bat = "%s.content[%d]" % (at, j)
+            if isinstance(block.get("text"), str) and not block["text"].strip():
+                errors.append((bat + ".text", "rule: text blocks must not be blank"))
+            image = block.get("image")
+            if isinstance(image, dict):
+                data = (image.get("source") or {}).get("bytes")
+                if isinstance(data, str) and not is_base64(data):
+                    errors.append((bat + ".image.source.bytes", "rule: image bytes must be base64"))
+            if "toolUse" in block or "toolResult" in block:
+                uses_tools = True
+            result = block.get("toolResult")
+            if isinstance(result, dict) and result.get("toolUseId") not in asked:
+                errors.append((bat + ".toolResult.toolUseId",
+                               "rule: toolResult answers no toolUse of the previous assistant turn"))
+        previous = message
+    if uses_tools and tool_config is None:
+        errors.append(("$.toolConfig", "rule: toolUse/toolResult blocks need a toolConfig"))
+    if tool_config is not None:
+        names = [t["toolSpec"].get("name") for t in tool_config.get("tools") or []
+                 if isinstance(t, dict) and isinstance(t.get("toolSpec"), dict)]
+        if len(names) != len(set(names)):
+            errors.append(("$.toolConfig.tools", "rule: tool names must be unique"))
+        choice = tool_config.get("toolChoice")
+        if isinstance(choice, dict) and isinstance(choice.get("tool"), dict):
+            if choice["tool"].get("name") not in names:
+                errors.append(("$.toolConfig.toolChoice.tool.name", "rule: names no declared tool"))
+    fmt = ((body.get("outputConfig") or {}).get("textFormat") or {}) if isinstance(body.get("outputConfig"), dict) else {}
+    schema_text = ((fmt.get("structure") or {}).get("jsonSchema") or {}).get("schema") if isinstance(fmt, dict) else None
+    if isinstance(schema_text, str):
+        try:
+            if not isinstance(json.loads(schema_text), dict):
+                raise ValueError("not an object")
+        except ValueError:
+            errors.append(("$.outputConfig.textFormat.structure.jsonSchema.schema",
+                           "rule: the schema must be a JSON object serialized as a string"))
+    extra = body.get("additionalModelRequestFields")
+    thinking = extra.get("thinking") if isinstance(extra, dict) else None
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        inference = body.get("inferenceConfig") if isinstance(body.get("inferenceConfig"), dict) else {}
+        budget, max_tokens = thinking.get("budget_tokens"), inference.get("maxTokens")
+        if not isinstance(budget, int) or budget < 1024:
+            errors.append(("$.additionalModelRequestFields.thinking.budget_tokens", "rule: at least 1024"))
+        elif isinstance(max_tokens, int) and budget >= max_tokens:
+            errors.append(("$.additionalModelRequestFields.thinking.budget_tokens",
+                           "rule: budget_tokens must be less than maxTokens"))
+        for field in ("temperature", "topP"):
+            if field in inference:
+                errors.append(("$.inferenceConfig." + field, "rule: not with thinking enabled"))
+    return errors
+
+
+def short(text, limit=220):
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def wrong_branch(error):
+    """True when a oneOf branch failed because it is plainly the wrong alternative: the value has
+    another JSON type, or lacks the branch's one required member (the union's tag)."""
+    if error.validator == "type" and not error.relative_path:
+        return True
+    return error.validator in ("required", "additionalProperties") and not error.relative_path
+
+
+def deepest(error):
+    """For a failed oneOf, descend into the one alternative the body evidently meant."""
+    while error.context:
+        branches = {}
+        for sub in error.context:
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        plausible = [errs for errs in branches.values() if not any(wrong_branch(e) for e in errs)]
+        if len(plausible) != 1:
+            break
+        error = min(plausible[0], key=relevance)
+    return error
+
+
+def validate(validator, body, schema_only=False):
+    """Return a list of (json_path, message); empty when the body is valid."""
+    found = []
+    for error in sorted(validator.iter_errors(body), key=relevance):
+        inner = deepest(error)
+        message = short(inner.message)
+        if inner is not error:
+            message = short(error.message, 100) + " <- " + inner.json_path + ": " + message
+        found.append((error.json_path, message))
+    if not schema_only:
+        found.extend(rule_errors(body))
+    return found
+
+
+def user(text):
+    return {"role": "user", "content": [{"text": text}]}
+
+
+TOOL = {"toolSpec": {"name": "get_weather", "description": "weather",
+                     "inputSchema": {"json": {"type": "object", "properties": {"city": {"type": "string"}}}}}}
+TOOL_TURNS = [
+    user("weather?"),
+    {"role": "assistant", "content": [{"toolUse": {"toolUseId": "call_1", "name": "get_weather", "input": {"city": "Paris"}}}]},
+    {"role": "user", "content": [{"toolResult": {"toolUseId": "call_1", "content": [{"text": "sunny"}]}},
+                                 {"text": "thanks"}]},
+]
+SCHEMA = json.dumps({"type": "object", "properties": {"a": {"type": "string"}}})
+
+SELF_CHECK = [
+    # (operation, body, should_be_valid, what)
+    ("converse", {"messages": [user("hi")]}, True, "minimal body"),
+    ("converse-stream", {"messages": TOOL_TURNS, "system": [{"text": "be brief"}, {"cachePoint": {"type": "default"}}],
+      "toolConfig": {"tools": [TOOL], "toolChoice": {"tool": {"name": "get_weather"}}},
+      "inferenceConfig": {"maxTokens": 10, "temperature": 0.5, "topP": 0.9, "stopSequences": ["x"]},
+      "outputConfig": {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {"schema": SCHEMA, "name": "a"}}}}},
+     True, "tool round trip"),
+    ("converse", {"messages": [{"role": "user", "content": [{"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo="}}}]}]},
+     True, "image"),
+    ("converse", {"modelId": "m", "messages": [user("hi")]}, False, "model id in the body"),
+    ("converse", {"messages": [user("hi")], "max_tokens": 5}, False, "unknown member"),
+    ("converse", {"messages": [{"role": "user", "content": "hi"}]}, False, "string content"),
+    ("converse", {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}, False, "OpenAI content part"),
+    ("converse", {"messages": [{"role": "user", "content": [{"text": "a", "image": {}}]}]}, False, "two-member union"),
+    ("converse", {"messages": [user("hi")], "inferenceConfig": {"temperature": 1.5}}, False, "temperature above 1"),
+    ("converse", {"messages": [user("hi")], "toolConfig": {"tools": [], "toolChoice": {"auto": {}}}}, False, "no tools"),
+    ("converse", {"messages": [user("hi")], "toolConfig": {"tools": [{"type": "function", "function": {"name": "f"}}]}},
+     False, "OpenAI tool shape"),
+    ("converse", {"messages": [user("a"), user("b")]}, False, "roles not alternating"),
+    ("converse", {"messages": [user(" ")]}, False, "blank text"),
+    ("converse", {"messages": TOOL_TURNS}, False, "tool blocks without toolConfig"),
+    ("converse", {"messages": [{"role": "user", "content": [{"image": {"format": "png", "source": {"bytes": "not base64!"}}}]}]},
+     False, "image bytes not base64"),
+    ("converse", {"messages": [user("hi")], "inferenceConfig": {"maxTokens": 1024, "temperature": 0.2},
+                  "additionalModelRequestFields": {"thinking": {"type": "enabled", "budget_tokens": 1024}}},
+     False, "thinking budget not below maxTokens, with temperature"),
+]
+
+
+def self_check(validators):
+    problems = []
+    for op, body, should_be_valid, what in SELF_CHECK:
+        errors = validate(validators[op][1], body)
+        if should_be_valid and errors:
+            problems.append("%s should pass but failed: %s %s" % (what, errors[0][0], errors[0][1]))
+        if not should_be_valid and not errors:
+            problems.append("%s should fail but passed" % what)
+    if problems:
+        fail_setup("self-check failed, validation is not working:\n  " + "\n  ".join(problems))
+
+
+def operation_of(name):
+    for suffix in sorted(OPERATIONS, key=len, reverse=True):
+        if name.endswith("." + suffix + ".json") and len(name) > len(suffix) + 6:
+            return suffix
+    return None
+
+
+def main(argv):
+    args = [a for a in argv[1:] if not a.startswith("--")]
+    flags = [a for a in argv[1:] if a.startswith("--")]
+    if len(args) != 2 or [f for f in flags if f != "--schema-only"]:
+        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        return 2
+    spec_path, body_dir = args
+    schema_only = "--schema-only" in flags
+    if not os.path.isdir(body_dir):
+        fail_setup("not a directory: " + body_dir)
+
+    started = time.monotonic()
+    try:
+        with open(spec_path, "rb") as f:
+            spec = json.load(f)
+    except (OSError, ValueError) as e:
+        fail_setup("cannot load spec %s: %s" % (spec_path, e))
+    validators = build_validators(spec)
+    self_check(validators)
+    print("spec loaded and self-checked in %.2fs: %s" % (time.monotonic() - started, spec_path))
+
+    names = sorted(n for n in os.listdir(body_dir) if n.endswith(".json"))
+    passed = failed = 0
+    for name in names:
+        op = operation_of(name)
+        if op is None:
+            print("INVALID %s: name is not <anything>.converse.json or <anything>.converse-stream.json" % name)
+            failed += 1
+            continue
+        try:
+            with open(os.path.join(body_dir, name), "rb") as f:
+                body = json.load(f)
+        except (OSError, ValueError) as e:
+            print("INVALID %s: not JSON: %s" % (name, short(e)))
+            failed += 1
+            continue
+        schema_name, validator = validators[op]
+        errors = validate(validator, body, schema_only)
+        if not errors:
+            print("OK %s" % name)
+            passed += 1
+            continue
+        failed += 1
+        print("INVALID %s (%s, %d error%s)" % (name, schema_name, len(errors), "" if len(errors) == 1 else "s"))
+        for path, message in errors[:MAX_ERRORS_SHOWN]:
+            print("    %s: %s" % (path, message))
+
+    if not names:
+        print("no request bodies (*.json) in " + body_dir)
+    print("spec: %d passed, %d failed" % (passed, failed))
+    return 1 if failed or not names else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
