@@ -13,5 +13,6 @@ pub mod fake_anthropic;
 pub mod fake_bedrock;
 pub mod fake_cohere;
 pub mod fake_gemini;
+pub mod fake_vertex;
 pub mod gateway;
 pub mod redis;
