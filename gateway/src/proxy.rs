@@ -872,7 +872,8 @@ struct StreamState {
     pending: VecDeque<Bytes>,
     events: Vec<SseEvent>,
     payloads: Vec<Bytes>,
-    provider: String,
+    /// For the log and to scrub the provider's credentials from its in-stream error messages.
+    provider: Arc<Provider>,
     done: bool,
 }
 
@@ -923,7 +924,8 @@ impl StreamState {
 
     fn fail(&mut self, message: &str, status: u16, kind: &str) {
         self.served_model();
-        tracing::warn!(provider = %self.provider, error = message, "upstream stream failed");
+        let message = scrub(message, &self.provider);
+        tracing::warn!(provider = %self.provider.name, error = %message, "upstream stream failed");
         self.pending
             .push_back(error_frame(&format!("upstream stream failed: {message}"), kind));
         self.guard.finish(status, Some(kind));
@@ -951,7 +953,7 @@ fn stream_response(
         pending: VecDeque::new(),
         events: Vec::new(),
         payloads: Vec::new(),
-        provider: target.provider.name.clone(),
+        provider: Arc::clone(&target.provider),
         done: false,
     };
     let body = futures_util::stream::unfold(state, |mut st| async move {
