@@ -29,6 +29,7 @@ fn stop_reason(f: Finish) -> (&'static str, Option<&'static str>) {
         Finish::StopSequence(s) => ("stop_sequence", Some(s)),
         Finish::Length => ("max_tokens", None),
         Finish::ToolCalls => ("tool_use", None),
+        Finish::ContentFilter => ("refusal", None),
     }
 }
 
@@ -127,6 +128,15 @@ impl Wire for AnthropicWire {
                 params: shape(&t["input_schema"]),
             })
             .collect();
+        seen.tool_choice = match body["tool_choice"]["type"].as_str() {
+            Some("any") => Some("required".to_string()),
+            Some("tool") => Some(format!(
+                "function:{}",
+                body["tool_choice"]["name"].as_str().unwrap_or_default()
+            )),
+            Some(t) => Some(t.to_string()),
+            None => (!seen.tools.is_empty()).then(|| "auto".to_string()),
+        };
         seen.stop = body["stop_sequences"]
             .as_array()
             .into_iter()
@@ -213,6 +223,42 @@ impl Wire for AnthropicWire {
         frames
     }
 
+    fn stream_error_event(&self, model: &str, text: &str, message: &str) -> Vec<Bytes> {
+        let a = Answer {
+            text: None,
+            tool_calls: Vec::new(),
+            finish: Finish::Stop,
+            usage: super::Usage {
+                prompt: 10,
+                completion: 1,
+                cached: 0,
+                reasoning: 0,
+            },
+        };
+        let start = json!({"id": MESSAGE_ID, "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": null, "stop_sequence": null, "usage": usage(&a, 1)});
+        vec![
+            event_frame(
+                "message_start",
+                &json!({"type": "message_start", "message": start}),
+            ),
+            event_frame(
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "text", "text": ""}}),
+            ),
+            event_frame(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": text}}),
+            ),
+            event_frame(
+                "error",
+                &json!({"type": "error", "error": {"type": "overloaded_error", "message": message}}),
+            ),
+        ]
+    }
+
     fn error(&self, status: u16, message: &str) -> Value {
         let kind = match status {
             400 => "invalid_request_error",
@@ -239,7 +285,7 @@ impl Wire for AnthropicWire {
 
     fn unsupported(&self, case: Case) -> Option<Unsupported> {
         match case {
-            Case::UsageReasoning => Some(Unsupported::Unknowable(
+            Case::UsageReasoning | Case::StreamReasoning => Some(Unsupported::Unknowable(
                 "the Messages API counts thinking inside output_tokens, with no separate number",
             )),
             _ => None,

@@ -35,8 +35,10 @@ cases! {
     JsonSchema = "json_schema",
     StreamText = "stream_text",
     StreamTools = "stream_tools",
+    StreamReasoning = "stream_reasoning",
     StopSequences = "stop_sequences",
     LengthFinish = "length_finish",
+    ContentFilter = "content_filter",
     UsageCached = "usage_cached",
     UsageReasoning = "usage_reasoning",
     Error400 = "error_400",
@@ -44,6 +46,8 @@ cases! {
     Error429 = "error_429",
     Error500 = "error_500",
     Error529 = "error_529",
+    StreamError429 = "stream_error_429",
+    StreamErrorEvent = "stream_error_event",
     MalformedBody = "malformed_body",
     MalformedStream = "malformed_stream",
 }
@@ -54,6 +58,8 @@ pub enum Reply {
     Answer(Answer),
     /// An error answer with this upstream status, in the provider's error shape.
     Error(u16),
+    /// 200 and a stream: [`STREAM_ERROR_TEXT`], then the provider's in-stream error event.
+    StreamErrorEvent,
     /// 200 with a body that is not the provider's JSON.
     Malformed,
     /// 200 with a stream whose first event is not valid.
@@ -72,6 +78,9 @@ pub struct Fault {
     /// The same target is tried again (with `retries` configured).
     pub retried: bool,
 }
+
+/// What a stream delivers before its error event ([`Reply::StreamErrorEvent`]).
+pub const STREAM_ERROR_TEXT: &str = "Partial ans";
 
 /// A 1x1 PNG.
 pub const PNG_B64: &str =
@@ -165,7 +174,15 @@ fn tool_round_trip() -> Value {
 
 impl Case {
     pub fn streams(self) -> bool {
-        matches!(self, Case::StreamText | Case::StreamTools | Case::MalformedStream)
+        matches!(
+            self,
+            Case::StreamText
+                | Case::StreamTools
+                | Case::StreamReasoning
+                | Case::StreamError429
+                | Case::StreamErrorEvent
+                | Case::MalformedStream
+        )
     }
 
     /// The OpenAI request the client sends; `model` is the gateway model to use.
@@ -180,8 +197,10 @@ impl Case {
             Case::ImageInput => json!({"messages": [{"role": "user", "content": [
                 {"type": "text", "text": "What is in this image?"},
                 {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG_B64}")}}]}]}),
-            Case::ParallelTools | Case::StreamTools => json!({
+            Case::ParallelTools => json!({
                 "messages": [user("Weather in Paris and Tokyo?")], "tools": tools(), "tool_choice": "auto"}),
+            Case::StreamTools => json!({
+                "messages": [user("Weather in Paris and Tokyo?")], "tools": tools(), "tool_choice": "required"}),
             Case::ToolResults => json!({"messages": tool_round_trip(), "tools": tools()}),
             Case::JsonSchema => json!({"messages": [user("Weather in Paris as JSON.")],
                 "response_format": {"type": "json_schema",
@@ -192,6 +211,8 @@ impl Case {
             Case::LengthFinish => json!({"messages": [user("Write an essay.")], "max_completion_tokens": 5}),
             Case::UsageReasoning => json!({"messages": [user("Think, then answer.")],
                 "reasoning_effort": "low"}),
+            Case::StreamReasoning => json!({"messages": [user("Think, then answer.")],
+                "reasoning_effort": "low", "stream_options": {"include_usage": true}}),
             _ => json!({"messages": [user("Say hello.")]}),
         };
         body["model"] = json!(model);
@@ -233,8 +254,14 @@ impl Case {
                 }],
                 ..Seen::default()
             },
-            Case::ParallelTools | Case::StreamTools => Seen {
+            Case::ParallelTools => Seen {
                 tools: expected_tools(),
+                tool_choice: Some("auto".into()),
+                ..plain("Weather in Paris and Tokyo?")
+            },
+            Case::StreamTools => Seen {
+                tools: expected_tools(),
+                tool_choice: Some("required".into()),
                 ..plain("Weather in Paris and Tokyo?")
             },
             Case::ToolResults => {
@@ -264,6 +291,7 @@ impl Case {
                         },
                     ],
                     tools: expected_tools(),
+                    tool_choice: Some("auto".into()),
                     ..Seen::default()
                 }
             }
@@ -280,7 +308,7 @@ impl Case {
                 max_tokens: Some(5),
                 ..plain("Write an essay.")
             },
-            Case::UsageReasoning => plain("Think, then answer."),
+            Case::UsageReasoning | Case::StreamReasoning => plain("Think, then answer."),
             _ => plain("Say hello."),
         }
     }
@@ -309,7 +337,7 @@ impl Case {
                 usage: Usage {
                     prompt: 12,
                     completion: 9,
-                    cached: 0,
+                    cached: 4,
                     reasoning: 0,
                 },
                 ..text("Streaming works, one small piece at a time — ünïcödé too.")
@@ -321,6 +349,19 @@ impl Case {
             Case::LengthFinish => Reply::Answer(Answer {
                 finish: Finish::Length,
                 ..text("Essays are a")
+            }),
+            Case::ContentFilter => Reply::Answer(Answer {
+                finish: Finish::ContentFilter,
+                ..text("I can't help with")
+            }),
+            Case::StreamReasoning => Reply::Answer(Answer {
+                usage: Usage {
+                    prompt: 30,
+                    completion: 100,
+                    cached: 0,
+                    reasoning: 64,
+                },
+                ..text("Thought it through: 42.")
             }),
             Case::UsageCached => Reply::Answer(Answer {
                 usage: Usage {
@@ -345,6 +386,8 @@ impl Case {
             Case::Error429 => Reply::Error(429),
             Case::Error500 => Reply::Error(500),
             Case::Error529 => Reply::Error(529),
+            Case::StreamError429 => Reply::Error(429),
+            Case::StreamErrorEvent => Reply::StreamErrorEvent,
             Case::MalformedBody => Reply::Malformed,
             Case::MalformedStream => Reply::MalformedStream,
         }
@@ -365,7 +408,7 @@ impl Case {
             // The provider refused the gateway's own credential: the client is not at fault (502),
             // and another target (another account) may work, but this one will not on a retry.
             Case::Error401 => f(502, "upstream_error", true, false),
-            Case::Error429 => f(429, "rate_limit_error", true, true),
+            Case::Error429 | Case::StreamError429 => f(429, "rate_limit_error", true, true),
             Case::Error500 | Case::Error529 => f(502, "upstream_error", true, true),
             _ => None,
         }

@@ -9,7 +9,9 @@ use std::{collections::BTreeMap, path::PathBuf, process::Command, sync::Arc};
 
 use serde_json::{json, Value};
 
-use super::{server::FakeUpstream, Answer, Case, Fault, Reply, Unsupported, Wire, KEY};
+use super::{
+    cases::STREAM_ERROR_TEXT, server::FakeUpstream, Answer, Case, Fault, Reply, Unsupported, Wire, KEY,
+};
 use crate::{
     env::skip,
     gateway::{temp_dir, Gateway},
@@ -108,6 +110,41 @@ pub async fn run(wire: Arc<dyn Wire>, case: Case) {
             assert!(
                 v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
                 "{v}"
+            );
+            let e = &s.gw.wait_events(1).await[0];
+            assert_eq!(
+                (e["status"].as_u64(), e["error_type"].as_str()),
+                (Some(502), Some("upstream_error")),
+                "{e}"
+            );
+        }
+        Reply::StreamErrorEvent => {
+            let res = s.gw.chat(&s.key, case.request(name)).await;
+            assert_eq!(res.status(), 200);
+            let text = res.text().await.expect("stream body");
+            assert!(
+                !text.contains(KEY),
+                "the provider key leaked to the client: {text}"
+            );
+            let payloads: Vec<Value> = text
+                .split("\n\n")
+                .filter_map(|e| e.strip_prefix("data: "))
+                .map(|p| serde_json::from_str(p).unwrap_or_else(|e| panic!("not JSON ({e}): {p}")))
+                .collect();
+            let delivered: String = payloads
+                .iter()
+                .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+                .collect();
+            assert_eq!(
+                delivered, STREAM_ERROR_TEXT,
+                "text before the error is delivered: {text}"
+            );
+            let last = payloads.last().expect("an error event");
+            assert_eq!(last["error"]["type"], "upstream_error", "{text}");
+            let message = last["error"]["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("overloaded mid-stream"),
+                "the provider's message is kept: {text}"
             );
             let e = &s.gw.wait_events(1).await[0];
             assert_eq!(
@@ -332,6 +369,10 @@ async fn check_fault(s: &Setup, case: Case, f: Fault) {
             message.contains("fake upstream says"),
             "the provider's message is kept: {v}"
         );
+        assert!(
+            !v.to_string().contains(KEY),
+            "the provider key leaked to the client: {v}"
+        );
         for field in ["param", "code"] {
             assert!(
                 v["error"].get(field).is_some(),
@@ -346,21 +387,20 @@ async fn check_fault(s: &Setup, case: Case, f: Fault) {
 
     let res = s.gw.chat(&s.key, case.request(&format!("{name}-fallback"))).await;
     let status = res.status().as_u16();
-    let v: Value = res.json().await.expect("body");
+    let text = res.text().await.expect("body");
     assert_eq!(s.fake.count(name), 2);
     if f.falls_over {
-        assert_eq!(status, 200, "{name} must fall over to the second target: {v}");
+        assert_eq!(status, 200, "{name} must fall over to the second target: {text}");
         let Reply::Answer(a) = Case::SimpleChat.reply() else {
             unreachable!()
         };
-        assert_eq!(
-            v["choices"][0]["message"]["content"],
-            a.text.unwrap_or_default(),
-            "{v}"
-        );
+        assert_eq!(content_of(&text), a.text.unwrap_or_default(), "{text}");
         assert_eq!(s.fake.count("simple_chat"), 1);
     } else {
-        error_of(status, &v);
+        error_of(
+            status,
+            &serde_json::from_str(&text).expect("an OpenAI error body"),
+        );
         assert_eq!(s.fake.count("simple_chat"), 0, "{name} must not fall over");
     }
 
@@ -369,6 +409,22 @@ async fn check_fault(s: &Setup, case: Case, f: Fault) {
     error_of(status, &res.json().await.expect("error body"));
     let expected = if f.retried { 4 } else { 3 };
     assert_eq!(s.fake.count(name), expected, "{name}: retried = {}", f.retried);
+}
+
+/// The content of a `chat.completion`, or of the chunks of a stream.
+fn content_of(body: &str) -> String {
+    match serde_json::from_str::<Value>(body) {
+        Ok(v) => v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        Err(_) => body
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter_map(|p| serde_json::from_str::<Value>(p).ok())
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+            .collect(),
+    }
 }
 
 /// No panic, and the gateway still serves.

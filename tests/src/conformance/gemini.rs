@@ -24,6 +24,7 @@ pub fn gemini() -> Arc<dyn Wire> {
 fn finish_reason(f: Finish) -> &'static str {
     match f {
         Finish::Length => "MAX_TOKENS",
+        Finish::ContentFilter => "SAFETY",
         Finish::Stop | Finish::StopSequence(_) | Finish::ToolCalls => "STOP",
     }
 }
@@ -154,6 +155,19 @@ impl Wire for GeminiWire {
                 params: shape(&d["parameters"]),
             })
             .collect();
+        let calling = &body["toolConfig"]["functionCallingConfig"];
+        let allowed: Vec<&str> = calling["allowedFunctionNames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        seen.tool_choice = match (calling["mode"].as_str(), allowed.as_slice()) {
+            (Some("ANY"), [one]) => Some(format!("function:{one}")),
+            (Some("ANY"), _) => Some("required".to_string()),
+            (Some(mode), _) => Some(mode.to_lowercase()),
+            (None, _) => (!seen.tools.is_empty()).then(|| "auto".to_string()),
+        };
         let config = &body["generationConfig"];
         seen.stop = config["stopSequences"]
             .as_array()
@@ -202,6 +216,14 @@ impl Wire for GeminiWire {
                 data_frame(&v)
             })
             .collect()
+    }
+
+    fn stream_error_event(&self, model: &str, text: &str, message: &str) -> Vec<Bytes> {
+        let running = json!({"promptTokenCount": 10, "totalTokenCount": 10});
+        vec![
+            data_frame(&chunk(model, vec![json!({"text": text})], None, running)),
+            data_frame(&json!({"error": {"code": 503, "message": message, "status": "UNAVAILABLE"}})),
+        ]
     }
 
     fn error(&self, status: u16, message: &str) -> Value {

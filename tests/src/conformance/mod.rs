@@ -84,6 +84,8 @@ pub enum Finish {
     StopSequence(&'static str),
     Length,
     ToolCalls,
+    /// Refused or cut by the provider's safety system.
+    ContentFilter,
 }
 
 impl Finish {
@@ -93,6 +95,7 @@ impl Finish {
             Finish::Stop | Finish::StopSequence(_) => "stop",
             Finish::Length => "length",
             Finish::ToolCalls => "tool_calls",
+            Finish::ContentFilter => "content_filter",
         }
     }
 }
@@ -157,6 +160,9 @@ pub struct Seen {
     /// Turns, consecutive turns of one role merged (providers differ in how they split them).
     pub turns: Vec<Turn>,
     pub tools: Vec<Tool>,
+    /// `auto`, `none`, `required` or `function:<name>`; `None` without tools. A provider's default
+    /// (no choice sent while tools are) reads as `auto`.
+    pub tool_choice: Option<String>,
     pub stop: Vec<String>,
     pub max_tokens: Option<u64>,
     /// The JSON schema the answer must follow, as a [`shape`].
@@ -238,6 +244,10 @@ pub trait Wire: Send + Sync {
 
     /// An error body in the provider's shape for `status`.
     fn error(&self, status: u16, message: &str) -> Value;
+
+    /// A stream that delivers `text` and then the provider's in-stream error event carrying `message`
+    /// (e.g. Anthropic's `overloaded_error` event).
+    fn stream_error_event(&self, model: &str, text: &str, message: &str) -> Vec<Bytes>;
 
     /// A stream whose first event is not valid.
     fn malformed_stream(&self) -> Vec<Bytes> {

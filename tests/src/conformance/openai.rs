@@ -181,6 +181,14 @@ impl Wire for OpenAiWire {
                 params: shape(&t["function"]["parameters"]),
             })
             .collect();
+        seen.tool_choice = match &body["tool_choice"] {
+            Value::String(s) => Some(s.clone()),
+            Value::Object(o) => o
+                .get("function")
+                .and_then(|f| f["name"].as_str())
+                .map(|n| format!("function:{n}")),
+            _ => (!seen.tools.is_empty()).then(|| "auto".to_string()),
+        };
         seen.stop = match &body["stop"] {
             Value::String(s) => vec![s.clone()],
             Value::Array(a) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
@@ -259,6 +267,23 @@ impl Wire for OpenAiWire {
         }
         frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
         frames
+    }
+
+    fn stream_error_event(&self, model: &str, text: &str, message: &str) -> Vec<Bytes> {
+        let delta = |d: Value| {
+            data_frame(&self.chunk(
+                model,
+                json!([{"index": 0, "delta": d, "logprobs": null, "finish_reason": null}]),
+            ))
+        };
+        vec![
+            delta(json!({"role": "assistant", "content": ""})),
+            delta(json!({"content": text})),
+            data_frame(
+                &json!({"error": {"message": message, "type": "server_error", "param": null,
+                "code": null}}),
+            ),
+        ]
     }
 
     fn error(&self, status: u16, message: &str) -> Value {

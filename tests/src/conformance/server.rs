@@ -17,7 +17,7 @@ use axum::{
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::{Case, Reply, Route, Wire};
+use super::{cases::STREAM_ERROR_TEXT, Case, Reply, Route, Wire, KEY};
 
 /// A request the fake received.
 #[derive(Debug, Clone)]
@@ -123,7 +123,16 @@ async fn handle(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap, b
             stream(wire.stream_content_type(), wire.stream(&route.model, &a, &body))
         }
         Reply::Answer(a) => axum::Json(wire.answer(&route.model, &a)).into_response(),
-        Reply::Error(status) => error(status, &format!("fake upstream says {status}")),
+        // Providers echo (part of) the key in some messages: the gateway must scrub it.
+        Reply::Error(status) => error(status, &format!("fake upstream says {status} for key {KEY}")),
+        Reply::StreamErrorEvent => stream(
+            wire.stream_content_type(),
+            wire.stream_error_event(
+                &route.model,
+                STREAM_ERROR_TEXT,
+                &format!("fake upstream overloaded mid-stream (key {KEY})"),
+            ),
+        ),
         Reply::Malformed => Response::builder()
             .header("content-type", "application/json")
             .body(Body::from(json!({"id": "broken"}).to_string()[..8].to_string()))
