@@ -63,4 +63,4 @@ macro_rules! for_each_case {
     };
 }
 
-conformance!(openai, azure, groq, anthropic, gemini);
+conformance!(openai, azure, groq, anthropic, gemini, vertex, vertex_claude);

@@ -33,13 +33,15 @@ pub fn config(wire: &dyn Wire, root: &str) -> String {
         wire.kind(),
         wire.provider_toml(root)
     );
+    let simple = wire.upstream_model("simple_chat");
     for case in Case::ALL {
         let n = case.name();
+        let m = wire.upstream_model(n);
         c.push_str(&format!(
-            "[[models]]\nname = \"{n}\"\ntargets = [{{ provider = \"up\", model = \"{n}\" }}]\n\n\
-             [[models]]\nname = \"{n}-fallback\"\ntargets = [{{ provider = \"up\", model = \"{n}\" }}, \
-             {{ provider = \"up\", model = \"simple_chat\" }}]\n\n\
-             [[models]]\nname = \"{n}-retry\"\nretries = 1\ntargets = [{{ provider = \"up\", model = \"{n}\" }}]\n\n"
+            "[[models]]\nname = \"{n}\"\ntargets = [{{ provider = \"up\", model = \"{m}\" }}]\n\n\
+             [[models]]\nname = \"{n}-fallback\"\ntargets = [{{ provider = \"up\", model = \"{m}\" }}, \
+             {{ provider = \"up\", model = \"{simple}\" }}]\n\n\
+             [[models]]\nname = \"{n}-retry\"\nretries = 1\ntargets = [{{ provider = \"up\", model = \"{m}\" }}]\n\n"
         ));
     }
     c

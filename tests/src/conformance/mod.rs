@@ -22,6 +22,7 @@ pub mod driver;
 pub mod gemini;
 pub mod openai;
 pub mod server;
+pub mod vertex;
 
 use axum::http::HeaderMap;
 use bytes::Bytes;
@@ -34,6 +35,7 @@ pub mod kinds {
     pub use super::anthropic::anthropic;
     pub use super::gemini::gemini;
     pub use super::openai::{azure, groq, openai};
+    pub use super::vertex::{vertex, vertex_claude};
 }
 
 /// The provider credential the gateway is configured with (env `UP_KEY`).
@@ -215,6 +217,12 @@ pub trait Wire: Send + Sync {
     /// The provider entry's lines besides `name`, `kind` and timeouts: `base_url` (under `root`, the
     /// fake's `http://ADDR/<kind>`) and credentials (default: `api_key_env` = [`KEY_ENV`]).
     fn provider_toml(&self, root: &str) -> String;
+
+    /// The provider's model id for the case `name` (default: the name). `route` must give the case
+    /// name back. Vertex AI picks the publisher by the id, so its Claude wire says `claude-<name>`.
+    fn upstream_model(&self, name: &str) -> String {
+        name.to_string()
+    }
 
     /// Environment for the gateway process.
     fn env(&self) -> Vec<(&'static str, &'static str)> {
