@@ -1190,7 +1190,7 @@ targets = [{ provider = "missing", model = "x" }]
         assert_eq!(p.base_url, "https://bedrock-runtime.eu-west-3.amazonaws.com");
         assert!(p.available);
         let adapter = p.adapter.as_deref().unwrap();
-        assert_eq!(adapter.secrets(), vec!["bedrock-secret-key"]);
+        assert_eq!(adapter.secrets(), vec!["bedrock-secret-key", "AKIDEXAMPLE"]);
         assert!(!format!("{c:?}").contains("bedrock-secret-key"));
 
         let named = format!("{toml}region = \"us-west-2\"\naws_session_token_env = \"MY_TOKEN\"\n");
@@ -1200,7 +1200,10 @@ targets = [{ provider = "missing", model = "x" }]
             "https://bedrock-runtime.us-west-2.amazonaws.com"
         );
         let secrets = c.providers[0].adapter.as_deref().unwrap().secrets();
-        assert_eq!(secrets, vec!["bedrock-secret-key", "bedrock-session-token"]);
+        assert_eq!(
+            secrets,
+            vec!["bedrock-secret-key", "AKIDEXAMPLE", "bedrock-session-token"]
+        );
 
         // Credentials unset: skipped by routing, like an unset api_key_env.
         let region_only = |name: &str| (name == "AWS_REGION").then(|| "us-east-1".to_string());

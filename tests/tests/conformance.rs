@@ -63,4 +63,13 @@ macro_rules! for_each_case {
     };
 }
 
-conformance!(openai, azure, groq, anthropic, gemini, vertex, vertex_claude);
+conformance!(
+    openai,
+    azure,
+    groq,
+    anthropic,
+    gemini,
+    vertex,
+    vertex_claude,
+    bedrock
+);

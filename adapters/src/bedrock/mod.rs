@@ -200,11 +200,17 @@ impl Adapter for BedrockAdapter {
         Framing::AwsEventStream
     }
 
+    /// The secret key and session token, and the access key id too: not a secret to AWS, but it names
+    /// the account, so it stays out of what clients see as well.
     fn secrets(&self) -> Vec<&str> {
         match &self.signer {
-            Some(s) => std::iter::once(s.credentials.secret_access_key.as_str())
-                .chain(s.credentials.session_token.as_deref())
-                .collect(),
+            Some(s) => [
+                s.credentials.secret_access_key.as_str(),
+                s.credentials.access_key_id.as_str(),
+            ]
+            .into_iter()
+            .chain(s.credentials.session_token.as_deref())
+            .collect(),
             None => Vec::new(),
         }
     }
@@ -213,7 +219,7 @@ impl Adapter for BedrockAdapter {
 /// Reads `{"message": ...}` (the exception's name travels in the `x-amzn-ErrorType` header, which
 /// `parse_error` does not see, so `kind` comes from a `__type` member when present, else from the
 /// status, which the API documents per exception). Throttling (429), model timeouts (408) and
-/// server errors (500, 503) are retryable; validation (400), access (403), unknown model (404) and
+/// server errors (5xx) are retryable; validation (400), access (403), unknown model (404) and
 /// model errors (424) are not.
 pub fn parse_error(status: u16, body: &[u8]) -> UpstreamError {
     let parsed: types::ErrorBody = serde_json::from_slice(body).unwrap_or_default();
@@ -245,7 +251,8 @@ pub fn parse_error(status: u16, body: &[u8]) -> UpstreamError {
             };
             Some(by_status.to_string())
         });
-    let retryable = matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+    let retryable = matches!(status, 408 | 429)
+        || status >= 500
         || matches!(
             kind.as_deref(),
             Some(

@@ -253,7 +253,7 @@ fn without_credentials_requests_are_a_config_error_and_secrets_stay_hidden() {
         "{debug}"
     );
     assert!(debug.contains(AKID));
-    assert_eq!(a.secrets(), vec![SECRET, "TOKEN-SECRET"]);
+    assert_eq!(a.secrets(), vec![SECRET, AKID, "TOKEN-SECRET"]);
     assert!(!a.supports(Operation::Embeddings));
     assert!(a
         .build_request(Operation::Embeddings, Map::new(), false, &target(MODEL))
@@ -625,6 +625,7 @@ fn errors_are_classified_by_status_and_type() {
         parse_error(429, br#"{"message":"slow down"}"#).message,
         "slow down"
     );
+    assert!(parse_error(529, b"{}").retryable);
     let e = parse_error(502, b"<html>bad gateway</html>");
     assert_eq!(e.message, "upstream answered HTTP 502");
     assert!(e.retryable && e.kind.is_none());

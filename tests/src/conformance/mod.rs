@@ -17,6 +17,7 @@
 //! re-exported from [`kinds`]) and one word in the `conformance!` line of `tests/tests/conformance.rs`.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod cases;
 pub mod driver;
 pub mod gemini;
@@ -33,6 +34,7 @@ pub use cases::{Case, Fault, Reply};
 /// Every kind the suite knows: `kinds::<kind>()` is what the test macro calls.
 pub mod kinds {
     pub use super::anthropic::anthropic;
+    pub use super::bedrock::bedrock;
     pub use super::gemini::gemini;
     pub use super::openai::{azure, groq, openai};
     pub use super::vertex::{vertex, vertex_claude};
