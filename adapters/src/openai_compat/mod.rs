@@ -209,6 +209,11 @@ impl StreamTranslator for OpenAiStream {
                     return Ok(());
                 }
             }
+        } else {
+            // Forwarded without a full parse, but never as invalid JSON: a broken chunk would make the
+            // client's parser fail with no error event to explain it. Validating is a single scan.
+            serde_json::from_slice::<serde::de::IgnoredAny>(data)
+                .map_err(|e| AdapterError::BadUpstreamBody(e.to_string()))?;
         }
         out.push(data.clone());
         Ok(())
@@ -332,6 +337,20 @@ mod tests {
         .unwrap();
         assert_eq!(s.model(), Some("gpt-4o"));
         assert_eq!(out.len(), 2, "the filter chunk still reaches the client");
+    }
+
+    #[test]
+    fn broken_chunk_after_the_first_is_an_error() {
+        let mut s = OpenAiStream::new(false);
+        let mut out = Vec::new();
+        s.on_event(
+            &ev(r#"{"id":"1","model":"m","choices":[{"delta":{"content":"hi"}}]}"#),
+            &mut out,
+        )
+        .unwrap();
+        let err = s.on_event(&ev(r#"{"id":"1","choices":[{"delta""#), &mut out);
+        assert!(matches!(err, Err(AdapterError::BadUpstreamBody(_))), "{err:?}");
+        assert_eq!(out.len(), 1, "the broken chunk is not forwarded");
     }
 
     #[test]
