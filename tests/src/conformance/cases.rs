@@ -50,6 +50,7 @@ cases! {
     StreamErrorEvent = "stream_error_event",
     MalformedBody = "malformed_body",
     MalformedStream = "malformed_stream",
+    MalformedStreamMid = "malformed_stream_mid",
 }
 
 /// What the fake provider does for a case.
@@ -64,6 +65,8 @@ pub enum Reply {
     Malformed,
     /// 200 with a stream whose first event is not valid.
     MalformedStream,
+    /// 200 and a stream: [`STREAM_ERROR_TEXT`], then an event that is not valid.
+    MalformedStreamMid,
 }
 
 /// How the gateway must treat an upstream error status.
@@ -182,6 +185,7 @@ impl Case {
                 | Case::StreamError429
                 | Case::StreamErrorEvent
                 | Case::MalformedStream
+                | Case::MalformedStreamMid
         )
     }
 
@@ -390,6 +394,7 @@ impl Case {
             Case::StreamErrorEvent => Reply::StreamErrorEvent,
             Case::MalformedBody => Reply::Malformed,
             Case::MalformedStream => Reply::MalformedStream,
+            Case::MalformedStreamMid => Reply::MalformedStreamMid,
         }
     }
 

@@ -121,64 +121,63 @@ pub async fn run(wire: Arc<dyn Wire>, case: Case) {
             );
         }
         Reply::StreamErrorEvent => {
-            let res = s.gw.chat(&s.key, case.request(name)).await;
-            assert_eq!(res.status(), 200);
-            let text = res.text().await.expect("stream body");
-            assert!(
-                !text.contains(KEY),
-                "the provider key leaked to the client: {text}"
-            );
-            let payloads: Vec<Value> = text
-                .split("\n\n")
-                .filter_map(|e| e.strip_prefix("data: "))
-                .map(|p| serde_json::from_str(p).unwrap_or_else(|e| panic!("not JSON ({e}): {p}")))
-                .collect();
-            let delivered: String = payloads
-                .iter()
-                .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-                .collect();
-            assert_eq!(
-                delivered, STREAM_ERROR_TEXT,
-                "text before the error is delivered: {text}"
-            );
-            let last = payloads.last().expect("an error event");
-            assert_eq!(last["error"]["type"], "upstream_error", "{text}");
-            let message = last["error"]["message"].as_str().unwrap_or_default();
+            let message = failed_stream(&s, case, STREAM_ERROR_TEXT).await;
             assert!(
                 message.contains("overloaded mid-stream"),
-                "the provider's message is kept: {text}"
-            );
-            let e = &s.gw.wait_events(1).await[0];
-            assert_eq!(
-                (e["status"].as_u64(), e["error_type"].as_str()),
-                (Some(502), Some("upstream_error")),
-                "{e}"
+                "the provider's message is kept: {message}"
             );
         }
         Reply::MalformedStream => {
-            let res = s.gw.chat(&s.key, case.request(name)).await;
-            assert_eq!(res.status(), 200, "stream headers go out before the first event");
-            let text = res.text().await.expect("stream body");
-            let payloads: Vec<&str> = text
-                .split("\n\n")
-                .filter_map(|e| e.strip_prefix("data: "))
-                .collect();
-            assert!(
-                !payloads.contains(&"[DONE]"),
-                "a failed stream must not end with [DONE]: {text}"
-            );
-            let last: Value = serde_json::from_str(payloads.last().expect("an error event")).expect("JSON");
-            assert_eq!(last["error"]["type"], "upstream_error", "{text}");
-            let e = &s.gw.wait_events(1).await[0];
-            assert_eq!(
-                (e["status"].as_u64(), e["error_type"].as_str()),
-                (Some(502), Some("upstream_error")),
-                "{e}"
-            );
+            failed_stream(&s, case, "").await;
+        }
+        Reply::MalformedStreamMid => {
+            failed_stream(&s, case, STREAM_ERROR_TEXT).await;
         }
     }
     check_upstream_request(&s, case);
     check_alive(&s).await;
+}
+
+/// A stream that fails after delivering `delivered`: 200 (the headers went out before the failure),
+/// the text, then one OpenAI error payload (`upstream_error`) and no `[DONE]`; the usage event says
+/// 502. Returns the error message.
+async fn failed_stream(s: &Setup, case: Case, delivered: &str) -> String {
+    let res = s.gw.chat(&s.key, case.request(case.name())).await;
+    assert_eq!(res.status(), 200, "stream headers go out before the failure");
+    let text = res.text().await.expect("stream body");
+    assert!(
+        !text.contains(KEY),
+        "the provider key leaked to the client: {text}"
+    );
+    let payloads: Vec<&str> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .collect();
+    assert!(
+        !payloads.contains(&"[DONE]"),
+        "a failed stream must not end with [DONE]: {text}"
+    );
+    let payloads: Vec<Value> = payloads
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap_or_else(|e| panic!("not JSON ({e}): {p}")))
+        .collect();
+    let got: String = payloads
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(
+        got, delivered,
+        "what came before the failure is delivered: {text}"
+    );
+    let last = payloads.last().expect("an error event");
+    assert_eq!(last["error"]["type"], "upstream_error", "{text}");
+    let e = &s.gw.wait_events(1).await[0];
+    assert_eq!(
+        (e["status"].as_u64(), e["error_type"].as_str()),
+        (Some(502), Some("upstream_error")),
+        "{e}"
+    );
+    last["error"]["message"].as_str().unwrap_or_default().to_string()
 }
 
 /// The first request that reached the case: path, credential and the translated content.

@@ -256,7 +256,8 @@ pub trait Wire: Send + Sync {
     fn error(&self, status: u16, message: &str) -> Value;
 
     /// A stream that delivers `text` and then the provider's in-stream error event carrying `message`
-    /// (e.g. Anthropic's `overloaded_error` event).
+    /// (e.g. Anthropic's `overloaded_error` event), as the last chunk: `malformed_stream_mid` replaces
+    /// that chunk with [`Wire::malformed_stream`].
     fn stream_error_event(&self, model: &str, text: &str, message: &str) -> Vec<Bytes>;
 
     /// A stream whose first event is not valid.

@@ -138,6 +138,12 @@ async fn handle(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap, b
             .body(Body::from(json!({"id": "broken"}).to_string()[..8].to_string()))
             .expect("response"),
         Reply::MalformedStream => stream(wire.stream_content_type(), wire.malformed_stream()),
+        Reply::MalformedStreamMid => {
+            let mut chunks = wire.stream_error_event(&route.model, STREAM_ERROR_TEXT, "unused");
+            chunks.pop();
+            chunks.extend(wire.malformed_stream());
+            stream(wire.stream_content_type(), chunks)
+        }
     }
 }
 
