@@ -122,6 +122,28 @@ const BUILTIN: &[Row] = &[
         Some("0.08"),
         Some("1.00"),
     ),
+    // Claude on Vertex AI: Vertex ids name the version after `@`; same list prices.
+    (
+        "vertex/claude-sonnet-4@20250514",
+        "3.00",
+        "15.00",
+        Some("0.30"),
+        Some("3.75"),
+    ),
+    (
+        "vertex/claude-opus-4@20250514",
+        "15.00",
+        "75.00",
+        Some("1.50"),
+        Some("18.75"),
+    ),
+    (
+        "vertex/claude-3-5-haiku@20241022",
+        "0.80",
+        "4.00",
+        Some("0.08"),
+        Some("1.00"),
+    ),
     ("gemini-2.5-pro", "1.25", "10.00", Some("0.31"), None),
     ("gemini-2.5-flash", "0.30", "2.50", Some("0.075"), None),
     (

@@ -21,7 +21,7 @@ use tollgate_tests::{
 
 const PROJECT: &str = "p-test";
 const LOCATION: &str = "us-east5";
-const CLAUDE: &str = "claude-sonnet-4-5@20250929";
+const CLAUDE: &str = "claude-sonnet-4@20250514";
 const CLAUDE_TOOLS: &str = "claude-tools@20250929";
 const GEMINI: &str = "gemini-2.5-flash";
 
@@ -548,6 +548,9 @@ async fn embeddings_use_predict_and_usage_events_are_recorded() {
         (Some(17), Some(7), Some(4)),
         "{chat}"
     );
+    // Priced as `vertex/claude-sonnet-4@20250514`: 13 input at $3, 4 cache reads at $0.30 and 7
+    // output at $15 per million tokens.
+    assert_eq!(chat["cost_usd"], "0.0001452", "{chat}");
     let embed = events
         .iter()
         .find(|e| e["served_model"] == "text-embedding-005")
