@@ -71,5 +71,6 @@ conformance!(
     gemini,
     vertex,
     vertex_claude,
-    bedrock
+    bedrock,
+    cohere
 );

@@ -19,6 +19,7 @@
 pub mod anthropic;
 pub mod bedrock;
 pub mod cases;
+pub mod cohere;
 pub mod driver;
 pub mod gemini;
 pub mod openai;
@@ -35,6 +36,7 @@ pub use cases::{Case, Fault, Reply};
 pub mod kinds {
     pub use super::anthropic::anthropic;
     pub use super::bedrock::bedrock;
+    pub use super::cohere::cohere;
     pub use super::gemini::gemini;
     pub use super::openai::{azure, groq, openai};
     pub use super::vertex::{vertex, vertex_claude};
