@@ -297,7 +297,8 @@ struct RawProvider {
     /// Vertex AI (`kind = "vertex"`): Google Cloud project and location (a region or `global`).
     project: Option<String>,
     location: Option<String>,
-    /// Vertex AI: a service-account JSON key file (default: `GOOGLE_APPLICATION_CREDENTIALS`).
+    /// Vertex AI: a service-account key or `authorized_user` credentials file (default:
+    /// `GOOGLE_APPLICATION_CREDENTIALS`).
     credentials_file: Option<String>,
     /// Vertex AI: the OAuth token endpoint (default: the key file's `token_uri`).
     token_url: Option<String>,

@@ -1,8 +1,10 @@
-//! Google service-account auth for Vertex AI providers: a key file (`credentials_file`, or the
-//! standard `GOOGLE_APPLICATION_CREDENTIALS`) becomes a [`TokenSource`] that signs an RS256 JWT
-//! (`iss` = the account's email, `scope` = cloud-platform, `aud` = the token URL, one hour, `kid` =
-//! the key id), exchanges it at the token URL (`grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`)
-//! for an access token, and caches that until shortly before it expires.
+//! Google auth for Vertex AI providers: a credentials file (`credentials_file`, or the standard
+//! `GOOGLE_APPLICATION_CREDENTIALS`) becomes a [`TokenSource`] that gets access tokens at the token URL
+//! and caches each until shortly before it expires. A service-account key (`type: service_account`)
+//! signs an RS256 JWT (`iss` = the account's email, `scope` = cloud-platform, `aud` = the token URL,
+//! one hour, `kid` = the key id) and exchanges it (`grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`);
+//! a user credential (`type: authorized_user`, what `gcloud auth application-default login` writes)
+//! exchanges its refresh token (`grant_type=refresh_token`).
 //!
 //! Refreshes are single-flight: concurrent requests that find the token stale wait for one exchange
 //! instead of starting their own, and when that exchange fails they all get its error (a later
@@ -55,6 +57,87 @@ impl std::fmt::Debug for ServiceAccount {
     }
 }
 
+/// A user credential (`type: authorized_user`): a refresh token and the OAuth client it was issued to.
+pub struct AuthorizedUser {
+    client_id: String,
+    client_secret: Secret,
+    refresh_token: Secret,
+    token_uri: Option<String>,
+}
+
+impl std::fmt::Debug for AuthorizedUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizedUser")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a Google credentials file holds.
+#[derive(Debug)]
+pub enum Credentials {
+    ServiceAccount(ServiceAccount),
+    AuthorizedUser(AuthorizedUser),
+}
+
+impl From<ServiceAccount> for Credentials {
+    fn from(a: ServiceAccount) -> Self {
+        Credentials::ServiceAccount(a)
+    }
+}
+
+impl Credentials {
+    /// Reads a credentials JSON file. The error says what is wrong (unreadable, not JSON, an
+    /// unsupported credential type, a missing field, an unusable key) and never quotes the file.
+    pub fn from_file(path: &Path) -> Result<Credentials, String> {
+        let text = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        Credentials::from_json(&text).map_err(|e| format!("`{}`: {e}", path.display()))
+    }
+
+    /// Parses credentials from their JSON text (see [`Credentials::from_file`]). Without `type`, the
+    /// file is read as a service-account key.
+    pub fn from_json(text: &[u8]) -> Result<Credentials, String> {
+        // Parsed as a `Value` first: a syntax error names only a position, never the content.
+        let v: Value = serde_json::from_slice(text).map_err(|e| {
+            format!(
+                "is not a JSON key file (syntax error at line {} column {})",
+                e.line(),
+                e.column()
+            )
+        })?;
+        match v.get("type").and_then(Value::as_str) {
+            None | Some("service_account") => ServiceAccount::from_value(&v).map(Credentials::ServiceAccount),
+            Some("authorized_user") => {
+                let field = |name: &str| {
+                    v.get(name)
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty())
+                        .ok_or_else(|| format!("is not an authorized_user credential: `{name}` is missing"))
+                };
+                Ok(Credentials::AuthorizedUser(AuthorizedUser {
+                    client_id: field("client_id")?.to_string(),
+                    client_secret: Secret::new(field("client_secret")?.to_string()),
+                    refresh_token: Secret::new(field("refresh_token")?.to_string()),
+                    token_uri: field("token_uri").ok().map(str::to_string),
+                }))
+            }
+            Some(kind) => {
+                let kind: String = kind.chars().take(40).collect();
+                Err(format!(
+                    "holds a `{kind}` credential; supported: `service_account` keys and `authorized_user` credentials"
+                ))
+            }
+        }
+    }
+
+    fn token_uri(&self) -> Option<&str> {
+        match self {
+            Credentials::ServiceAccount(a) => a.token_uri.as_deref(),
+            Credentials::AuthorizedUser(u) => u.token_uri.as_deref(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Claims<'a> {
     iss: &'a str,
@@ -65,32 +148,16 @@ struct Claims<'a> {
 }
 
 impl ServiceAccount {
-    /// Reads a service-account JSON key file. The error says what is wrong (unreadable, not JSON,
-    /// another credential type, a missing field, an unusable key) and never quotes the file.
-    pub fn from_file(path: &Path) -> Result<ServiceAccount, String> {
-        let text = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-        ServiceAccount::from_json(&text).map_err(|e| format!("`{}`: {e}", path.display()))
+    /// Parses a service-account key from its JSON text (see [`Credentials::from_file`]).
+    pub fn from_json(text: &[u8]) -> Result<ServiceAccount, String> {
+        match Credentials::from_json(text)? {
+            Credentials::ServiceAccount(a) => Ok(a),
+            Credentials::AuthorizedUser(_) => Err("holds an `authorized_user` credential".into()),
+        }
     }
 
-    /// Parses a service-account key from its JSON text (see [`ServiceAccount::from_file`]).
-    pub fn from_json(text: &[u8]) -> Result<ServiceAccount, String> {
-        // Parsed as a `Value` first: a syntax error names only a position, never the content.
-        let v: Value = serde_json::from_slice(text).map_err(|e| {
-            format!(
-                "is not a JSON key file (syntax error at line {} column {})",
-                e.line(),
-                e.column()
-            )
-        })?;
+    fn from_value(v: &Value) -> Result<ServiceAccount, String> {
         let field = |name: &str| v.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
-        if let Some(kind) = v.get("type").and_then(Value::as_str) {
-            if kind != "service_account" {
-                let kind: String = kind.chars().take(40).collect();
-                return Err(format!(
-                    "holds a `{kind}` credential; only service-account keys (`service_account`) are supported"
-                ));
-            }
-        }
         let client_email = field("client_email")
             .ok_or("is not a service-account key: `client_email` is missing")?
             .to_string();
@@ -157,7 +224,7 @@ struct State {
 /// Mints, caches and refreshes access tokens for one provider.
 pub struct TokenSource {
     provider: String,
-    account: ServiceAccount,
+    account: Credentials,
     token_url: String,
     client: reqwest::Client,
     state: RwLock<State>,
@@ -194,10 +261,15 @@ fn unix_now() -> u64 {
 }
 
 impl TokenSource {
-    pub fn new(provider: &str, account: ServiceAccount, token_url: String, client: reqwest::Client) -> Self {
+    pub fn new(
+        provider: &str,
+        account: impl Into<Credentials>,
+        token_url: String,
+        client: reqwest::Client,
+    ) -> Self {
         TokenSource {
             provider: provider.to_string(),
-            account,
+            account: account.into(),
             token_url,
             client,
             state: RwLock::new(State::default()),
@@ -257,18 +329,40 @@ impl TokenSource {
         }
     }
 
-    /// One JWT-bearer exchange at the token URL.
+    /// One exchange at the token URL: a signed assertion, or the refresh token.
     async fn exchange(&self) -> Result<Cached, TokenError> {
         let fail = |message: String, retryable: bool| TokenError { message, retryable };
-        let assertion = self
-            .account
-            .assertion(&self.token_url, unix_now())
-            .map_err(|_| fail("could not sign the token request".into(), false))?;
+        // `secrets`: what the form carries and no answer may repeat.
+        let (form, secrets) = match &self.account {
+            Credentials::ServiceAccount(a) => {
+                let assertion = a
+                    .assertion(&self.token_url, unix_now())
+                    .map_err(|_| fail("could not sign the token request".into(), false))?;
+                let form = vec![
+                    ("grant_type", GRANT_TYPE.to_string()),
+                    ("assertion", assertion.clone()),
+                ];
+                (form, vec![assertion])
+            }
+            Credentials::AuthorizedUser(u) => {
+                let form = vec![
+                    ("grant_type", "refresh_token".to_string()),
+                    ("client_id", u.client_id.clone()),
+                    ("client_secret", u.client_secret.expose().to_string()),
+                    ("refresh_token", u.refresh_token.expose().to_string()),
+                ];
+                let secrets = vec![
+                    u.client_secret.expose().to_string(),
+                    u.refresh_token.expose().to_string(),
+                ];
+                (form, secrets)
+            }
+        };
         let started = Instant::now();
         let sent = self
             .client
             .post(&self.token_url)
-            .form(&[("grant_type", GRANT_TYPE), ("assertion", assertion.as_str())])
+            .form(&form)
             .timeout(EXCHANGE_TIMEOUT)
             .send()
             .await;
@@ -291,9 +385,9 @@ impl TokenSource {
             let detail: TokenErrorAnswer = serde_json::from_slice(&body).unwrap_or_default();
             let mut message = format!("token endpoint answered HTTP {}", status.as_u16());
             if let Some(code) = detail.error {
-                message.push_str(&format!(": {}", quote(&code, &assertion)));
+                message.push_str(&format!(": {}", quote(&code, &secrets)));
                 if let Some(d) = detail.error_description {
-                    message.push_str(&format!(" ({})", quote(&d, &assertion)));
+                    message.push_str(&format!(" ({})", quote(&d, &secrets)));
                 }
             }
             let retryable = status.as_u16() == 429 || status.is_server_error();
@@ -322,9 +416,12 @@ impl TokenSource {
     }
 }
 
-/// Provider text for an error message: cut short, the assertion removed if it was echoed.
-fn quote(text: &str, assertion: &str) -> String {
-    let text = text.replace(assertion, "***");
+/// Provider text for an error message: cut short, the credentials sent removed if they were echoed.
+fn quote(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_string();
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        text = text.replace(s.as_str(), "***");
+    }
     match text.char_indices().nth(MAX_QUOTED) {
         Some((cut, _)) => format!("{}...", &text[..cut]),
         None => text,
@@ -345,8 +442,8 @@ pub struct VertexFields {
 pub struct VertexSetup {
     /// The default base URL from project and location (when the entry sets no `base_url`).
     pub base_url: Option<String>,
-    /// The service account and its token URL, unless the entry uses a static token (`api_key_env`).
-    pub account: Option<(ServiceAccount, String)>,
+    /// The credentials and their token URL, unless the entry uses a static token (`api_key_env`).
+    pub account: Option<(Credentials, String)>,
 }
 
 fn is_id(s: &str) -> bool {
@@ -420,17 +517,17 @@ pub fn vertex_provider(
     let Some((path, field)) = key_file else {
         if fields.token_url.is_some() {
             errors.push(format!(
-                "{at}.token_url: only used with a service-account key, not with `api_key_env`"
+                "{at}.token_url: only used with a credentials file, not with `api_key_env`"
             ));
         }
         return setup;
     };
-    match ServiceAccount::from_file(Path::new(&path)) {
+    match Credentials::from_file(Path::new(&path)) {
         Ok(account) => {
             let token_url = fields
                 .token_url
                 .clone()
-                .or_else(|| account.token_uri.clone())
+                .or_else(|| account.token_uri().map(str::to_string))
                 .unwrap_or_else(|| DEFAULT_TOKEN_URL.to_string());
             if reqwest::Url::parse(&token_url).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
                 let which = match fields.token_url {

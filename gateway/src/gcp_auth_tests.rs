@@ -23,6 +23,9 @@ use super::*;
 
 const EMAIL: &str = "tollgate@p-1.iam.gserviceaccount.com";
 const KEY_ID: &str = "0123456789abcdef0123456789abcdef01234567";
+const USER_CLIENT_ID: &str = "764086051850-test.apps.googleusercontent.com";
+const USER_SECRET: &str = "d-FL95Q19q7MQmFpd7hHD0Ty";
+const USER_REFRESH: &str = "1//0gTestRefreshTokenNeverLogged";
 
 struct Keys {
     private: String,
@@ -92,7 +95,7 @@ fn key_json(keys: &Keys, token_uri: &str) -> Value {
 #[test]
 fn key_file_errors_say_what_is_wrong_without_quoting_the_key() {
     let dir = temp_dir();
-    let missing = ServiceAccount::from_file(&dir.join("nope.json")).unwrap_err();
+    let missing = Credentials::from_file(&dir.join("nope.json")).unwrap_err();
     assert!(missing.starts_with("cannot read `"), "{missing}");
 
     let secret_bits = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7SECRETSECRET";
@@ -100,7 +103,7 @@ fn key_file_errors_say_what_is_wrong_without_quoting_the_key() {
         (r#"{"type": "service_account", "client_email": "#.to_string(), "syntax error at line 1"),
         (
             json!({"type": "authorized_user", "refresh_token": secret_bits}).to_string(),
-            "`authorized_user` credential",
+            "authorized_user credential: `client_id` is missing",
         ),
         (
             json!({"type": "service_account", "private_key": secret_bits}).to_string(),
@@ -124,7 +127,7 @@ fn key_file_errors_say_what_is_wrong_without_quoting_the_key() {
     }
     let path = dir.join("bad.json");
     std::fs::write(&path, json!({"private_key": secret_bits}).to_string()).unwrap();
-    let err = ServiceAccount::from_file(&path).unwrap_err();
+    let err = Credentials::from_file(&path).unwrap_err();
     assert!(err.contains("bad.json") && !err.contains("SECRET"), "{err}");
     std::fs::remove_dir_all(dir).ok();
 }
@@ -179,6 +182,27 @@ async fn token_endpoint(State(ep): State<Endpoint>, body: String) -> impl IntoRe
     // Slow enough that concurrent callers overlap with the exchange.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let status = ep.fail_status.load(Ordering::SeqCst);
+    if field("grant_type").as_deref() == Some("refresh_token") {
+        let sent = (field("client_id"), field("client_secret"), field("refresh_token"));
+        let known = (
+            Some(USER_CLIENT_ID.to_string()),
+            Some(USER_SECRET.to_string()),
+            Some(USER_REFRESH.to_string()),
+        );
+        assert_eq!(sent, known);
+        if status != 0 {
+            let body = json!({"error": "invalid_grant", "error_description": format!("Bad token {USER_REFRESH} for {USER_SECRET}")});
+            return (
+                StatusCode::from_u16(u16::try_from(status).unwrap()).unwrap(),
+                Json(body),
+            );
+        }
+        return (
+            StatusCode::OK,
+            Json(json!({"access_token": format!("ya29.user-{n}"), "expires_in": ep.expires_in})),
+        );
+    }
     assert_eq!(field("grant_type").as_deref(), Some(GRANT_TYPE));
     let assertion = field("assertion").unwrap();
     let mut validation = Validation::new(Algorithm::RS256);
@@ -186,7 +210,6 @@ async fn token_endpoint(State(ep): State<Endpoint>, body: String) -> impl IntoRe
     validation.validate_aud = false;
     let key = DecodingKey::from_rsa_pem(ep.public.as_bytes()).unwrap();
     assert!(jsonwebtoken::decode::<Value>(&assertion, &key, &validation).is_ok());
-    let status = ep.fail_status.load(Ordering::SeqCst);
     if status != 0 {
         let body =
             json!({"error": "invalid_grant", "error_description": format!("Invalid JWT: {assertion}")});
@@ -478,4 +501,54 @@ fn token_url_comes_from_config_then_key_file_then_default() {
     );
     assert!(errors.is_empty() && s.account.is_some(), "{errors:?}");
     std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn an_authorized_user_credential_exchanges_its_refresh_token() {
+    let Some(keys) = keys() else { return };
+    // The test token endpoint serves both grants.
+    let (probe, _ep) = source(keys, 3600).await;
+    let url = probe.token_url().to_string();
+    let user = json!({"type": "authorized_user", "client_id": USER_CLIENT_ID, "client_secret": USER_SECRET,
+        "refresh_token": USER_REFRESH, "quota_project_id": "p-1"});
+    let creds = Credentials::from_json(user.to_string().as_bytes()).unwrap();
+    assert!(matches!(creds, Credentials::AuthorizedUser(_)));
+    let debug = format!("{creds:?}");
+    assert!(
+        !debug.contains(USER_SECRET) && !debug.contains(USER_REFRESH),
+        "{debug}"
+    );
+    assert_eq!(creds.token_uri(), None);
+    let ts = TokenSource::new("vx", creds, url, reqwest::Client::new());
+    assert_eq!(ts.token().await.unwrap().expose(), "ya29.user-1");
+    assert_eq!(ts.token().await.unwrap().expose(), "ya29.user-1");
+
+    for missing in ["client_id", "client_secret", "refresh_token"] {
+        let mut v = user.clone();
+        v.as_object_mut().unwrap().remove(missing);
+        let err = Credentials::from_json(v.to_string().as_bytes()).unwrap_err();
+        assert_eq!(
+            err,
+            format!("is not an authorized_user credential: `{missing}` is missing")
+        );
+    }
+    let err = Credentials::from_json(br#"{"type": "external_account", "audience": "x"}"#).unwrap_err();
+    assert!(err.contains("`external_account` credential; supported:"), "{err}");
+}
+
+#[tokio::test]
+async fn a_refused_refresh_token_is_not_repeated_in_the_error() {
+    let Some(keys) = keys() else { return };
+    let (probe, ep) = source(keys, 3600).await;
+    ep.fail_status.store(400, Ordering::SeqCst);
+    let user = json!({"type": "authorized_user", "client_id": USER_CLIENT_ID, "client_secret": USER_SECRET,
+        "refresh_token": USER_REFRESH});
+    let creds = Credentials::from_json(user.to_string().as_bytes()).unwrap();
+    let ts = TokenSource::new("vx", creds, probe.token_url().to_string(), reqwest::Client::new());
+    let e = ts.token().await.unwrap_err();
+    assert_eq!(
+        e.message,
+        "token endpoint answered HTTP 400: invalid_grant (Bad token *** for ***)"
+    );
+    assert!(!e.retryable);
 }

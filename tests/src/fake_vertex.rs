@@ -1,6 +1,7 @@
 //! A fake Google Vertex AI, in-process, on an ephemeral port, with its own OAuth token endpoint.
 //!
-//! `POST /token` is Google's JWT-bearer exchange: it takes `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`
+//! `POST /token` is Google's token endpoint. A refresh-token grant must carry [`USER_CLIENT_ID`],
+//! [`USER_CLIENT_SECRET`] and [`USER_REFRESH_TOKEN`]. The JWT-bearer exchange takes `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`
 //! and an `assertion`, verifies the assertion's RS256 signature with the test service account's public
 //! key, its `kid`, `iss`, `aud` (this endpoint's URL), `scope` (cloud-platform) and one-hour lifetime,
 //! counts the request, and answers `{access_token, expires_in, token_type}` (or `400 invalid_grant`
@@ -51,6 +52,21 @@ pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 pub const ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
 pub const MESSAGE_ID: &str = "msg_vrtx_01FakeVertex";
 pub const RESPONSE_ID: &str = "fakeVertexResponse01";
+/// The `authorized_user` credential (what `gcloud auth application-default login` writes) the token
+/// endpoint accepts with `grant_type=refresh_token`.
+pub const USER_CLIENT_ID: &str = "764086051850-fake.apps.googleusercontent.com";
+pub const USER_CLIENT_SECRET: &str = "d-FL95Q19q7MQmFpd7hHDFake";
+pub const USER_REFRESH_TOKEN: &str = "1//0gFakeRefreshTokenNeverLogged-xyz";
+
+/// Writes an `authorized_user` credentials file (no `token_uri`, as gcloud writes it); returns its path.
+pub fn write_authorized_user_file(dir: &Path) -> PathBuf {
+    let path = dir.join("application_default_credentials.json");
+    let cred = json!({"type": "authorized_user", "client_id": USER_CLIENT_ID,
+        "client_secret": USER_CLIENT_SECRET, "refresh_token": USER_REFRESH_TOKEN,
+        "quota_project_id": "p-test", "universe_domain": "googleapis.com"});
+    std::fs::write(&path, serde_json::to_vec_pretty(&cred).expect("json")).expect("write credentials");
+    path
+}
 
 /// A throwaway RSA key pair, generated per test run by `openssl` (no key is ever committed).
 pub struct TestKeys {
@@ -293,11 +309,30 @@ async fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
         .map(|u| u.query_pairs().into_owned().collect())
         .unwrap_or_default();
     let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    if field("grant_type") != Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
-        return bad("grant_type is not jwt-bearer".into(), &mut tokens.problems);
-    }
-    if let Err(why) = check_assertion(shared, field("assertion").unwrap_or_default()) {
-        return bad(why, &mut tokens.problems);
+    match field("grant_type") {
+        Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
+            if let Err(why) = check_assertion(shared, field("assertion").unwrap_or_default()) {
+                return bad(why, &mut tokens.problems);
+            }
+        }
+        Some("refresh_token") => {
+            let sent = [field("client_id"), field("client_secret"), field("refresh_token")];
+            if sent
+                != [
+                    Some(USER_CLIENT_ID),
+                    Some(USER_CLIENT_SECRET),
+                    Some(USER_REFRESH_TOKEN),
+                ]
+            {
+                return bad("unknown client or refresh token".into(), &mut tokens.problems);
+            }
+        }
+        _ => {
+            return bad(
+                "grant_type is neither jwt-bearer nor refresh_token".into(),
+                &mut tokens.problems,
+            )
+        }
     }
     let expires_in = shared.expires_in.load(Ordering::SeqCst);
     let access_token = format!("ya29.c.fake-vertex-token-{n}-{}", uuid::Uuid::new_v4().simple());

@@ -15,7 +15,10 @@ use std::{path::PathBuf, process::Command};
 use serde_json::{json, Value};
 use tollgate_tests::{
     env::skip,
-    fake_vertex::{FakeVertex, TestKeys, MESSAGE_ID, RESPONSE_ID},
+    fake_vertex::{
+        write_authorized_user_file, FakeVertex, TestKeys, MESSAGE_ID, RESPONSE_ID, USER_CLIENT_SECRET,
+        USER_REFRESH_TOKEN,
+    },
     gateway::{binary, temp_dir, Gateway},
 };
 
@@ -579,6 +582,48 @@ async fn a_static_access_token_from_api_key_env_needs_no_key_file() {
     assert_eq!(res.status(), 200);
     assert_eq!(bearer(&fake.requests()[0]), "ya29.static-token-from-gcloud");
     assert_eq!(fake.token_requests(), 0);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn an_authorized_user_credential_from_google_application_credentials_is_refreshed() {
+    let dir = temp_dir("vertex-user");
+    let Some(keys) = TestKeys::generate(&dir) else {
+        return skip("openssl is needed for the fake's key");
+    };
+    let fake = FakeVertex::start(&keys).await;
+    let file = write_authorized_user_file(&dir);
+    let config = format!(
+        "[[providers]]\nname = \"vx\"\nkind = \"vertex\"\nbase_url = \"{}\"\ntoken_url = \"{}\"\n\n\
+         [[models]]\nname = \"gemini\"\ntargets = [{{ provider = \"vx\", model = \"{GEMINI}\" }}]\n",
+        fake.base_url(PROJECT, LOCATION),
+        fake.token_url()
+    );
+    let gw = Gateway::start(
+        &config,
+        &[("GOOGLE_APPLICATION_CREDENTIALS", file.to_str().unwrap())],
+    )
+    .await;
+    let key = gw.create_key(&[]).await;
+    for _ in 0..3 {
+        let res = gw
+            .chat(&key, json!({"model": "gemini", "messages": user("hi")}))
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+    assert_eq!(fake.token_requests(), 1);
+    assert!(
+        fake.assertion_problems().is_empty(),
+        "{:?}",
+        fake.assertion_problems()
+    );
+    assert_eq!(bearer(&fake.requests()[2]), fake.minted()[0]);
+    let logs = gw.logs();
+    assert!(
+        !logs.contains(USER_REFRESH_TOKEN) && !logs.contains(USER_CLIENT_SECRET),
+        "{logs}"
+    );
+    drop(gw);
     std::fs::remove_dir_all(dir).ok();
 }
 
