@@ -185,6 +185,12 @@ pub trait StreamTranslator: Send {
     fn model(&self) -> Option<&str>;
     /// Whether the provider signalled the natural end of the stream.
     fn finished(&self) -> bool;
+    /// Whether a stream whose connection closed cleanly at this point is complete; when not, the
+    /// gateway ends it with an error instead of `[DONE]`, so a cut answer never looks whole.
+    /// Default: [`StreamTranslator::finished`].
+    fn complete_at_eof(&self) -> bool {
+        self.finished()
+    }
 }
 
 impl dyn Adapter + '_ {

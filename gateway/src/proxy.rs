@@ -995,7 +995,13 @@ fn stream_response(
                     let framed = st.framer.finish(&mut st.events);
                     match st.process().and(framed.map_err(stream_error_text)) {
                         Err(m) => st.fail(&m, 502, "upstream_error"),
-                        Ok(()) => st.complete(),
+                        Ok(()) if st.translator.complete_at_eof() => st.complete(),
+                        // A clean close before the provider's end: the answer was cut.
+                        Ok(()) => st.fail(
+                            "the provider closed the stream before its end",
+                            502,
+                            "upstream_error",
+                        ),
                     }
                 }
             }

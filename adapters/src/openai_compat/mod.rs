@@ -152,6 +152,8 @@ pub struct OpenAiStream {
     usage: Option<TokenUsage>,
     model: Option<String>,
     done: bool,
+    /// A choice carried a `finish_reason`: the answer is whole even if `[DONE]` never comes.
+    saw_finish: bool,
 }
 
 impl OpenAiStream {
@@ -161,6 +163,7 @@ impl OpenAiStream {
             usage: None,
             model: None,
             done: false,
+            saw_finish: false,
         }
     }
 }
@@ -181,7 +184,9 @@ impl StreamTranslator for OpenAiStream {
             return Ok(());
         }
         let needs_model = self.model.is_none();
-        if needs_model || mentions(data, b"\"usage\"") || mentions(data, b"\"error\"") {
+        // Most chunks say `"finish_reason":null`; only the others are parsed to look for a finish.
+        let may_finish = mentions(data, b"\"finish_reason\"") && !mentions(data, b"\"finish_reason\":null");
+        if needs_model || may_finish || mentions(data, b"\"usage\"") || mentions(data, b"\"error\"") {
             let v: Value =
                 serde_json::from_slice(data).map_err(|e| AdapterError::BadUpstreamBody(e.to_string()))?;
             if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
@@ -191,6 +196,11 @@ impl StreamTranslator for OpenAiStream {
                     .unwrap_or("upstream stream error");
                 return Err(AdapterError::StreamError(message.to_string()));
             }
+            let finishes = v.get("choices").and_then(Value::as_array).is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.get("finish_reason").is_some_and(|f| !f.is_null()))
+            });
+            self.saw_finish |= finishes;
             if needs_model {
                 // Azure opens its streams with a `prompt_filter_results` chunk whose model is "".
                 self.model = v
@@ -229,6 +239,11 @@ impl StreamTranslator for OpenAiStream {
 
     fn finished(&self) -> bool {
         self.done
+    }
+
+    /// `[DONE]`, or (from servers that omit it) a finish reason.
+    fn complete_at_eof(&self) -> bool {
+        self.done || self.saw_finish
     }
 }
 
@@ -337,6 +352,23 @@ mod tests {
         .unwrap();
         assert_eq!(s.model(), Some("gpt-4o"));
         assert_eq!(out.len(), 2, "the filter chunk still reaches the client");
+    }
+
+    #[test]
+    fn a_stream_cut_before_its_finish_is_incomplete() {
+        let mut s = OpenAiStream::new(false);
+        let mut out = Vec::new();
+        let text = r#"{"id":"1","model":"m","choices":[{"delta":{"content":"hi"},"finish_reason":null}]}"#;
+        s.on_event(&ev(text), &mut out).unwrap();
+        assert!(!s.complete_at_eof(), "no finish_reason, no [DONE]");
+        let finish = r#"{"id":"1","model":"m","choices":[{"delta":{},"finish_reason": "stop"}]}"#;
+        s.on_event(&ev(finish), &mut out).unwrap();
+        assert!(
+            s.complete_at_eof() && !s.finished(),
+            "whole, though [DONE] may still come"
+        );
+        s.on_event(&ev("[DONE]"), &mut out).unwrap();
+        assert!(s.complete_at_eof() && s.finished());
     }
 
     #[test]
