@@ -51,6 +51,7 @@ cases! {
     MalformedBody = "malformed_body",
     MalformedStream = "malformed_stream",
     MalformedStreamMid = "malformed_stream_mid",
+    TruncatedStream = "truncated_stream",
 }
 
 /// What the fake provider does for a case.
@@ -67,6 +68,9 @@ pub enum Reply {
     MalformedStream,
     /// 200 and a stream: [`STREAM_ERROR_TEXT`], then an event that is not valid.
     MalformedStreamMid,
+    /// 200 and a stream: [`STREAM_ERROR_TEXT`], then the connection closes cleanly before the
+    /// provider's end of stream (no finish, no end marker).
+    TruncatedStream,
 }
 
 /// How the gateway must treat an upstream error status.
@@ -186,6 +190,7 @@ impl Case {
                 | Case::StreamErrorEvent
                 | Case::MalformedStream
                 | Case::MalformedStreamMid
+                | Case::TruncatedStream
         )
     }
 
@@ -395,6 +400,7 @@ impl Case {
             Case::MalformedBody => Reply::Malformed,
             Case::MalformedStream => Reply::MalformedStream,
             Case::MalformedStreamMid => Reply::MalformedStreamMid,
+            Case::TruncatedStream => Reply::TruncatedStream,
         }
     }
 

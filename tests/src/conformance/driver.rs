@@ -130,7 +130,7 @@ pub async fn run(wire: Arc<dyn Wire>, case: Case) {
         Reply::MalformedStream => {
             failed_stream(&s, case, "").await;
         }
-        Reply::MalformedStreamMid => {
+        Reply::MalformedStreamMid | Reply::TruncatedStream => {
             failed_stream(&s, case, STREAM_ERROR_TEXT).await;
         }
     }

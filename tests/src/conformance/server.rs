@@ -144,6 +144,11 @@ async fn handle(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap, b
             chunks.extend(wire.malformed_stream());
             stream(wire.stream_content_type(), chunks)
         }
+        Reply::TruncatedStream => {
+            let mut chunks = wire.stream_error_event(&route.model, STREAM_ERROR_TEXT, "unused");
+            chunks.pop();
+            stream(wire.stream_content_type(), chunks)
+        }
     }
 }
 
