@@ -446,6 +446,89 @@ async fn stream_ending_in_error_ends_the_stream_with_an_error() {
     assert_eq!(e["status"], 502, "{e}");
 }
 
+/// What the official OpenAI Python SDK makes of Cohere's answers: it asks for base64 embeddings by
+/// default and decodes them as little-endian f32, reassembles streamed tool calls, and parses every
+/// answer into its typed models.
+const SDK_SCRIPT: &str = r#"
+import json, os, openai
+c = openai.OpenAI(base_url=os.environ["BASE"], api_key=os.environ["KEY"], max_retries=0)
+e = c.embeddings.create(model="embed", input=["abcd", "hello world"])
+out = {"vectors": [d.embedding for d in e.data], "model": e.model, "prompt_tokens": e.usage.prompt_tokens}
+r = c.chat.completions.create(model="command", messages=[{"role": "user", "content": "hi sdk"}])
+out["text"] = r.choices[0].message.content
+out["chat_model"] = r.model
+calls = {}
+stream = c.chat.completions.create(model="command-tools", stream=True, stream_options={"include_usage": True},
+    messages=[{"role": "user", "content": "weather?"}],
+    tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}])
+for chunk in stream:
+    if chunk.usage:
+        out["stream_usage"] = [chunk.usage.prompt_tokens, chunk.usage.completion_tokens]
+    for ch in chunk.choices:
+        if ch.finish_reason:
+            out["finish"] = ch.finish_reason
+        for t in ch.delta.tool_calls or []:
+            call = calls.setdefault(t.index, {"id": None, "name": None, "args": ""})
+            call["id"] = t.id or call["id"]
+            call["name"] = (t.function.name if t.function else None) or call["name"]
+            call["args"] += (t.function.arguments if t.function else None) or ""
+out["calls"] = calls
+try:
+    c.chat.completions.create(model="command-limited", messages=[{"role": "user", "content": "x"}])
+except openai.RateLimitError as err:
+    out["rate_limited"] = err.status_code
+print("RESULT " + json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn official_openai_sdk_reads_cohere_answers() {
+    let Some(py) = tollgate_tests::env::python() else {
+        return;
+    };
+    let (_fake, gw, key) = setup().await;
+    let base = gw.url("/v1");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(py)
+            .arg("-c")
+            .arg(SDK_SCRIPT)
+            .env("BASE", base)
+            .env("KEY", key)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("run python");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "python failed:\n{text}");
+    let result = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no result:\n{text}"));
+    let v: Value = serde_json::from_str(result).unwrap();
+    assert_eq!(
+        v["vectors"],
+        json!([[4.0, 0.5, -0.25], [11.0, 0.5, -0.25]]),
+        "base64 decoded by the SDK"
+    );
+    assert_eq!(
+        (&v["model"], &v["prompt_tokens"]),
+        (&json!("embed-fake"), &json!(3))
+    );
+    assert_eq!(v["text"], "fake: hi sdk");
+    assert_eq!(v["chat_model"], "command-fake");
+    assert_eq!(
+        v["calls"],
+        json!({"0": {"id": TOOL_CALL_ID, "name": "get_weather", "args": "{\"city\": \"Paris\"}"}})
+    );
+    assert_eq!(v["finish"], "tool_calls");
+    assert_eq!(v["stream_usage"], json!([11, 7]));
+    assert_eq!(v["rate_limited"], 429);
+}
+
 #[tokio::test]
 async fn requests_sent_to_cohere_conform_to_the_spec() {
     let spec =
