@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Validate request bodies that the gateway sent to AWS Bedrock against the Bedrock Runtime spec.
 
-Usage: validate_bedrock.py [--schema-only] SPEC DIR
+Usage: validate_bedrock.py [--schema-only] [--service-model=SERVICE_JSON] SPEC DIR
 
 SPEC is the Bedrock Runtime OpenAPI document (`bedrock-runtime.openapi.json`, converted from the
 service model). DIR holds JSON request bodies named `<anything>.converse.json` or
@@ -19,6 +19,14 @@ assistant turn just before it; `toolChoice.tool.name` names a declared tool; too
 a JSON schema in `outputConfig` is a JSON object serialized as a string; with Anthropic extended
 thinking (`additionalModelRequestFields.thinking`), `budget_tokens` is below `maxTokens` and
 `temperature`/`topP` are not set.
+
+With `--service-model` (botocore's `service-2.json`), DIR may also hold what Bedrock answers, checked
+against the service model's shapes (structures with their required and only their known members,
+unions with exactly one member, enums, number and blob types): `<anything>.response.json` is a
+`ConverseResponse`; `<anything>.events.jsonl` is a ConverseStream, one decoded event-stream message per
+line, `{"message-type": "event" | "exception", "type": <:event-type or :exception-type>, "payload": ...}`,
+each type a member of `ConverseStreamOutput` and its payload that member's shape;
+`[<anything>.]<ExceptionName>.error.json` is an error body, that exception's shape.
 
 Before the directory is validated a self-check makes sure that validation is real: known-bad bodies
 must fail and known-good ones must pass, else exit 2.
@@ -198,6 +206,90 @@ def validate(validator, body, schema_only=False):
     return found
 
 
+class ServiceModel:
+    """Checks JSON values against the shapes of a botocore service model (the JSON protocol's view:
+    blobs are base64 strings, timestamps numbers or strings, documents anything)."""
+
+    def __init__(self, model):
+        self.shapes = model.get("shapes", {})
+
+    def errors(self, shape_name, value, path="$"):
+        shape = self.shapes.get(shape_name)
+        if shape is None:
+            return [(path, "unknown shape " + shape_name)]
+        kind = shape.get("type")
+        if shape.get("document"):
+            return []
+        if kind == "structure":
+            if not isinstance(value, dict):
+                return [(path, "%s must be an object" % shape_name)]
+            members = shape.get("members", {})
+            found = []
+            for name in value:
+                if name not in members:
+                    found.append((path + "." + name, "not a member of " + shape_name))
+            for name in shape.get("required", []):
+                if name not in value:
+                    found.append((path, "%s requires %s" % (shape_name, name)))
+            if shape.get("union") and len([k for k in value if k in members]) != 1:
+                found.append((path, "union %s must have exactly one member, has %d" % (shape_name, len(value))))
+            for name, v in value.items():
+                if name in members:
+                    found.extend(self.errors(members[name]["shape"], v, path + "." + name))
+            return found
+        if kind == "list":
+            if not isinstance(value, list):
+                return [(path, "%s must be an array" % shape_name)]
+            found = []
+            for i, v in enumerate(value):
+                found.extend(self.errors(shape["member"]["shape"], v, "%s[%d]" % (path, i)))
+            return found
+        if kind == "map":
+            if not isinstance(value, dict):
+                return [(path, "%s must be an object" % shape_name)]
+            found = []
+            for k, v in value.items():
+                found.extend(self.errors(shape["value"]["shape"], v, path + "." + k))
+            return found
+        if kind == "string":
+            if not isinstance(value, str):
+                return [(path, "%s must be a string" % shape_name)]
+            if "enum" in shape and value not in shape["enum"]:
+                return [(path, "%r is not one of %s" % (value, shape["enum"]))]
+            return []
+        if kind in ("integer", "long"):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= shape.get("min", value)
+            return [] if ok else [(path, "%s must be an integer >= %s" % (shape_name, shape.get("min")))]
+        if kind in ("float", "double"):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            return [] if ok else [(path, shape_name + " must be a number")]
+        if kind == "boolean":
+            return [] if isinstance(value, bool) else [(path, shape_name + " must be a boolean")]
+        if kind == "blob":
+            return [] if isinstance(value, str) and is_base64(value) else [(path, shape_name + " must be base64")]
+        if kind == "timestamp":
+            return [] if isinstance(value, (int, float, str)) else [(path, shape_name + " must be a timestamp")]
+        return [(path, "unhandled shape type %s" % kind)]
+
+    def stream_errors(self, lines):
+        output = self.shapes.get("ConverseStreamOutput", {}).get("members", {})
+        found = []
+        for i, line in enumerate(lines):
+            at = "line %d" % (i + 1)
+            if not isinstance(line, dict) or line.get("message-type") not in ("event", "exception"):
+                found.append((at, "message-type must be event or exception"))
+                continue
+            member = output.get(line.get("type"))
+            is_exception = self.shapes.get(member["shape"], {}).get("exception") if member else None
+            if member is None:
+                found.append((at, "%r is not a ConverseStreamOutput member" % line.get("type")))
+            elif bool(is_exception) != (line["message-type"] == "exception"):
+                found.append((at, "%s is sent as the wrong message-type" % line["type"]))
+            else:
+                found.extend(self.errors(member["shape"], line.get("payload"), at))
+        return found
+
+
 def user(text):
     return {"role": "user", "content": [{"text": text}]}
 
@@ -254,6 +346,53 @@ def self_check(validators):
         fail_setup("self-check failed, validation is not working:\n  " + "\n  ".join(problems))
 
 
+GOOD_ANSWER = {"output": {"message": {"role": "assistant", "content": [
+    {"reasoningContent": {"reasoningText": {"text": "hm", "signature": "c2ln"}}},
+    {"text": "hi"}, {"toolUse": {"toolUseId": "t1", "name": "f", "input": {"a": 1}}}]}},
+    "stopReason": "tool_use", "metrics": {"latencyMs": 3},
+    "usage": {"inputTokens": 1, "outputTokens": 2, "totalTokens": 3, "cacheReadInputTokens": 0}}
+GOOD_EVENTS = [
+    {"message-type": "event", "type": "messageStart", "payload": {"role": "assistant"}},
+    {"message-type": "event", "type": "contentBlockStart",
+     "payload": {"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "t1", "name": "f"}}}},
+    {"message-type": "event", "type": "contentBlockDelta",
+     "payload": {"contentBlockIndex": 0, "delta": {"toolUse": {"input": "{}"}}}},
+    {"message-type": "event", "type": "messageStop", "payload": {"stopReason": "tool_use"}},
+    {"message-type": "event", "type": "metadata", "payload": {"usage": {"inputTokens": 1, "outputTokens": 2,
+     "totalTokens": 3}, "metrics": {"latencyMs": 5}}},
+    {"message-type": "exception", "type": "throttlingException", "payload": {"message": "slow down"}},
+]
+SELF_CHECK_ANSWERS = [
+    # (kind, value, should_be_valid, what)
+    ("response", GOOD_ANSWER, True, "answer with reasoning, text and a tool use"),
+    ("events", GOOD_EVENTS, True, "tool-use stream and an exception"),
+    ("response", dict(GOOD_ANSWER, metrics=None), False, "metrics not an object"),
+    ("response", {k: v for k, v in GOOD_ANSWER.items() if k != "usage"}, False, "answer without usage"),
+    ("response", dict(GOOD_ANSWER, stopReason="done"), False, "unknown stop reason"),
+    ("response", dict(GOOD_ANSWER, output={"message": {"role": "assistant", "content": [
+        {"text": "a", "toolUse": {"toolUseId": "t", "name": "f", "input": {}}}]}}), False, "two-member union"),
+    ("events", [{"message-type": "event", "type": "contentBlockDelta",
+                 "payload": {"delta": {"text": "x"}}}], False, "delta without contentBlockIndex"),
+    ("events", [{"message-type": "event", "type": "messageStop", "payload": {"stop_reason": "end_turn"}}],
+     False, "snake_case member"),
+    ("events", [{"message-type": "event", "type": "throttlingException", "payload": {"message": "x"}}],
+     False, "exception sent as an event"),
+    ("events", [{"message-type": "event", "type": "message_start", "payload": {}}], False, "unknown event"),
+]
+
+
+def answers_self_check(model):
+    problems = []
+    for kind, value, should_be_valid, what in SELF_CHECK_ANSWERS:
+        errors = model.errors("ConverseResponse", value) if kind == "response" else model.stream_errors(value)
+        if should_be_valid and errors:
+            problems.append("%s should pass but failed: %s %s" % (what, errors[0][0], errors[0][1]))
+        if not should_be_valid and not errors:
+            problems.append("%s should fail but passed" % what)
+    if problems:
+        fail_setup("answer self-check failed, validation is not working:\n  " + "\n  ".join(problems))
+
+
 def operation_of(name):
     for suffix in sorted(OPERATIONS, key=len, reverse=True):
         if name.endswith("." + suffix + ".json") and len(name) > len(suffix) + 6:
@@ -261,14 +400,52 @@ def operation_of(name):
     return None
 
 
+def check_answer_file(model, body_dir, name, passed, failed):
+    """Validates one recorded answer (`.response.json`) or stream (`.events.jsonl`)."""
+    try:
+        with open(os.path.join(body_dir, name), "rb") as f:
+            if name.endswith(".jsonl"):
+                value = [json.loads(line) for line in f.read().splitlines() if line.strip()]
+            else:
+                value = json.load(f)
+    except (OSError, ValueError) as e:
+        print("INVALID %s: not JSON: %s" % (name, short(e)))
+        return passed, failed + 1
+    if name.endswith(".jsonl"):
+        errors, what = model.stream_errors(value), "ConverseStreamOutput"
+    elif name.endswith(".error.json"):
+        what = name[: -len(".error.json")].rsplit(".", 1)[-1]
+        shape = model.shapes.get(what, {})
+        errors = model.errors(what, value) if shape.get("exception") else [("$", what + " is no exception")]
+    else:
+        errors, what = model.errors("ConverseResponse", value), "ConverseResponse"
+    if not errors:
+        print("OK %s" % name)
+        return passed + 1, failed
+    print("INVALID %s (%s, %d error%s)" % (name, what, len(errors), "" if len(errors) == 1 else "s"))
+    for path, message in errors[:MAX_ERRORS_SHOWN]:
+        print("    %s: %s" % (path, message))
+    return passed, failed + 1
+
+
 def main(argv):
     args = [a for a in argv[1:] if not a.startswith("--")]
     flags = [a for a in argv[1:] if a.startswith("--")]
-    if len(args) != 2 or [f for f in flags if f != "--schema-only"]:
+    model_flags = [f for f in flags if f.startswith("--service-model=")]
+    if len(args) != 2 or [f for f in flags if f != "--schema-only" and f not in model_flags] or len(model_flags) > 1:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
     spec_path, body_dir = args
     schema_only = "--schema-only" in flags
+    service_model = None
+    if model_flags:
+        path = model_flags[0].split("=", 1)[1]
+        try:
+            with open(path, "rb") as f:
+                service_model = ServiceModel(json.load(f))
+        except (OSError, ValueError) as e:
+            fail_setup("cannot load service model %s: %s" % (path, e))
+        answers_self_check(service_model)
     if not os.path.isdir(body_dir):
         fail_setup("not a directory: " + body_dir)
 
@@ -282,9 +459,16 @@ def main(argv):
     self_check(validators)
     print("spec loaded and self-checked in %.2fs: %s" % (time.monotonic() - started, spec_path))
 
-    names = sorted(n for n in os.listdir(body_dir) if n.endswith(".json"))
+    suffixes = (".json", ".events.jsonl") if service_model is not None else (".json",)
+    names = sorted(n for n in os.listdir(body_dir) if n.endswith(suffixes))
     passed = failed = 0
     for name in names:
+        if service_model is not None and name.endswith(".events.jsonl"):
+            passed, failed = check_answer_file(service_model, body_dir, name, passed, failed)
+            continue
+        if service_model is not None and name.endswith((".response.json", ".error.json")):
+            passed, failed = check_answer_file(service_model, body_dir, name, passed, failed)
+            continue
         op = operation_of(name)
         if op is None:
             print("INVALID %s: name is not <anything>.converse.json or <anything>.converse-stream.json" % name)

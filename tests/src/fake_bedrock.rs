@@ -20,7 +20,8 @@
 //! | `bad-checksum`     | (stream) one text delta, then a frame whose message CRC is wrong |
 //!
 //! Stream frames are written a few milliseconds apart and some are split across two writes, so the
-//! gateway reassembles frames from partial reads. Every request is recorded (raw path, headers, body).
+//! gateway reassembles frames from partial reads. Every request is recorded (raw path, headers, body),
+//! and every answer ([`Answer`]), so a test can check the fake's shapes against the service model.
 
 use std::{
     net::SocketAddr,
@@ -57,6 +58,18 @@ pub struct AwsAccount {
 struct Shared {
     account: AwsAccount,
     requests: Mutex<Vec<Recorded>>,
+    answers: Mutex<Vec<Answer>>,
+}
+
+/// What the fake answered, for checking its shapes against the service model.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// A `ConverseResponse`.
+    Json(Value),
+    /// An error answer: the exception's name (`x-amzn-ErrorType`) and body.
+    Error { kind: String, body: Value },
+    /// A ConverseStream body, one encoded event-stream message per entry.
+    Stream(Vec<Vec<u8>>),
 }
 
 pub struct FakeBedrock {
@@ -76,6 +89,7 @@ impl FakeBedrock {
         let shared = Arc::new(Shared {
             account,
             requests: Mutex::new(Vec::new()),
+            answers: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/model/{model}/converse", post(converse))
@@ -102,14 +116,24 @@ impl FakeBedrock {
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.requests.lock().expect("lock").clone()
     }
+
+    /// Every answer, in order.
+    pub fn answers(&self) -> Vec<Answer> {
+        self.shared.answers.lock().expect("lock").clone()
+    }
 }
 
-fn error(status: u16, kind: &str, message: &str) -> Response {
+fn error(status: u16, kind: &str, message: &str) -> (Response, Answer) {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut res = (status, axum::Json(json!({ "message": message }))).into_response();
+    let body = json!({ "message": message });
+    let mut res = (status, axum::Json(body.clone())).into_response();
     res.headers_mut()
         .insert("x-amzn-errortype", kind.parse().expect("header"));
-    res
+    let answer = Answer::Error {
+        kind: kind.to_string(),
+        body,
+    };
+    (res, answer)
 }
 
 // ---- SigV4 verification ----
@@ -298,13 +322,25 @@ async fn converse(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let json_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (res, answer) = reply(&shared, &method, &uri, &headers, &body);
+    shared.answers.lock().expect("lock").push(answer);
+    res
+}
+
+fn reply(
+    shared: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> (Response, Answer) {
+    let json_body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     shared.requests.lock().expect("lock").push(Recorded {
         path: uri.path().to_string(),
         headers: headers.clone(),
         body: json_body.clone(),
     });
-    if let Err(message) = verify_signature(&shared.account, &method, &uri, &headers, &body) {
+    if let Err(message) = verify_signature(&shared.account, method, uri, headers, body) {
         let kind = if message.contains("signature") {
             "InvalidSignatureException"
         } else {
@@ -359,13 +395,13 @@ async fn converse(
     } else {
         (json!([{ "text": text }]), "end_turn")
     };
-    axum::Json(json!({
+    let answer = json!({
         "output": {"message": {"role": "assistant", "content": content}},
         "stopReason": stop,
         "usage": usage(7),
         "metrics": {"latencyMs": 42}
-    }))
-    .into_response()
+    });
+    (axum::Json(answer.clone()).into_response(), Answer::Json(answer))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -412,7 +448,7 @@ pub fn event(kind: &str, payload: Value) -> Vec<u8> {
     )
 }
 
-fn event_stream(model: &str, text: &str) -> Response {
+fn event_stream(model: &str, text: &str) -> (Response, Answer) {
     let mut frames = vec![event("messageStart", json!({"role": "assistant"}))];
     let text_deltas = |frames: &mut Vec<Vec<u8>>, index: u64, text: &str, cut_after: Option<usize>| {
         let mut rest = text;
@@ -498,7 +534,8 @@ fn event_stream(model: &str, text: &str) -> Response {
 }
 
 /// Sends the frames a few milliseconds apart; every other frame is split in two writes.
-fn respond(frames: Vec<Vec<u8>>) -> Response {
+fn respond(frames: Vec<Vec<u8>>) -> (Response, Answer) {
+    let answer = Answer::Stream(frames.clone());
     let mut writes = Vec::new();
     for (i, f) in frames.into_iter().enumerate() {
         if i % 2 == 1 && f.len() > 10 {
@@ -514,9 +551,10 @@ fn respond(frames: Vec<Vec<u8>>) -> Response {
         tokio::time::sleep(Duration::from_millis(2)).await;
         Some((Ok::<Bytes, std::io::Error>(Bytes::from(w)), it))
     });
-    Response::builder()
+    let res = Response::builder()
         .header("content-type", "application/vnd.amazon.eventstream")
         .header("x-amzn-requestid", "f2d1c0de-0000-4000-8000-fakebedrock01")
         .body(Body::from_stream(stream))
-        .expect("response")
+        .expect("response");
+    (res, answer)
 }

@@ -11,10 +11,12 @@
 
 use std::{path::PathBuf, process::Command};
 
+use aws_smithy_eventstream::frame::read_message_from;
+use aws_smithy_types::event_stream::HeaderValue;
 use serde_json::{json, Value};
 use tollgate_tests::{
     env::skip,
-    fake_bedrock::{AwsAccount, FakeBedrock},
+    fake_bedrock::{Answer, AwsAccount, FakeBedrock},
     gateway::{temp_dir, Gateway},
 };
 
@@ -563,12 +565,41 @@ async fn missing_or_wrong_credentials_never_leak() {
     }
 }
 
+/// A recorded event stream as `validate_bedrock.py` reads it: one decoded message per line.
+fn events_jsonl(frames: &[Vec<u8>]) -> String {
+    let mut out = String::new();
+    for f in frames {
+        let m = read_message_from(&mut &f[..]).expect("the fake's frames decode");
+        let header = |name: &str| {
+            m.headers()
+                .iter()
+                .find(|h| h.name().as_str() == name)
+                .and_then(|h| match h.value() {
+                    HeaderValue::String(s) => Some(s.as_str().to_string()),
+                    _ => None,
+                })
+        };
+        let kind = header(":message-type").expect(":message-type");
+        let name = header(":event-type")
+            .or_else(|| header(":exception-type"))
+            .expect("a type header");
+        let payload: Value = serde_json::from_slice(m.payload()).expect("JSON payload");
+        out.push_str(&json!({"message-type": kind, "type": name, "payload": payload}).to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// Every request body the fake received is validated against the OpenAPI spec's `ConverseRequest`
+/// / `ConverseStreamRequest`, and every answer the fake gave (JSON, error and event-stream messages)
+/// against the service model's shapes, so neither side of the fake drifts from Bedrock's.
 #[tokio::test]
 async fn requests_sent_to_bedrock_conform_to_the_spec() {
-    let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/specs/bedrock/bedrock-runtime.openapi.json");
-    if !spec.exists() {
-        return skip(&format!("{} is missing", spec.display()));
+    let specs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/bedrock");
+    let spec = specs.join("bedrock-runtime.openapi.json");
+    let service_model = specs.join("service-2.json");
+    if let Some(missing) = [&spec, &service_model].into_iter().find(|p| !p.exists()) {
+        return skip(&format!("{} is missing", missing.display()));
     }
     let Some(py) = tollgate_tests::env::python() else {
         return;
@@ -610,9 +641,14 @@ async fn requests_sent_to_bedrock_conform_to_the_spec() {
         assert_eq!(res.status(), 200, "{body}");
         res.bytes().await.unwrap();
     }
+    // Answers of the error paths, for the shape check.
+    for model in ["throttled", "stream-exception"] {
+        let body = json!({"model": model, "stream": model != "throttled", "messages": user("hi")});
+        gw.chat(&key, body).await.bytes().await.unwrap();
+    }
     let dir = temp_dir("bedrock-spec");
     let requests = fake.requests();
-    assert_eq!(requests.len(), bodies.len());
+    assert_eq!(requests.len(), bodies.len() + 2);
     for (i, r) in requests.iter().enumerate() {
         let op = r.path.rsplit('/').next().unwrap();
         assert!(op == "converse" || op == "converse-stream", "{}", r.path);
@@ -622,12 +658,31 @@ async fn requests_sent_to_bedrock_conform_to_the_spec() {
         )
         .unwrap();
     }
+    let answers = fake.answers();
+    assert_eq!(answers.len(), requests.len());
+    for (i, a) in answers.iter().enumerate() {
+        let (name, text) = match a {
+            Answer::Json(v) => (format!("{i:02}.response.json"), v.to_string()),
+            Answer::Error { kind, body } => (format!("{i:02}.{kind}.error.json"), body.to_string()),
+            Answer::Stream(frames) => (format!("{i:02}.events.jsonl"), events_jsonl(frames)),
+        };
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let files = requests.len() + answers.len();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/validate_bedrock.py");
     let dir2 = dir.clone();
-    let out = tokio::task::spawn_blocking(move || Command::new(py).arg(script).arg(spec).arg(&dir2).output())
-        .await
-        .unwrap()
-        .expect("run python");
+    let model_flag = format!("--service-model={}", service_model.display());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(py)
+            .arg(script)
+            .arg(model_flag)
+            .arg(spec)
+            .arg(&dir2)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("run python");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -640,8 +695,40 @@ async fn requests_sent_to_bedrock_conform_to_the_spec() {
         out.status.code()
     );
     assert!(
-        text.contains(&format!("spec: {} passed, 0 failed", bodies.len())),
+        text.contains(&format!("spec: {files} passed, 0 failed")),
         "{text}"
     );
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// The adapter tests' fixtures (`tests/fixtures/bedrock/`) follow the service model too.
+#[tokio::test]
+async fn fixtures_follow_the_service_model() {
+    let specs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/bedrock");
+    let spec = specs.join("bedrock-runtime.openapi.json");
+    let service_model = specs.join("service-2.json");
+    if let Some(missing) = [&spec, &service_model].into_iter().find(|p| !p.exists()) {
+        return skip(&format!("{} is missing", missing.display()));
+    }
+    let Some(py) = tollgate_tests::env::python() else {
+        return;
+    };
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/bedrock");
+    let count = std::fs::read_dir(&fixtures).unwrap().count();
+    assert!(count >= 5, "fixtures missing");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/validate_bedrock.py");
+    let out = Command::new(py)
+        .arg(script)
+        .arg(format!("--service-model={}", service_model.display()))
+        .arg(spec)
+        .arg(&fixtures)
+        .output()
+        .expect("run python");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    println!("{text}");
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("spec: {count} passed, 0 failed")),
+        "{text}"
+    );
 }

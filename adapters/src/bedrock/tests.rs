@@ -1,3 +1,8 @@
+//! Conversion tests: SigV4 against AWS's published examples, requests built from OpenAI bodies, answers
+//! and streams from fixtures in Bedrock's wire format (`tests/fixtures/bedrock/`, checked against the
+//! service model by `tests/python/validate_bedrock.py`; streams as one decoded message per line,
+//! encoded here into binary event-stream frames).
+
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -487,9 +492,11 @@ fn json_schema_output_is_output_config_and_bad_fields_are_400s() {
 
 // ---- answers ----
 
-const TEXT_ANSWER: &str = r#"{"output":{"message":{"role":"assistant","content":[{"text":"Hello"},{"text":" there"}]}},
-    "stopReason":"end_turn","usage":{"inputTokens":11,"outputTokens":7,"totalTokens":25,
-    "cacheReadInputTokens":5,"cacheWriteInputTokens":2},"metrics":{"latencyMs":120}}"#;
+const TEXT_ANSWER: &str = include_str!("../../../tests/fixtures/bedrock/text.response.json");
+const TOOL_ANSWER: &str = include_str!("../../../tests/fixtures/bedrock/tool_use.response.json");
+const TOOL_STREAM: &str = include_str!("../../../tests/fixtures/bedrock/tool_use.events.jsonl");
+const EXCEPTION_STREAM: &str = include_str!("../../../tests/fixtures/bedrock/exception.events.jsonl");
+const THROTTLED: &str = include_str!("../../../tests/fixtures/bedrock/ThrottlingException.error.json");
 
 fn parse(body: &str) -> (Value, Option<tollgate_schemas::TokenUsage>) {
     let p = adapter()
@@ -520,16 +527,7 @@ fn converse_answers_become_chat_completions() {
         (18, 7, 5, 2)
     );
 
-    let (v, _) = parse(
-        r#"{"output":{"message":{"role":"assistant","content":[
-        {"reasoningContent":{"reasoningText":{"text":"hmm","signature":"sig"}}},
-        {"reasoningContent":{"redactedContent":"AAAA"}},
-        {"text":"Let me check."},
-        {"toolUse":{"toolUseId":"tooluse_1","name":"get_weather","input":{"city":"Paris"}}},
-        {"toolUse":{"toolUseId":"tooluse_2","name":"get_time","input":{}}},
-        {"citationsContent":{"content":[]}}]}},
-        "stopReason":"tool_use","usage":{"inputTokens":3,"outputTokens":4,"totalTokens":7},"metrics":{"latencyMs":1}}"#,
-    );
+    let (v, _) = parse(TOOL_ANSWER);
     let m = &v["choices"][0]["message"];
     assert_eq!(m["content"], "Let me check.");
     assert_eq!(m["reasoning_content"], "hmm");
@@ -622,8 +620,8 @@ fn errors_are_classified_by_status_and_type() {
         assert_eq!(e.status, status);
     }
     assert_eq!(
-        parse_error(429, br#"{"message":"slow down"}"#).message,
-        "slow down"
+        parse_error(429, THROTTLED.as_bytes()).message,
+        "Too many requests, please wait before trying again."
     );
     assert!(parse_error(529, b"{}").retryable);
     let e = parse_error(502, b"<html>bad gateway</html>");
@@ -654,48 +652,33 @@ fn es_event(kind: &str, payload: Value) -> Vec<u8> {
     )
 }
 
+/// Encodes a fixture (one `{"message-type", "type", "payload"}` per line) as event-stream frames.
+fn frames_of(fixture: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in fixture.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let kind = v["message-type"].as_str().unwrap();
+        let name = v["type"].as_str().unwrap();
+        let type_header = if kind == "exception" {
+            ":exception-type"
+        } else {
+            ":event-type"
+        };
+        out.extend(es_message(
+            &[
+                (type_header, name),
+                (":content-type", "application/json"),
+                (":message-type", kind),
+            ],
+            v["payload"].to_string().as_bytes(),
+        ));
+    }
+    out
+}
+
 /// A stream with reasoning, text and two parallel tool calls (blocks 2 and 3).
 fn tool_stream() -> Vec<u8> {
-    let mut b = Vec::new();
-    b.extend(es_event("messageStart", json!({"role": "assistant"})));
-    b.extend(es_event(
-        "contentBlockDelta",
-        json!({"contentBlockIndex": 0,
-        "delta": {"reasoningContent": {"text": "thinking"}}}),
-    ));
-    b.extend(es_event(
-        "contentBlockDelta",
-        json!({"contentBlockIndex": 0,
-        "delta": {"reasoningContent": {"signature": "sig"}}}),
-    ));
-    b.extend(es_event("contentBlockStop", json!({"contentBlockIndex": 0})));
-    b.extend(es_event(
-        "contentBlockDelta",
-        json!({"contentBlockIndex": 1, "delta": {"text": "Checking"}}),
-    ));
-    b.extend(es_event("contentBlockStop", json!({"contentBlockIndex": 1})));
-    for (block, id, city) in [(2, "tooluse_a", "Paris"), (3, "tooluse_b", "Rome")] {
-        b.extend(es_event(
-            "contentBlockStart",
-            json!({"contentBlockIndex": block,
-            "start": {"toolUse": {"toolUseId": id, "name": "get_weather"}}}),
-        ));
-        for part in ["{\"ci", "ty\": \"", city, "\"}"] {
-            b.extend(es_event(
-                "contentBlockDelta",
-                json!({"contentBlockIndex": block,
-                "delta": {"toolUse": {"input": part}}}),
-            ));
-        }
-        b.extend(es_event("contentBlockStop", json!({"contentBlockIndex": block})));
-    }
-    b.extend(es_event("messageStop", json!({"stopReason": "tool_use"})));
-    b.extend(es_event(
-        "metadata",
-        json!({"usage": {"inputTokens": 20, "outputTokens": 9, "totalTokens": 35,
-        "cacheReadInputTokens": 4, "cacheWriteInputTokens": 2}, "metrics": {"latencyMs": 300}}),
-    ));
-    b
+    frames_of(TOOL_STREAM)
 }
 
 /// Feeds `parts` through a framer and a translator; the chunks without their (random) id.
@@ -806,19 +789,7 @@ fn stream_is_identical_whatever_the_split() {
 
 #[test]
 fn stream_exceptions_and_bad_frames_are_stream_errors() {
-    let mut b = es_event("messageStart", json!({"role": "assistant"}));
-    b.extend(es_event(
-        "contentBlockDelta",
-        json!({"contentBlockIndex": 0, "delta": {"text": "Hel"}}),
-    ));
-    b.extend(es_message(
-        &[
-            (":exception-type", "modelStreamErrorException"),
-            (":content-type", "application/json"),
-            (":message-type", "exception"),
-        ],
-        br#"{"message":"the model broke","originalStatusCode":500}"#,
-    ));
+    let b = frames_of(EXCEPTION_STREAM);
     let (result, chunks, _) = run(&[&b], true);
     match result {
         Err(AdapterError::StreamError(m)) => assert_eq!(m, "modelStreamErrorException: the model broke"),
