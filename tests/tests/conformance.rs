@@ -29,7 +29,7 @@ macro_rules! conformance {
                 use super::*;
 
                 for_each_case!($kind:
-                    simple_chat, system_prompt, multi_turn, image_input, parallel_tools, tool_results,
+                    simple_chat, system_prompt, multi_turn, image_input, image_url, parallel_tools, tool_results,
                     json_schema, stream_text, stream_tools, stream_reasoning, stop_sequences,
                     length_finish, content_filter, usage_cached, usage_reasoning, error_400, error_401,
                     error_429, error_500, error_529, stream_error_429, stream_error_event,

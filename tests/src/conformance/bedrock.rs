@@ -305,6 +305,9 @@ impl Wire for BedrockWire {
             Case::UsageReasoning | Case::StreamReasoning => Some(Unsupported::Unknowable(
                 "Converse's TokenUsage has no reasoning token count",
             )),
+            Case::ImageUrl => Some(Unsupported::Refused(
+                "Converse takes images as bytes only; it cannot fetch a URL",
+            )),
             _ => None,
         }
     }

@@ -30,6 +30,7 @@ cases! {
     SystemPrompt = "system_prompt",
     MultiTurn = "multi_turn",
     ImageInput = "image_input",
+    ImageUrl = "image_url",
     ParallelTools = "parallel_tools",
     ToolResults = "tool_results",
     JsonSchema = "json_schema",
@@ -88,6 +89,9 @@ pub struct Fault {
 
 /// What a stream delivers before its error event ([`Reply::StreamErrorEvent`]).
 pub const STREAM_ERROR_TEXT: &str = "Partial ans";
+
+/// An image the provider must fetch itself.
+pub const IMAGE_URL: &str = "https://example.com/images/red-pixel.png";
 
 /// A 1x1 PNG.
 pub const PNG_B64: &str =
@@ -206,6 +210,9 @@ impl Case {
             Case::ImageInput => json!({"messages": [{"role": "user", "content": [
                 {"type": "text", "text": "What is in this image?"},
                 {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG_B64}")}}]}]}),
+            Case::ImageUrl => json!({"messages": [{"role": "user", "content": [
+                {"type": "text", "text": "And this one?"},
+                {"type": "image_url", "image_url": {"url": IMAGE_URL}}]}]}),
             Case::ParallelTools => json!({
                 "messages": [user("Weather in Paris and Tokyo?")], "tools": tools(), "tool_choice": "auto"}),
             Case::StreamTools => json!({
@@ -258,6 +265,19 @@ impl Case {
                         Part::Image {
                             mime: "image/png".into(),
                             data: PNG_B64.into(),
+                        },
+                    ],
+                }],
+                ..Seen::default()
+            },
+            Case::ImageUrl => Seen {
+                turns: vec![Turn {
+                    role: Role::User,
+                    parts: vec![
+                        Part::Text("And this one?".into()),
+                        Part::Image {
+                            mime: "url".into(),
+                            data: IMAGE_URL.into(),
                         },
                     ],
                 }],
@@ -329,6 +349,7 @@ impl Case {
             Case::SystemPrompt => Reply::Answer(text("Hi.")),
             Case::MultiTurn => Reply::Answer(text("Your name is Ada.")),
             Case::ImageInput => Reply::Answer(text("A single red pixel.")),
+            Case::ImageUrl => Reply::Answer(text("The same red pixel, fetched.")),
             Case::ParallelTools | Case::StreamTools => Reply::Answer(Answer {
                 text: None,
                 tool_calls: calls(),

@@ -71,11 +71,14 @@ pub async fn run(wire: Arc<dyn Wire>, case: Case) {
     let name = case.name();
     match s.wire.unsupported(case) {
         Some(Unsupported::Unknowable(why)) => {
-            println!("unsupported: {kind} {name}: {why}");
+            println!("unsupported: {kind} {}: {why}", s.wire.upstream_model(name));
             return;
         }
         Some(Unsupported::Refused(why)) => {
-            println!("unsupported: {kind} {name}: {why} (the gateway refuses it)");
+            println!(
+                "unsupported: {kind} {}: {why} (the gateway refuses it)",
+                s.wire.upstream_model(name)
+            );
             let res = s.gw.chat(&s.key, case.request(name)).await;
             let status = res.status().as_u16();
             let v: Value = res.json().await.unwrap_or(Value::Null);
