@@ -1,6 +1,8 @@
 //! OpenAI chat request -> Bedrock `ConverseRequest`. Borrows from the client's body; only tool call
 //! arguments (a JSON string in OpenAI, a document in Bedrock) and schemas are owned.
 
+use std::borrow::Cow;
+
 use serde_json::{json, Map, Value};
 
 use super::types::{
@@ -9,6 +11,9 @@ use super::types::{
     ToolResult, ToolResultContent, ToolSpec, ToolUse,
 };
 use crate::AdapterError;
+
+/// Output tokens left for the answer when thinking is on and the client set no limit.
+const THINKING_ANSWER_TOKENS: u64 = 4096;
 
 /// Image media types Converse accepts, with their `ImageFormat` names.
 const IMAGE_FORMATS: [(&str, &str); 4] = [
@@ -70,11 +75,14 @@ pub(crate) fn convert<'a>(
         .is_some_and(|m| m.content.iter().any(|b| matches!(b, Block::ToolUse(_))));
     let thinking = thinking_budget(body.get("reasoning_effort"))?
         .filter(|_| is_anthropic(model) && !forced && !continues_tool_call);
-    if let (Some(budget), Some(max)) = (thinking, max_tokens.as_mut()) {
-        // Anthropic counts thinking inside max_tokens and wants it larger than the budget.
-        if *max <= budget {
-            *max += budget;
-        }
+    if let Some(budget) = thinking {
+        // Anthropic counts thinking inside max_tokens and wants it larger than the budget: the
+        // answer keeps the room the client asked for (or 4096), thinking gets its budget on top.
+        max_tokens = Some(match max_tokens {
+            Some(max) if max > budget => max,
+            Some(max) => max + budget,
+            None => THINKING_ANSWER_TOKENS + budget,
+        });
     }
 
     let number = |field: &str| match body.get(field) {
@@ -345,7 +353,7 @@ fn assistant_blocks<'a>(m: &'a Value, at: &str) -> Result<Vec<Block<'a>>, Adapte
             }
         };
         out.push(Block::ToolUse(ToolUse {
-            tool_use_id: id,
+            tool_use_id: tool_use_id(id),
             name,
             input,
         }));
@@ -353,8 +361,23 @@ fn assistant_blocks<'a>(m: &'a Value, at: &str) -> Result<Vec<Block<'a>>, Adapte
     Ok(out)
 }
 
+/// Bedrock's tool-use ids match `[a-zA-Z0-9_.:-]{1,64}`; ids made elsewhere (a conversation that
+/// began on another provider) may not. Other characters become `_` and long ids are cut, the same
+/// way for a call and its result, so the pair still matches.
+fn tool_use_id(id: &str) -> Cow<'_, str> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-');
+    if !id.is_empty() && id.len() <= 64 && id.chars().all(ok) {
+        return Cow::Borrowed(id);
+    }
+    let mut out: String = id.chars().map(|c| if ok(c) { c } else { '_' }).take(64).collect();
+    if out.is_empty() {
+        out.push('_');
+    }
+    Cow::Owned(out)
+}
+
 fn tool_result<'a>(m: &'a Value, content: &'a Value, at: &str) -> Result<Block<'a>, AdapterError> {
-    let tool_use_id = m.get("tool_call_id").and_then(Value::as_str).ok_or_else(|| {
+    let id = m.get("tool_call_id").and_then(Value::as_str).ok_or_else(|| {
         invalid(
             "a tool message needs `tool_call_id`",
             format!("{at}.tool_call_id"),
@@ -369,7 +392,10 @@ fn tool_result<'a>(m: &'a Value, content: &'a Value, at: &str) -> Result<Block<'
             Part::Cache(_) => None,
         })
         .collect();
-    Ok(Block::ToolResult(ToolResult { tool_use_id, content }))
+    Ok(Block::ToolResult(ToolResult {
+        tool_use_id: tool_use_id(id),
+        content,
+    }))
 }
 
 /// `tools` and `tool_choice` -> `toolConfig`. Converse has no "none": with `tool_choice: "none"` the

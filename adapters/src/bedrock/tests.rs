@@ -353,6 +353,24 @@ fn tool_calls_and_results_round_trip_with_parallel_results_merged() {
 }
 
 #[test]
+fn foreign_tool_ids_are_made_to_fit_and_still_pair() {
+    let long = "x".repeat(80);
+    let v = build(json!({"messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "tool_calls": [
+            {"id": "call 1/é", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+            {"id": long, "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call 1/é", "content": "a"},
+        {"role": "tool", "tool_call_id": long, "content": "b"}]}));
+    let uses = &v["messages"][1]["content"];
+    let results = &v["messages"][2]["content"];
+    assert_eq!(uses[0]["toolUse"]["toolUseId"], "call_1__");
+    assert_eq!(results[0]["toolResult"]["toolUseId"], "call_1__");
+    assert_eq!(uses[1]["toolUse"]["toolUseId"], "x".repeat(64));
+    assert_eq!(results[1]["toolResult"]["toolUseId"], "x".repeat(64));
+}
+
+#[test]
 fn tool_history_keeps_a_tool_config_even_without_tools() {
     let history = json!([
         {"role": "user", "content": "weather?"},
@@ -430,6 +448,9 @@ fn reasoning_effort_is_anthropic_thinking_only_for_anthropic_models() {
         json!({"maxTokens": 5096}),
         "no sampling with thinking"
     );
+    let no_limit = json!({"messages": [{"role": "user", "content": "think"}], "reasoning_effort": "high"});
+    let v = build_for("anthropic.claude-3-7-sonnet-20250219-v1:0", no_limit);
+    assert_eq!(v["inferenceConfig"], json!({"maxTokens": 4096 + 16_384}));
     let v = build_for("amazon.nova-pro-v1:0", body);
     assert!(v.get("additionalModelRequestFields").is_none());
     assert_eq!(

@@ -4,6 +4,8 @@
 //! client's body and skip `None` (the API rejects unknown members); response types read only what the
 //! conversion needs, so new members and new union variants do not break parsing.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -74,7 +76,8 @@ pub(crate) enum ImageSource<'a> {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ToolUse<'a> {
-    pub tool_use_id: &'a str,
+    /// Made to fit Bedrock's id pattern (see `request::tool_use_id`).
+    pub tool_use_id: Cow<'a, str>,
     pub name: &'a str,
     /// Parsed from the OpenAI `arguments` string, so owned.
     pub input: Value,
@@ -83,7 +86,7 @@ pub(crate) struct ToolUse<'a> {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ToolResult<'a> {
-    pub tool_use_id: &'a str,
+    pub tool_use_id: Cow<'a, str>,
     pub content: Vec<ToolResultContent<'a>>,
 }
 
