@@ -179,7 +179,7 @@ fn tool_round_trip() -> Value {
             {"id": "call_conf_tokyo", "type": "function",
              "function": {"name": "get_weather", "arguments": "{\"city\":\"Tokyo\",\"unit\":\"celsius\"}"}}]},
         {"role": "tool", "tool_call_id": "call_conf_paris", "content": "{\"temp_c\":21,\"sky\":\"clear\"}"},
-        {"role": "tool", "tool_call_id": "call_conf_tokyo", "content": "{\"temp_c\":18,\"sky\":\"rain\"}"}
+        {"role": "tool", "tool_call_id": "call_conf_tokyo", "content": "18 °C, rain"}
     ])
 }
 
@@ -315,7 +315,8 @@ impl Case {
                             role: Role::User,
                             parts: vec![
                                 result("call_conf_paris", json!({"temp_c": 21, "sky": "clear"})),
-                                result("call_conf_tokyo", json!({"temp_c": 18, "sky": "rain"})),
+                                // A result that is plain text, not JSON.
+                                result("call_conf_tokyo", json!("18 °C, rain")),
                             ],
                         },
                     ],
@@ -350,8 +351,10 @@ impl Case {
             Case::MultiTurn => Reply::Answer(text("Your name is Ada.")),
             Case::ImageInput => Reply::Answer(text("A single red pixel.")),
             Case::ImageUrl => Reply::Answer(text("The same red pixel, fetched.")),
+            // Text before the calls: in block-indexed streams (Anthropic) the calls are blocks 1 and 2,
+            // yet OpenAI tool-call indices must be 0 and 1.
             Case::ParallelTools | Case::StreamTools => Reply::Answer(Answer {
-                text: None,
+                text: Some("Let me check both cities."),
                 tool_calls: calls(),
                 finish: Finish::ToolCalls,
                 usage: Usage {
