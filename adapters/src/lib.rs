@@ -16,6 +16,7 @@ pub mod eventstream;
 pub mod gemini;
 pub mod openai_compat;
 mod openai_out;
+mod reasoning;
 mod registry;
 pub mod stream;
 pub mod vertex;

@@ -77,6 +77,9 @@ pub(crate) struct Delta<'a> {
     pub content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<&'a str>,
+    /// The `thinking_blocks` extension (see `reasoning.rs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub thinking_blocks: Vec<crate::reasoning::ThinkingBlockDelta<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCallDelta<'a>>,
 }

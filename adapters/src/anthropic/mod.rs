@@ -20,9 +20,11 @@
 //!
 //! Answers (`response.rs`, `stream.rs`) come back as OpenAI `chat.completion` / `chat.completion.chunk`:
 //! text joined into `content`, `tool_use` as `tool_calls`, thinking as `reasoning_content`, cache
-//! reads and writes counted in `prompt_tokens` (reads also as `cached_tokens`). Thinking signatures
-//! and redacted thinking are not returned, so thinking blocks cannot be sent back in a later turn; as
-//! Anthropic requires them when a turn continues a tool call, such a turn runs without thinking.
+//! reads and writes counted in `prompt_tokens` (reads also as `cached_tokens`). Thinking and redacted
+//! thinking blocks also come back whole, with their signatures, as the `thinking_blocks` extension
+//! (streams: per-block fragments, the signature in its own; see `reasoning.rs`). An assistant message
+//! sent back with `thinking_blocks` gets its signed blocks first in the turn, as Anthropic requires to
+//! continue a tool call with thinking on; a tool continuation without them runs without thinking.
 
 mod request;
 mod response;

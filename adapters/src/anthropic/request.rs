@@ -12,7 +12,10 @@ use super::{
     },
     DEFAULT_MAX_TOKENS,
 };
-use crate::AdapterError;
+use crate::{
+    reasoning::{client_thinking_blocks, ClientThinking},
+    AdapterError,
+};
 
 /// Image media types the Messages API accepts in a base64 source.
 const IMAGE_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "image/webp"];
@@ -40,13 +43,20 @@ pub(crate) fn convert<'a>(
     };
     let (system, messages) = convert_messages(list)?;
     let (tools, tool_choice) = convert_tools(body)?;
-    // With thinking on, Anthropic wants the signed thinking blocks of the assistant turn that called
-    // tools sent back; OpenAI clients cannot send them, so such a continuation runs without thinking.
+    // With thinking on, Anthropic wants the assistant turn that called tools to start with its signed
+    // thinking blocks (the client's `thinking_blocks`); a continuation without them runs without
+    // thinking rather than being refused.
     let continues_tool_call = messages
         .iter()
         .rev()
         .find(|m| m.role == Role::Assistant)
-        .is_some_and(|m| m.content.iter().any(|b| matches!(b, Block::ToolUse { .. })));
+        .is_some_and(|m| {
+            m.content.iter().any(|b| matches!(b, Block::ToolUse { .. }))
+                && !matches!(
+                    m.content.first(),
+                    Some(Block::Thinking { .. } | Block::RedactedThinking { .. })
+                )
+        });
     // Forced tool use is not allowed with thinking either.
     let forced = matches!(
         tool_choice,
@@ -221,8 +231,17 @@ fn image_source<'a>(url: &'a str, param: &str) -> Result<ImageSource<'a>, Adapte
     Err(invalid("image URLs must be http(s) or data: URLs", param))
 }
 
+/// An assistant turn: its signed `thinking_blocks` first (as Anthropic requires), then text and
+/// tool calls.
 fn assistant_blocks<'a>(m: &'a Value, at: &str) -> Result<Vec<Block<'a>>, AdapterError> {
-    let mut out = blocks(m.get("content").unwrap_or(&Value::Null), at, false)?;
+    let mut out: Vec<Block<'a>> = client_thinking_blocks(m, at)?
+        .into_iter()
+        .map(|b| match b {
+            ClientThinking::Thinking { thinking, signature } => Block::Thinking { thinking, signature },
+            ClientThinking::Redacted { data } => Block::RedactedThinking { data },
+        })
+        .collect();
+    out.extend(blocks(m.get("content").unwrap_or(&Value::Null), at, false)?);
     let calls = match m.get("tool_calls") {
         None | Some(Value::Null) => return Ok(out),
         Some(Value::Array(calls)) => calls,

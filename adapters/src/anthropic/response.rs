@@ -1,7 +1,10 @@
 //! Anthropic `Message` -> OpenAI `chat.completion`, and the usage and finish-reason mappings the
 //! stream translator shares.
 
+use std::borrow::Cow;
+
 use crate::openai_out::{now_secs, OpenAiUsage};
+use crate::reasoning::ThinkingBlock;
 use bytes::Bytes;
 use serde::Serialize;
 use tollgate_schemas::TokenUsage;
@@ -59,6 +62,9 @@ struct AssistantMessage<'a> {
     refusal: (),
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_content: Option<String>,
+    /// Thinking and redacted thinking with their signatures, for the client to send back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    thinking_blocks: Vec<ThinkingBlock<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<ToolCall<'a>>,
 }
@@ -83,11 +89,26 @@ pub(crate) fn convert(body: &[u8]) -> Result<Parsed, AdapterError> {
         serde_json::from_slice(body).map_err(|e| AdapterError::BadUpstreamBody(e.to_string()))?;
     let mut text = String::new();
     let mut thinking: Option<String> = None;
+    let mut thinking_blocks = Vec::new();
     let mut tool_calls = Vec::new();
     for block in &msg.content {
         match block {
             ContentBlock::Text { text: t } => text.push_str(t),
-            ContentBlock::Thinking { thinking: t } => thinking.get_or_insert_with(String::new).push_str(t),
+            ContentBlock::Thinking {
+                thinking: t,
+                signature,
+            } => {
+                thinking.get_or_insert_with(String::new).push_str(t);
+                thinking_blocks.push(ThinkingBlock::Thinking {
+                    thinking: Cow::Borrowed(t),
+                    signature: signature.as_deref().filter(|s| !s.is_empty()).map(Cow::Borrowed),
+                });
+            }
+            ContentBlock::RedactedThinking { data } => {
+                thinking_blocks.push(ThinkingBlock::RedactedThinking {
+                    data: Cow::Borrowed(data),
+                });
+            }
             ContentBlock::ToolUse { id, name, input } => tool_calls.push(ToolCall {
                 id,
                 kind: "function",
@@ -114,6 +135,7 @@ pub(crate) fn convert(body: &[u8]) -> Result<Parsed, AdapterError> {
                 content,
                 refusal: (),
                 reasoning_content: thinking,
+                thinking_blocks,
                 tool_calls,
             },
             logprobs: (),

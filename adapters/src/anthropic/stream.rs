@@ -5,6 +5,9 @@
 //! reason (a chunk with `finish_reason`) and the cumulative output usage; `message_stop` ends the
 //! stream, after a usage-only chunk when the client asked for one. OpenAI numbers tool calls 0, 1, ...
 //! while Anthropic numbers all content blocks, so the tool-call index is kept per `tool_use` block.
+//! Thinking goes out twice: as `reasoning_content` text, and as `thinking_blocks` fragments numbered
+//! per thinking block (thinking text, then the `signature_delta` in its own fragment; a redacted
+//! block whole), so the client can send the signed blocks back (see `reasoning.rs`).
 
 use std::borrow::Cow;
 
@@ -17,6 +20,7 @@ use super::{
 };
 use crate::{
     openai_out::{now_secs, Chunk, ChunkChoice, Delta, FunctionDelta, OpenAiUsage, ToolCallDelta},
+    reasoning::ThinkingBlockDelta,
     stream::SseEvent,
     AdapterError, StreamTranslator,
 };
@@ -30,6 +34,8 @@ pub struct AnthropicStream {
     role_sent: bool,
     /// (Anthropic block index, OpenAI tool-call index) of each `tool_use` block seen.
     tool_blocks: Vec<(u64, u32)>,
+    /// (Anthropic block index, `thinking_blocks` index) of each thinking or redacted block seen.
+    thinking_blocks: Vec<(u64, u32)>,
     usage: Option<Usage>,
     done: bool,
 }
@@ -43,6 +49,7 @@ impl AnthropicStream {
             created: now_secs(),
             role_sent: false,
             tool_blocks: Vec::new(),
+            thinking_blocks: Vec::new(),
             usage: None,
             done: false,
         }
@@ -110,6 +117,30 @@ impl AnthropicStream {
             .find(|(b, _)| *b == block)
             .map(|(_, i)| *i)
     }
+
+    fn thinking_index(&self, block: u64) -> Option<u32> {
+        self.thinking_blocks
+            .iter()
+            .find(|(b, _)| *b == block)
+            .map(|(_, i)| *i)
+    }
+
+    /// Numbers a new thinking (or redacted) block.
+    fn start_thinking(&mut self, block: u64) -> u32 {
+        let i = u32::try_from(self.thinking_blocks.len()).unwrap_or(u32::MAX);
+        self.thinking_blocks.push((block, i));
+        i
+    }
+
+    /// A thinking text fragment: `reasoning_content` and the block's `thinking_blocks` fragment.
+    fn push_thinking(&mut self, block: u32, text: &str, out: &mut Vec<Bytes>) -> Result<(), AdapterError> {
+        let delta = Delta {
+            reasoning_content: Some(text),
+            thinking_blocks: vec![ThinkingBlockDelta::text(block, text)],
+            ..Delta::default()
+        };
+        self.push(delta, None, out)
+    }
 }
 
 impl StreamTranslator for AnthropicStream {
@@ -151,9 +182,23 @@ impl StreamTranslator for AnthropicStream {
                     };
                     self.push(delta, None, out)?;
                 }
-                ContentBlock::Thinking { thinking } if !thinking.is_empty() => {
+                ContentBlock::Thinking { thinking, signature } => {
+                    let block = self.start_thinking(index);
+                    if !thinking.is_empty() {
+                        self.push_thinking(block, &thinking, out)?;
+                    }
+                    if let Some(sig) = signature.as_deref().filter(|s| !s.is_empty()) {
+                        let delta = Delta {
+                            thinking_blocks: vec![ThinkingBlockDelta::signature(block, sig)],
+                            ..Delta::default()
+                        };
+                        self.push(delta, None, out)?;
+                    }
+                }
+                ContentBlock::RedactedThinking { data } => {
+                    let block = self.start_thinking(index);
                     let delta = Delta {
-                        reasoning_content: Some(&thinking),
+                        thinking_blocks: vec![ThinkingBlockDelta::redacted(block, &data)],
                         ..Delta::default()
                     };
                     self.push(delta, None, out)?;
@@ -169,11 +214,27 @@ impl StreamTranslator for AnthropicStream {
                     self.push(delta, None, out)?;
                 }
                 BlockDelta::ThinkingDelta { thinking } => {
-                    let delta = Delta {
-                        reasoning_content: Some(&thinking),
-                        ..Delta::default()
+                    // A delta without its block start is numbered as a block of its own.
+                    let block = match self.thinking_index(index) {
+                        Some(b) => b,
+                        None => self.start_thinking(index),
                     };
-                    self.push(delta, None, out)?;
+                    if !thinking.is_empty() {
+                        self.push_thinking(block, &thinking, out)?;
+                    }
+                }
+                BlockDelta::SignatureDelta { signature } => {
+                    let block = match self.thinking_index(index) {
+                        Some(b) => b,
+                        None => self.start_thinking(index),
+                    };
+                    if !signature.is_empty() {
+                        let delta = Delta {
+                            thinking_blocks: vec![ThinkingBlockDelta::signature(block, &signature)],
+                            ..Delta::default()
+                        };
+                        self.push(delta, None, out)?;
+                    }
                 }
                 BlockDelta::InputJsonDelta { partial_json } => {
                     // Server-tool blocks stream input too; only client tool calls are forwarded.

@@ -10,6 +10,7 @@ use crate::stream::SseParser;
 const TEXT_SSE: &str = include_str!("../../../tests/fixtures/anthropic/text.sse");
 const TOOL_SSE: &str = include_str!("../../../tests/fixtures/anthropic/tool_use.sse");
 const THINKING_SSE: &str = include_str!("../../../tests/fixtures/anthropic/thinking.sse");
+const THINKING_TOOL_SSE: &str = include_str!("../../../tests/fixtures/anthropic/thinking_tool.sse");
 const ERROR_SSE: &str = include_str!("../../../tests/fixtures/anthropic/error.sse");
 const TEXT_JSON: &str = include_str!("../../../tests/fixtures/anthropic/text.json");
 const TOOL_JSON: &str = include_str!("../../../tests/fixtures/anthropic/tool_use.json");
@@ -167,6 +168,12 @@ fn tool_use_and_thinking_answer() {
         "The user wants the weather; I should call the tool."
     );
     assert_eq!(
+        msg["thinking_blocks"],
+        json!([{"type": "thinking", "thinking": "The user wants the weather; I should call the tool.",
+            "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"},
+            {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP"}])
+    );
+    assert_eq!(
         msg["tool_calls"],
         json!([{"id": "toolu_01A09q90qw90lq917835lq9", "type": "function", "function":
         {"name": "get_weather", "arguments": "{\"location\":\"San Francisco, CA\",\"unit\":\"celsius\"}"}}])
@@ -309,8 +316,116 @@ fn streamed_thinking_becomes_reasoning_content() {
     );
     assert_eq!(field("content"), "27 * 453 = 12,231");
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    assert!(!chunks.iter().any(|c| c.to_string().contains("signature")));
+    assert_eq!(
+        thinking_blocks(&chunks),
+        json!([{"type": "thinking", "thinking": "27 * 453 = 27 * 400 + 27 * 53 = 10800 + 1431 = 12231",
+            "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"}])
+    );
     assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "length");
+}
+
+/// What a client concatenating the `thinking_blocks` fragments of `chunks` rebuilds: texts and
+/// signatures joined per `index`, in index order.
+fn thinking_blocks(chunks: &[Value]) -> Value {
+    let mut blocks: Vec<Value> = Vec::new();
+    for frag in chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["thinking_blocks"].as_array())
+        .flatten()
+    {
+        let i = frag["index"].as_u64().unwrap() as usize;
+        if i == blocks.len() {
+            let mut start = frag.clone();
+            start.as_object_mut().unwrap().remove("index");
+            blocks.push(start);
+            continue;
+        }
+        assert!(
+            i < blocks.len(),
+            "fragment for block {i} before block {}",
+            blocks.len()
+        );
+        let block = blocks[i].as_object_mut().unwrap();
+        assert_eq!(block["type"], frag["type"]);
+        for key in ["thinking", "signature"] {
+            if let Some(more) = frag[key].as_str() {
+                let joined = format!("{}{more}", block.get(key).and_then(Value::as_str).unwrap_or(""));
+                block.insert(key.to_string(), Value::String(joined));
+            }
+        }
+    }
+    Value::Array(blocks)
+}
+
+#[test]
+fn streamed_thinking_blocks_rebuild_the_signed_and_redacted_blocks() {
+    let bytes = THINKING_TOOL_SSE.as_bytes();
+    let parts: Vec<&[u8]> = bytes.chunks(5).collect();
+    let (chunks, result, t) = translate(THINKING_TOOL_SSE, &parts, false);
+    result.unwrap();
+    assert!(t.finished());
+    assert_eq!(
+        thinking_blocks(&chunks),
+        json!([{"type": "thinking", "thinking": "The user wants the weather; I should call the tool.",
+            "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"},
+            {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP"}])
+    );
+    // The signature comes in a fragment of its own, without reasoning text.
+    let sig = chunks
+        .iter()
+        .map(|c| &c["choices"][0]["delta"])
+        .find(|d| d.to_string().contains("signature"))
+        .unwrap();
+    assert_eq!(
+        *sig,
+        json!({"thinking_blocks": [{"index": 0, "type": "thinking", "thinking": "",
+            "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"}]})
+    );
+    let reasoning: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["reasoning_content"].as_str())
+        .collect();
+    assert_eq!(reasoning, "The user wants the weather; I should call the tool.");
+    let call = chunks
+        .iter()
+        .find_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array())
+        .unwrap();
+    assert_eq!(call[0]["index"], 0);
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "tool_calls"
+    );
+}
+
+/// The blocks an answer returns, sent back by the client, reach Anthropic unchanged and first.
+#[test]
+fn answer_thinking_blocks_round_trip_into_the_next_request() {
+    let parsed = AnthropicAdapter
+        .parse_response(Operation::Chat, Bytes::from(TOOL_JSON))
+        .unwrap();
+    let v: Value = serde_json::from_slice(&parsed.body).unwrap();
+    let mut assistant = v["choices"][0]["message"].clone();
+    assistant.as_object_mut().unwrap().remove("refusal");
+    let body = json!({"reasoning_effort": "medium", "messages": [
+        {"role": "user", "content": "weather in SF?"},
+        assistant,
+        {"role": "tool", "tool_call_id": "toolu_01A09q90qw90lq917835lq9", "content": "15C"}
+    ], "tools": [{"type": "function", "function": {"name": "get_weather"}}]});
+    let sent: Value = serde_json::from_slice(&build(Operation::Chat, body, false).unwrap().body).unwrap();
+    let upstream: Value = serde_json::from_str(TOOL_JSON).unwrap();
+    let turn = &sent["messages"][1];
+    assert_eq!(turn["role"], "assistant");
+    assert_eq!(turn["content"][0], upstream["content"][0]);
+    assert_eq!(turn["content"][1], upstream["content"][1]);
+    assert_eq!(
+        turn["content"][2],
+        json!({"type": "text", "text": "I'll check the weather."})
+    );
+    assert_eq!(turn["content"][3]["type"], "tool_use");
+    assert_eq!(
+        sent["thinking"],
+        json!({"type": "enabled", "budget_tokens": 4096})
+    );
 }
 
 #[test]

@@ -67,6 +67,14 @@ pub(crate) struct Message<'a> {
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum Block<'a> {
+    /// A signed thinking block of an earlier answer, sent back verbatim.
+    Thinking {
+        thinking: &'a str,
+        signature: &'a str,
+    },
+    RedactedThinking {
+        data: &'a str,
+    },
     Text {
         text: &'a str,
     },
@@ -164,7 +172,7 @@ pub(crate) struct MessageResponse {
     pub usage: Usage,
 }
 
-/// An output content block. Server-tool and redacted-thinking blocks have no OpenAI equivalent.
+/// An output content block. Server-tool blocks have no OpenAI equivalent.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum ContentBlock {
@@ -180,6 +188,13 @@ pub(crate) enum ContentBlock {
     Thinking {
         #[serde(default)]
         thinking: String,
+        /// Empty in a stream's `content_block_start`: it comes as a `signature_delta`.
+        #[serde(default)]
+        signature: Option<String>,
+    },
+    RedactedThinking {
+        #[serde(default)]
+        data: String,
     },
     #[serde(other)]
     Other,
@@ -241,7 +256,10 @@ pub(crate) enum BlockDelta {
     ThinkingDelta {
         thinking: String,
     },
-    /// `signature_delta`, `citations_delta`: nothing to forward.
+    SignatureDelta {
+        signature: String,
+    },
+    /// `citations_delta`: nothing to forward.
     #[serde(other)]
     Other,
 }

@@ -11,8 +11,9 @@
 //! images (base64 `data:` URLs; Converse cannot fetch http(s) image URLs, so those are refused with a
 //! 400); assistant text and `tool_calls` (`toolUse`, arguments parsed into `input`); `tool` messages
 //! become `toolResult` blocks, consecutive ones merged into one user turn (turns alternate). `tools`
-//! -> `toolConfig.tools[].toolSpec`; `tool_choice` auto / required (`any`) / named (`tool`) / none
-//! (tools left out, see `convert_tools`); `max_completion_tokens`/`max_tokens`, `temperature`
+//! -> `toolConfig.tools[].toolSpec`; `tool_choice` auto (the default, so not sent) / required
+//! (`any`) / named (`tool`) / none (tools left out, see `convert_tools`); tool ids made elsewhere
+//! are fitted to Bedrock's id pattern; `max_completion_tokens`/`max_tokens`, `temperature`
 //! (clamped to 0..1), `top_p`, `stop` -> `inferenceConfig`; `reasoning_effort` -> Anthropic extended
 //! thinking in `additionalModelRequestFields` for Anthropic models (ignored for others);
 //! `response_format: json_schema` -> `outputConfig.textFormat` (structured output, on the models

@@ -437,11 +437,12 @@ fn convert_tools<'a>(
             input_schema: InputSchema::Json(schema),
         }));
     }
-    // `None`: the provider's default (auto); `tool_choice: "none"` sets `none`.
+    // `None`: the provider's default, which is auto. An explicit `auto` is left out too: every model
+    // with tools does auto, while some refuse the `toolChoice` member. `"none"` sets `none`.
     let mut none = false;
     let choice = match body.get("tool_choice") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s == "auto" => Some(ToolChoice::Auto(Empty {})),
+        Some(Value::String(s)) if s == "auto" => None,
         Some(Value::String(s)) if s == "none" => {
             none = true;
             None

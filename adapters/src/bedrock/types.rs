@@ -158,10 +158,10 @@ pub(crate) enum InputSchema {
     Json(Value),
 }
 
+/// `toolChoice` (`auto`, the default, is never sent).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) enum ToolChoice<'a> {
-    Auto(Empty),
     Any(Empty),
     Tool { name: &'a str },
 }
