@@ -63,6 +63,8 @@ pub struct AuthorizedUser {
     client_secret: Secret,
     refresh_token: Secret,
     token_uri: Option<String>,
+    /// Billed for the calls (`x-goog-user-project`): Vertex AI refuses user credentials without one.
+    quota_project: Option<String>,
 }
 
 impl std::fmt::Debug for AuthorizedUser {
@@ -119,6 +121,7 @@ impl Credentials {
                     client_secret: Secret::new(field("client_secret")?.to_string()),
                     refresh_token: Secret::new(field("refresh_token")?.to_string()),
                     token_uri: field("token_uri").ok().map(str::to_string),
+                    quota_project: field("quota_project_id").ok().map(str::to_string),
                 }))
             }
             Some(kind) => {
@@ -127,6 +130,15 @@ impl Credentials {
                     "holds a `{kind}` credential; supported: `service_account` keys and `authorized_user` credentials"
                 ))
             }
+        }
+    }
+
+    /// The project a user credential bills its calls to (`quota_project_id`); `None` for service
+    /// accounts, which bill their own project.
+    pub fn quota_project(&self) -> Option<&str> {
+        match self {
+            Credentials::ServiceAccount(_) => None,
+            Credentials::AuthorizedUser(u) => u.quota_project.as_deref(),
         }
     }
 
@@ -279,6 +291,11 @@ impl TokenSource {
 
     pub fn token_url(&self) -> &str {
         &self.token_url
+    }
+
+    /// The `x-goog-user-project` to send with each call (see [`Credentials::quota_project`]).
+    pub fn quota_project(&self) -> Option<&str> {
+        self.account.quota_project()
     }
 
     /// A valid access token: the cached one, or a fresh one from a single-flight exchange.

@@ -519,7 +519,9 @@ async fn an_authorized_user_credential_exchanges_its_refresh_token() {
         "{debug}"
     );
     assert_eq!(creds.token_uri(), None);
+    assert_eq!(creds.quota_project(), Some("p-1"));
     let ts = TokenSource::new("vx", creds, url, reqwest::Client::new());
+    assert_eq!(ts.quota_project(), Some("p-1"));
     assert_eq!(ts.token().await.unwrap().expose(), "ya29.user-1");
     assert_eq!(ts.token().await.unwrap().expose(), "ya29.user-1");
 

@@ -629,6 +629,17 @@ async fn attempt_target(
         send = send.header(name, value);
     }
     let mut send = send.headers(up.headers).header(REQUEST_ID, out.rid);
+    // Google user credentials name the project their calls are billed to.
+    if let Some(v) = provider
+        .google_auth
+        .as_deref()
+        .and_then(|s| s.quota_project())
+        .and_then(|p| HeaderValue::from_str(p).ok())
+    {
+        let mut h = HeaderMap::new();
+        h.insert("x-goog-user-project", v);
+        send = send.headers(h);
+    }
     if let Some(tp) = traceparent {
         send = send.header("traceparent", tp);
     }

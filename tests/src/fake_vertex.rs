@@ -9,7 +9,8 @@
 //!
 //! `POST /v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}:{method}`
 //! needs `Authorization: Bearer <token>` with a token this endpoint minted and that has not expired
-//! (or one [`FakeVertex::allow_token`] allowed), else 401 `UNAUTHENTICATED`. Publishers:
+//! (or one [`FakeVertex::allow_token`] allowed), else 401 `UNAUTHENTICATED`; with a token minted for
+//! the user credential also `x-goog-user-project: p-test`, else 403 `PERMISSION_DENIED`. Publishers:
 //!
 //! - `google`: `generateContent`, `streamGenerateContent?alt=sse` (Gemini's wire format) and `predict`
 //!   (text embeddings: `instances[{content}]` -> `predictions[{embeddings{values, statistics}}]`).
@@ -120,8 +121,9 @@ impl TestKeys {
 
 #[derive(Default)]
 struct Tokens {
-    /// Every token minted, with the instant it expires.
-    minted: Vec<(String, Instant)>,
+    /// Every token minted, with the instant it expires and whether a user credential (refresh token)
+    /// got it: calls with a user token must name a quota project (`x-goog-user-project`).
+    minted: Vec<(String, Instant, bool)>,
     /// Tokens accepted without an exchange (a static `api_key_env` token).
     allowed: Vec<String>,
     /// Problems found in assertions (a correct gateway leaves this empty).
@@ -199,7 +201,7 @@ impl FakeVertex {
     /// The tokens minted so far, oldest first.
     pub fn minted(&self) -> Vec<String> {
         let t = self.shared.tokens.lock().expect("lock");
-        t.minted.iter().map(|(tok, _)| tok.clone()).collect()
+        t.minted.iter().map(|(tok, _, _)| tok.clone()).collect()
     }
 
     /// What was wrong with the assertions received (empty when every one was valid).
@@ -309,6 +311,7 @@ async fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
         .map(|u| u.query_pairs().into_owned().collect())
         .unwrap_or_default();
     let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let user = field("grant_type") == Some("refresh_token");
     match field("grant_type") {
         Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
             if let Err(why) = check_assertion(shared, field("assertion").unwrap_or_default()) {
@@ -339,6 +342,7 @@ async fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     tokens.minted.push((
         access_token.clone(),
         Instant::now() + Duration::from_secs(expires_in),
+        user,
     ));
     axum::Json(json!({"access_token": access_token, "expires_in": expires_in, "token_type": "Bearer"}))
         .into_response()
@@ -360,13 +364,24 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default()
         .to_string();
-    let authorized = {
+    let (authorized, user) = {
         let t = shared.tokens.lock().expect("lock");
-        t.allowed.contains(&bearer)
-            || t.minted
-                .iter()
-                .any(|(tok, expires)| *tok == bearer && Instant::now() < *expires)
+        let minted = t
+            .minted
+            .iter()
+            .find(|(tok, expires, _)| *tok == bearer && Instant::now() < *expires);
+        (
+            t.allowed.contains(&bearer) || minted.is_some(),
+            minted.is_some_and(|(_, _, user)| *user),
+        )
     };
+    if user && headers.get("x-goog-user-project").is_none_or(|p| p != "p-test") {
+        return google_error(
+            403,
+            "PERMISSION_DENIED",
+            "Your application is authenticating by using local Application Default Credentials. The aiplatform.googleapis.com API requires a quota project, which is not set by default.",
+        );
+    }
     if !authorized {
         return google_error(
             401,

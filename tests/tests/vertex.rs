@@ -255,6 +255,10 @@ async fn gemini_chat_and_stream_go_to_generate_content_with_a_minted_token() {
         "{:?}",
         s.fake.assertion_problems()
     );
+    assert!(
+        sent[0].headers.get("x-goog-user-project").is_none(),
+        "a service account bills its own project"
+    );
 }
 
 #[tokio::test]
@@ -617,7 +621,12 @@ async fn an_authorized_user_credential_from_google_application_credentials_is_re
         "{:?}",
         fake.assertion_problems()
     );
-    assert_eq!(bearer(&fake.requests()[2]), fake.minted()[0]);
+    let last = &fake.requests()[2];
+    assert_eq!(bearer(last), fake.minted()[0]);
+    assert_eq!(
+        last.headers["x-goog-user-project"], "p-test",
+        "the credential's quota project"
+    );
     let logs = gw.logs();
     assert!(
         !logs.contains(USER_REFRESH_TOKEN) && !logs.contains(USER_CLIENT_SECRET),
