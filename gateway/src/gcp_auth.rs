@@ -8,9 +8,10 @@
 //!
 //! Refreshes are single-flight: concurrent requests that find the token stale wait for one exchange
 //! instead of starting their own, and when that exchange fails they all get its error (a later
-//! request tries again). A still-valid token is kept when an early refresh fails. Neither the private
-//! key, nor the signed assertion, nor an access token is ever logged or put in an error; a key file
-//! that cannot be used is reported at config load by what is wrong with it, never by its contents.
+//! request tries again). A still-valid token is kept when an early refresh fails. No private key,
+//! signed assertion, client secret, refresh token or access token is ever logged or put in an error;
+//! a file that cannot be used is reported at config load by what is wrong with it, never by its
+//! contents. User credentials also name their quota project ([`TokenSource::quota_project`]).
 //!
 //! [`vertex_provider`] validates a provider entry's Vertex fields for `config.rs`.
 
