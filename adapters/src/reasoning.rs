@@ -152,6 +152,45 @@ pub(crate) fn client_thinking_blocks<'a>(
     Ok(out)
 }
 
+/// Test helper: the chunks' `thinking_blocks` fragments of choice 0 joined per `index`.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+// What a client concatenating the `thinking_blocks` fragments of `chunks` rebuilds: texts and
+// signatures joined per `index`, in index order.
+pub(crate) fn rebuild_thinking_blocks(chunks: &[serde_json::Value]) -> serde_json::Value {
+    let mut blocks: Vec<serde_json::Value> = Vec::new();
+    for frag in chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["thinking_blocks"].as_array())
+        .flatten()
+    {
+        let i = frag["index"].as_u64().unwrap() as usize;
+        if i == blocks.len() {
+            let mut start = frag.clone();
+            start.as_object_mut().unwrap().remove("index");
+            blocks.push(start);
+            continue;
+        }
+        assert!(
+            i < blocks.len(),
+            "fragment for block {i} before block {}",
+            blocks.len()
+        );
+        let block = blocks[i].as_object_mut().unwrap();
+        assert_eq!(block["type"], frag["type"]);
+        for key in ["thinking", "signature"] {
+            if let Some(more) = frag[key].as_str() {
+                let joined = format!(
+                    "{}{more}",
+                    block.get(key).and_then(serde_json::Value::as_str).unwrap_or("")
+                );
+                block.insert(key.to_string(), serde_json::Value::String(joined));
+            }
+        }
+    }
+    serde_json::Value::Array(blocks)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -155,6 +155,17 @@ fn text_answer_with_cache_usage() {
 }
 
 #[test]
+fn json_that_is_not_a_message_is_a_bad_upstream_body() {
+    let err = AnthropicAdapter
+        .parse_response(
+            Operation::Chat,
+            Bytes::from_static(br#"{"status":"ok","data":[1]}"#),
+        )
+        .unwrap_err();
+    assert!(matches!(err, AdapterError::BadUpstreamBody(_)), "{err:?}");
+}
+
+#[test]
 fn tool_use_and_thinking_answer() {
     let parsed = AnthropicAdapter
         .parse_response(Operation::Chat, Bytes::from(TOOL_JSON))
@@ -317,44 +328,11 @@ fn streamed_thinking_becomes_reasoning_content() {
     assert_eq!(field("content"), "27 * 453 = 12,231");
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     assert_eq!(
-        thinking_blocks(&chunks),
+        crate::reasoning::rebuild_thinking_blocks(&chunks),
         json!([{"type": "thinking", "thinking": "27 * 453 = 27 * 400 + 27 * 53 = 10800 + 1431 = 12231",
             "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"}])
     );
     assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "length");
-}
-
-/// What a client concatenating the `thinking_blocks` fragments of `chunks` rebuilds: texts and
-/// signatures joined per `index`, in index order.
-fn thinking_blocks(chunks: &[Value]) -> Value {
-    let mut blocks: Vec<Value> = Vec::new();
-    for frag in chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["thinking_blocks"].as_array())
-        .flatten()
-    {
-        let i = frag["index"].as_u64().unwrap() as usize;
-        if i == blocks.len() {
-            let mut start = frag.clone();
-            start.as_object_mut().unwrap().remove("index");
-            blocks.push(start);
-            continue;
-        }
-        assert!(
-            i < blocks.len(),
-            "fragment for block {i} before block {}",
-            blocks.len()
-        );
-        let block = blocks[i].as_object_mut().unwrap();
-        assert_eq!(block["type"], frag["type"]);
-        for key in ["thinking", "signature"] {
-            if let Some(more) = frag[key].as_str() {
-                let joined = format!("{}{more}", block.get(key).and_then(Value::as_str).unwrap_or(""));
-                block.insert(key.to_string(), Value::String(joined));
-            }
-        }
-    }
-    Value::Array(blocks)
 }
 
 #[test]
@@ -365,7 +343,7 @@ fn streamed_thinking_blocks_rebuild_the_signed_and_redacted_blocks() {
     result.unwrap();
     assert!(t.finished());
     assert_eq!(
-        thinking_blocks(&chunks),
+        crate::reasoning::rebuild_thinking_blocks(&chunks),
         json!([{"type": "thinking", "thinking": "The user wants the weather; I should call the tool.",
             "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"},
             {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP"}])

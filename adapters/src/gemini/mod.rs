@@ -30,7 +30,16 @@
 //! reasons mapped (safety-type reasons and blocked prompts -> `content_filter`). Usage: the prompt
 //! count (cached tokens are a subset, `cached_tokens`), completion = candidates + thoughts (thoughts
 //! also as `reasoning_tokens`). Embedding answers carry no usage from Gemini: `prompt_tokens` is 0.
-//! Thought signatures are not returned, so they cannot be sent back in a later turn.
+//!
+//! Thought signatures (Gemini 2.5+/3 sign parts, and Gemini 3 refuses a function-calling turn whose
+//! signatures are missing) make the round trip in LiteLLM's encoding (see `reasoning.rs`): a
+//! `functionCall` part's `thoughtSignature` is its tool call's `provider_specific_fields.thought_signature`
+//! (streams: in the tool call delta); thought parts become `thinking_blocks` entries (consecutive ones
+//! joined, closed by a signature), and a text part's signature an entry with empty `thinking`. Sent
+//! back, a tool call's signature (also read from Google's `extra_content.google.thought_signature`)
+//! goes on its `functionCall` part, signed thoughts become `thought` parts before the text, and a
+//! signature without thought text goes on the last text part (or, with no text, an empty text part,
+//! as Gemini streams it). Unsigned thoughts and redacted thinking are not sent back.
 
 mod embeddings;
 mod generation;

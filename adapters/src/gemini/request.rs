@@ -9,10 +9,13 @@ use super::{
     schema::to_schema,
     types::{
         Blob, Content, FileData, FunctionCall, FunctionCallingConfig, FunctionDeclaration, FunctionResponse,
-        GenerateContentRequest, Part, Role, Tool, ToolConfig,
+        GenerateContentRequest, Part, Role, SignedData, SignedPart, Tool, ToolConfig,
     },
 };
-use crate::AdapterError;
+use crate::{
+    reasoning::{client_thinking_blocks, ClientThinking},
+    AdapterError,
+};
 
 pub(crate) fn invalid(message: impl Into<String>, param: impl Into<String>) -> AdapterError {
     AdapterError::InvalidRequest {
@@ -148,9 +151,49 @@ fn image_part<'a>(url: &'a str, param: &str) -> Result<Part<'a>, AdapterError> {
     Err(invalid("image URLs must be http(s) or data: URLs", param))
 }
 
-/// Assistant text and `tool_calls` (arguments parsed into `args`).
+/// A model turn as Gemini answered it: signed thoughts (`thinking_blocks` with text) first, then the
+/// text, carrying the signature of a `thinking_blocks` entry without text, then the `tool_calls`
+/// (arguments parsed into `args`), each with its `thoughtSignature` from
+/// `provider_specific_fields.thought_signature` (or Google's `extra_content.google.thought_signature`).
+/// Redacted thinking has no Gemini equivalent and is left out.
 fn model_parts<'a>(m: &'a Value, at: &str) -> Result<Vec<Part<'a>>, AdapterError> {
-    let mut out = parts(m.get("content").unwrap_or(&Value::Null), at, false)?;
+    let mut text_signatures = Vec::new();
+    let mut out = Vec::new();
+    for block in client_thinking_blocks(m, at)? {
+        match block {
+            ClientThinking::Thinking {
+                thinking: "",
+                signature,
+            } => {
+                text_signatures.push(signature);
+            }
+            ClientThinking::Thinking { thinking, signature } => out.push(Part::Signed(SignedPart {
+                data: SignedData::Text(thinking),
+                thought: true,
+                thought_signature: Some(signature),
+            })),
+            ClientThinking::Redacted { .. } => {}
+        }
+    }
+    out.extend(parts(m.get("content").unwrap_or(&Value::Null), at, false)?);
+    let mut text_signatures = text_signatures.into_iter();
+    if let Some(last_text) = out.iter_mut().rev().find(|p| matches!(p, Part::Text(_))) {
+        if let (Part::Text(text), Some(signature)) = (&*last_text, text_signatures.next()) {
+            *last_text = Part::Signed(SignedPart {
+                data: SignedData::Text(text),
+                thought: false,
+                thought_signature: Some(signature),
+            });
+        }
+    }
+    // Signatures Gemini put on an empty closing text part go back the same way.
+    out.extend(text_signatures.map(|signature| {
+        Part::Signed(SignedPart {
+            data: SignedData::Text(""),
+            thought: false,
+            thought_signature: Some(signature),
+        })
+    }));
     for (j, call) in tool_calls(m, at)?.iter().enumerate() {
         let param = format!("{at}.tool_calls[{j}]");
         let function = call.get("function");
@@ -173,9 +216,45 @@ fn model_parts<'a>(m: &'a Value, at: &str) -> Result<Vec<Part<'a>>, AdapterError
                 }
             }
         };
-        out.push(Part::FunctionCall(FunctionCall { name, args }));
+        let call_fn = FunctionCall { name, args };
+        out.push(match call_signature(call, &param)? {
+            Some(signature) => Part::Signed(SignedPart {
+                data: SignedData::FunctionCall(call_fn),
+                thought: false,
+                thought_signature: Some(signature),
+            }),
+            None => Part::FunctionCall(call_fn),
+        });
     }
     Ok(out)
+}
+
+/// The `thoughtSignature` a client sent back on a tool call.
+fn call_signature<'a>(call: &'a Value, param: &str) -> Result<Option<&'a str>, AdapterError> {
+    let places = [
+        (
+            "provider_specific_fields",
+            call.pointer("/provider_specific_fields/thought_signature"),
+        ),
+        (
+            "extra_content.google",
+            call.pointer("/extra_content/google/thought_signature"),
+        ),
+    ];
+    for (place, v) in places {
+        match v {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s.is_empty() => {}
+            Some(Value::String(s)) => return Ok(Some(s)),
+            Some(_) => {
+                return Err(invalid(
+                    "`thought_signature` must be a string",
+                    format!("{param}.{place}.thought_signature"),
+                ))
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn tool_calls<'a>(m: &'a Value, at: &str) -> Result<&'a [Value], AdapterError> {

@@ -1,7 +1,10 @@
 //! Gemini `GenerateContentResponse` -> OpenAI `chat.completion`, and the usage and finish-reason
 //! mappings the stream translator shares.
 
+use std::borrow::Cow;
+
 use crate::openai_out::{now_secs, OpenAiUsage};
+use crate::reasoning::ThinkingBlock;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
@@ -66,28 +69,115 @@ struct ChatCompletion<'a> {
 #[derive(Serialize)]
 struct Choice<'a> {
     index: u32,
-    message: AssistantMessage,
+    message: AssistantMessage<'a>,
     logprobs: (),
     finish_reason: &'a str,
 }
 
 #[derive(Serialize)]
-struct AssistantMessage {
+struct AssistantMessage<'a> {
     role: &'static str,
     content: Option<String>,
     refusal: (),
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_content: Option<String>,
+    /// Thoughts and signatures of non-call parts (see [`ThoughtBlocks`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCall>,
+    thinking_blocks: Vec<ThinkingBlock<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCall<'a>>,
 }
 
 #[derive(Serialize)]
-struct ToolCall {
+struct ToolCall<'a> {
     id: String,
     #[serde(rename = "type")]
     kind: &'static str,
     function: FunctionCall,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_specific_fields: Option<ProviderFields<'a>>,
+}
+
+/// LiteLLM's `provider_specific_fields` of a tool call: the `thoughtSignature` of its part.
+#[derive(Debug, Serialize)]
+pub(crate) struct ProviderFields<'a> {
+    pub thought_signature: &'a str,
+}
+
+impl<'a> ProviderFields<'a> {
+    pub(crate) fn of(signature: Option<&'a str>) -> Option<Self> {
+        signature
+            .filter(|s| !s.is_empty())
+            .map(|thought_signature| ProviderFields { thought_signature })
+    }
+}
+
+/// Groups an answer's thought parts and signatures into `thinking_blocks`, the same way for answers
+/// and streams: consecutive thought parts make one block until one of them carries a signature (which
+/// closes it); the signature of a text part becomes a block of its own with empty `thinking`, so it
+/// can be put back on the answer's text. Function calls keep theirs in the tool call instead.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ThoughtBlocks {
+    /// Blocks started so far.
+    pub count: u32,
+    /// The block later thought parts continue, if it is still open.
+    pub open: Option<u32>,
+}
+
+/// What a part does to the thinking blocks.
+pub(crate) enum ThoughtStep<'a> {
+    Nothing,
+    /// Thought text (maybe empty) for block `block`, then its closing signature if any.
+    Thought {
+        block: u32,
+        text: &'a str,
+        signature: Option<&'a str>,
+    },
+    /// A text part's signature: a new block `block`.
+    TextSignature {
+        block: u32,
+        signature: &'a str,
+    },
+}
+
+impl ThoughtBlocks {
+    pub(crate) fn step<'p>(&mut self, part: &'p OutPart) -> ThoughtStep<'p> {
+        let signature = part.thought_signature.as_deref().filter(|s| !s.is_empty());
+        if part.function_call.is_some() {
+            self.open = None;
+            return ThoughtStep::Nothing;
+        }
+        let text = part.text.as_deref().unwrap_or_default();
+        if part.thought && text.is_empty() && signature.is_none() {
+            return ThoughtStep::Nothing;
+        }
+        if part.thought {
+            let block = match self.open {
+                Some(b) => b,
+                None => self.start(),
+            };
+            self.open = signature.is_none().then_some(block);
+            return ThoughtStep::Thought {
+                block,
+                text,
+                signature,
+            };
+        }
+        self.open = None;
+        match signature {
+            Some(signature) => ThoughtStep::TextSignature {
+                block: self.start(),
+                signature,
+            },
+            None => ThoughtStep::Nothing,
+        }
+    }
+
+    fn start(&mut self) -> u32 {
+        let b = self.count;
+        self.count = self.count.saturating_add(1);
+        b
+    }
 }
 
 #[derive(Serialize)]
@@ -108,7 +198,37 @@ pub(crate) fn convert(body: &[u8]) -> Result<Parsed, AdapterError> {
     let mut choices = Vec::with_capacity(res.candidates.len().max(1));
     for (i, c) in res.candidates.iter().enumerate() {
         let (mut text, mut thought, mut tool_calls) = (String::new(), None::<String>, Vec::new());
+        let (mut grouping, mut thinking_blocks) = (ThoughtBlocks::default(), Vec::<ThinkingBlock<'_>>::new());
         for part in c.content.iter().flat_map(|c| &c.parts) {
+            match grouping.step(part) {
+                ThoughtStep::Nothing => {}
+                ThoughtStep::Thought {
+                    block,
+                    text,
+                    signature,
+                } => {
+                    if block as usize == thinking_blocks.len() {
+                        thinking_blocks.push(ThinkingBlock::Thinking {
+                            thinking: Cow::Borrowed(""),
+                            signature: None,
+                        });
+                    }
+                    if let Some(ThinkingBlock::Thinking {
+                        thinking,
+                        signature: sig,
+                    }) = thinking_blocks.last_mut()
+                    {
+                        thinking.to_mut().push_str(text);
+                        *sig = signature.map(Cow::Borrowed);
+                    }
+                }
+                ThoughtStep::TextSignature { signature, .. } => {
+                    thinking_blocks.push(ThinkingBlock::Thinking {
+                        thinking: Cow::Borrowed(""),
+                        signature: Some(Cow::Borrowed(signature)),
+                    });
+                }
+            }
             match part {
                 OutPart {
                     function_call: Some(f),
@@ -121,6 +241,7 @@ pub(crate) fn convert(body: &[u8]) -> Result<Parsed, AdapterError> {
                             name: f.name.clone(),
                             arguments: arguments(f.args.as_ref()).map_err(bad)?,
                         },
+                        provider_specific_fields: ProviderFields::of(part.thought_signature.as_deref()),
                     });
                     calls += 1;
                 }
@@ -145,6 +266,7 @@ pub(crate) fn convert(body: &[u8]) -> Result<Parsed, AdapterError> {
                 content: (!text.is_empty() || tool_calls.is_empty()).then_some(text),
                 refusal: (),
                 reasoning_content: thought,
+                thinking_blocks,
                 tool_calls,
             },
             logprobs: (),
@@ -152,6 +274,12 @@ pub(crate) fn convert(body: &[u8]) -> Result<Parsed, AdapterError> {
         });
     }
     let blocked = res.prompt_feedback.as_ref().and_then(|f| f.block_reason.as_ref());
+    if choices.is_empty() && res.prompt_feedback.is_none() {
+        // Neither an answer nor a blocked prompt: not a GenerateContentResponse.
+        return Err(AdapterError::BadUpstreamBody(
+            "the answer has no candidates and no promptFeedback".into(),
+        ));
+    }
     if choices.is_empty() && blocked.is_some() {
         choices.push(Choice {
             index: 0,
@@ -160,6 +288,7 @@ pub(crate) fn convert(body: &[u8]) -> Result<Parsed, AdapterError> {
                 content: Some(String::new()),
                 refusal: (),
                 reasoning_content: None,
+                thinking_blocks: Vec::new(),
                 tool_calls: Vec::new(),
             },
             logprobs: (),

@@ -7,18 +7,25 @@
 //! `finishReason` gives a chunk with `finish_reason`; once every choice seen has finished the stream
 //! is over (after a usage-only chunk when the client asked for one). `usageMetadata` is cumulative:
 //! the last one seen is the usage. An `{"error": ...}` payload ends the stream with an error.
+//!
+//! Thought signatures: a function call's goes out in its tool call delta as
+//! `provider_specific_fields.thought_signature`; thought parts go out as `reasoning_content` and as
+//! `thinking_blocks` fragments, grouped per choice as `ThoughtBlocks` says (a signature in its own
+//! fragment), as does the signature of a text part (often an empty one at the end of the stream).
 
 use std::borrow::Cow;
 
 use bytes::Bytes;
+use serde_json::Value;
 use tollgate_schemas::TokenUsage;
 
 use super::{
-    response::{arguments, call_id, finish_reason, token_usage},
+    response::{arguments, call_id, finish_reason, token_usage, ThoughtBlocks, ThoughtStep},
     types::{GenerateContentResponse, UsageMetadata},
 };
 use crate::{
     openai_out::{now_secs, Chunk, ChunkChoice, Delta, FunctionDelta, OpenAiUsage, ToolCallDelta},
+    reasoning::ThinkingBlockDelta,
     stream::SseEvent,
     AdapterError, StreamTranslator,
 };
@@ -30,6 +37,7 @@ struct ChoiceState {
     role_sent: bool,
     called_tools: bool,
     finished: bool,
+    thoughts: ThoughtBlocks,
 }
 
 /// State of one translated stream.
@@ -68,6 +76,7 @@ impl GeminiStream {
                     role_sent: false,
                     called_tools: false,
                     finished: false,
+                    thoughts: ThoughtBlocks::default(),
                 });
                 self.choices.len() - 1
             }
@@ -78,22 +87,102 @@ impl GeminiStream {
     fn push(
         &mut self,
         index: u32,
-        mut delta: Delta<'_>,
+        delta: Delta<'_>,
         finish_reason: Option<&'static str>,
         out: &mut Vec<Bytes>,
     ) -> Result<(), AdapterError> {
+        let choice = self.choice_chunk(index, delta, finish_reason);
+        self.write(vec![choice], None, out)
+    }
+
+    fn choice_chunk<'d>(
+        &mut self,
+        index: u32,
+        mut delta: Delta<'d>,
+        finish_reason: Option<&'static str>,
+    ) -> ChunkChoice<'d> {
         let state = self.choice(index);
         if !state.role_sent {
             state.role_sent = true;
             delta.role = Some("assistant");
         }
-        let choice = ChunkChoice {
+        ChunkChoice {
             index,
             delta,
             logprobs: (),
             finish_reason,
+        }
+    }
+
+    /// A whole function call; its thought signature goes in the tool call's
+    /// `provider_specific_fields`, which the shared delta type does not have.
+    fn push_call(
+        &mut self,
+        index: u32,
+        delta: Delta<'_>,
+        signature: Option<&str>,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), AdapterError> {
+        let Some(signature) = signature.filter(|s| !s.is_empty()) else {
+            return self.push(index, delta, None, out);
         };
-        self.write(vec![choice], None, out)
+        let choice = self.choice_chunk(index, delta, None);
+        let chunk = Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: self.model.as_deref().unwrap_or_default(),
+            choices: vec![choice],
+            usage: None,
+        };
+        let err = |e: serde_json::Error| AdapterError::StreamError(e.to_string());
+        let mut v = serde_json::to_value(&chunk).map_err(err)?;
+        if let Some(Value::Object(call)) = v.pointer_mut("/choices/0/delta/tool_calls/0") {
+            call.insert(
+                "provider_specific_fields".to_string(),
+                serde_json::json!({ "thought_signature": signature }),
+            );
+        }
+        out.push(Bytes::from(serde_json::to_vec(&v).map_err(err)?));
+        Ok(())
+    }
+
+    /// `thinking_blocks` fragments (and reasoning text) for what `part` did to the thought blocks.
+    fn push_thought(
+        &mut self,
+        index: u32,
+        step: ThoughtStep<'_>,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), AdapterError> {
+        let (block, signature) = match step {
+            ThoughtStep::Nothing => return Ok(()),
+            ThoughtStep::Thought {
+                block,
+                text,
+                signature,
+            } => {
+                if !text.is_empty() {
+                    let delta = Delta {
+                        reasoning_content: Some(text),
+                        thinking_blocks: vec![ThinkingBlockDelta::text(block, text)],
+                        ..Delta::default()
+                    };
+                    self.push(index, delta, None, out)?;
+                }
+                (block, signature)
+            }
+            ThoughtStep::TextSignature { block, signature } => (block, Some(signature)),
+        };
+        match signature {
+            Some(sig) => {
+                let delta = Delta {
+                    thinking_blocks: vec![ThinkingBlockDelta::signature(block, sig)],
+                    ..Delta::default()
+                };
+                self.push(index, delta, None, out)
+            }
+            None => Ok(()),
+        }
     }
 
     fn write(
@@ -142,7 +231,8 @@ impl StreamTranslator for GeminiStream {
         for (pos, c) in res.candidates.iter().enumerate() {
             let index = c.index.unwrap_or(u32::try_from(pos).unwrap_or(u32::MAX));
             for part in c.content.iter().flat_map(|c| &c.parts) {
-                let delta = if let Some(f) = &part.function_call {
+                let step = self.choice(index).thoughts.step(part);
+                if let Some(f) = &part.function_call {
                     let call = ToolCallDelta {
                         index: self.calls,
                         id: Some(Cow::Owned(call_id(self.calls as usize))),
@@ -157,24 +247,23 @@ impl StreamTranslator for GeminiStream {
                     };
                     self.calls += 1;
                     self.choice(index).called_tools = true;
-                    Delta {
+                    let delta = Delta {
                         tool_calls: vec![call],
                         ..Delta::default()
-                    }
-                } else {
-                    match part.text.as_deref().filter(|t| !t.is_empty()) {
-                        Some(t) if part.thought => Delta {
-                            reasoning_content: Some(t),
-                            ..Delta::default()
-                        },
-                        Some(t) => Delta {
+                    };
+                    self.push_call(index, delta, part.thought_signature.as_deref(), out)?;
+                    continue;
+                }
+                if !part.thought {
+                    if let Some(t) = part.text.as_deref().filter(|t| !t.is_empty()) {
+                        let delta = Delta {
                             content: Some(t),
                             ..Delta::default()
-                        },
-                        None => continue,
+                        };
+                        self.push(index, delta, None, out)?;
                     }
-                };
-                self.push(index, delta, None, out)?;
+                }
+                self.push_thought(index, step, out)?;
             }
             if let Some(reason) = c.finish_reason.as_deref() {
                 let state = self.choice(index);

@@ -17,6 +17,8 @@ const CALL_JSON: &str = include_str!("../../../tests/fixtures/gemini/function_ca
 const SAFETY_JSON: &str = include_str!("../../../tests/fixtures/gemini/safety.json");
 const BLOCKED_JSON: &str = include_str!("../../../tests/fixtures/gemini/blocked.json");
 const OVERLOADED_JSON: &str = include_str!("../../../tests/fixtures/gemini/overloaded.json");
+const THOUGHT_SIGS_JSON: &str = include_str!("../../../tests/fixtures/gemini/thought_signatures.json");
+const THOUGHT_TEXT_SSE: &str = include_str!("../../../tests/fixtures/gemini/thought_text.sse");
 const REQUESTS_JSON: &str = include_str!("../../../tests/fixtures/gemini/requests.json");
 
 fn target() -> Target<'static> {
@@ -129,6 +131,17 @@ fn completions_are_not_supported() {
 }
 
 #[test]
+fn json_without_candidates_or_prompt_feedback_is_a_bad_upstream_body() {
+    let err = GeminiAdapter
+        .parse_response(
+            Operation::Chat,
+            Bytes::from_static(br#"{"status":"ok","data":[1]}"#),
+        )
+        .unwrap_err();
+    assert!(matches!(err, AdapterError::BadUpstreamBody(_)), "{err:?}");
+}
+
+#[test]
 fn text_answer_with_thoughts_and_cached_usage() {
     let parsed = GeminiAdapter
         .parse_response(Operation::Chat, Bytes::from(TEXT_JSON))
@@ -140,7 +153,8 @@ fn text_answer_with_thoughts_and_cached_usage() {
     assert_eq!(
         v["choices"][0]["message"],
         json!({"role": "assistant", "content": "Hello! How can I help?", "refusal": null,
-            "reasoning_content": "The user greets me; answer briefly."})
+            "reasoning_content": "The user greets me; answer briefly.",
+            "thinking_blocks": [{"type": "thinking", "thinking": "The user greets me; answer briefly."}]})
     );
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     assert_eq!(
@@ -178,7 +192,11 @@ fn function_calls_get_deterministic_ids() {
                 "arguments": "{\"city\":\"Paris\",\"unit\":\"celsius\"}"}},
             {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Rome\"}"}}])
     );
-    assert!(!v.to_string().contains("thoughtSignature"));
+    // The text part's signature, for the client to send back on its text.
+    assert_eq!(
+        msg["thinking_blocks"],
+        json!([{"type": "thinking", "thinking": "", "signature": "CiQB0e2Kb1xZ"}])
+    );
     let err = GeminiAdapter.parse_response(Operation::Chat, Bytes::from_static(b"<html>"));
     assert!(matches!(err, Err(AdapterError::BadUpstreamBody(_))));
 }
@@ -308,12 +326,14 @@ fn streamed_function_calls_arrive_whole_and_numbered() {
     assert!(t.finished());
     assert_eq!(
         chunks[0]["choices"][0]["delta"],
-        json!({"role": "assistant", "reasoning_content": "**Planning** I need the weather."})
+        json!({"role": "assistant", "reasoning_content": "**Planning** I need the weather.",
+            "thinking_blocks": [{"index": 0, "type": "thinking", "thinking": "**Planning** I need the weather."}]})
     );
     assert_eq!(
         chunks[1]["choices"][0]["delta"],
         json!({"tool_calls": [{"index": 0, "id": "call_0", "type": "function",
-            "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]})
+            "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
+            "provider_specific_fields": {"thought_signature": "CiQB0e2Kb1xZ"}}]})
     );
     assert_eq!(
         chunks[2]["choices"][0]["delta"]["tool_calls"],
@@ -325,6 +345,88 @@ fn streamed_function_calls_arrive_whole_and_numbered() {
     let u = t.usage().unwrap();
     assert_eq!((u.input, u.output, u.reasoning), (30, 35, 20));
     same_at_every_split(CALL_SSE, true);
+}
+
+#[test]
+fn thought_parts_and_signatures_come_back_as_thinking_blocks_and_tool_call_fields() {
+    let parsed = GeminiAdapter
+        .parse_response(Operation::Chat, Bytes::from(THOUGHT_SIGS_JSON))
+        .unwrap();
+    let v: Value = serde_json::from_slice(&parsed.body).unwrap();
+    let msg = &v["choices"][0]["message"];
+    let thoughts = "**Checking the weather** The user wants Paris and Rome; I will call the tool twice.";
+    assert_eq!(msg["reasoning_content"], thoughts);
+    // Consecutive thought parts make one block; no signature came with them.
+    assert_eq!(
+        msg["thinking_blocks"],
+        json!([{"type": "thinking", "thinking": thoughts}])
+    );
+    assert_eq!(
+        msg["tool_calls"][0]["provider_specific_fields"],
+        json!({"thought_signature": "Q2lRQjBlMkticGFyaXM="})
+    );
+    // Parallel calls: only the first is signed.
+    assert!(msg["tool_calls"][1].get("provider_specific_fields").is_none());
+    assert_eq!(msg["content"], "Let me look.");
+}
+
+/// The assistant message of an answer, sent back with the tool results, gives Gemini its parts back
+/// with their signatures on the same parts.
+#[test]
+fn answer_signatures_round_trip_onto_the_same_parts() {
+    let parsed = GeminiAdapter
+        .parse_response(Operation::Chat, Bytes::from(THOUGHT_SIGS_JSON))
+        .unwrap();
+    let v: Value = serde_json::from_slice(&parsed.body).unwrap();
+    let assistant = v["choices"][0]["message"].clone();
+    let body = json!({"reasoning_effort": "low", "messages": [
+        {"role": "user", "content": "weather in Paris and Rome?"},
+        assistant,
+        {"role": "tool", "tool_call_id": "call_0", "content": "{\"temp\": 15}"},
+        {"role": "tool", "tool_call_id": "call_1", "content": "{\"temp\": 19}"}
+    ], "tools": [{"type": "function", "function": {"name": "get_weather"}}]});
+    let sent = sent(&build(Operation::Chat, body, false).unwrap());
+    assert_eq!(
+        sent["contents"][1],
+        json!({"role": "model", "parts": [
+            {"text": "Let me look."},
+            {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "Q2lRQjBlMkticGFyaXM="},
+            {"functionCall": {"name": "get_weather", "args": {"city": "Rome"}}}
+        ]})
+    );
+    assert_eq!(sent["contents"][2]["parts"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn streamed_thought_and_text_signatures_rebuild_the_blocks() {
+    let (chunks, result, t) = whole(THOUGHT_TEXT_SSE, false);
+    result.unwrap();
+    assert!(t.finished());
+    let blocks = crate::reasoning::rebuild_thinking_blocks(&chunks);
+    assert_eq!(
+        blocks,
+        json!([{"type": "thinking", "thinking": "**Counting** 27 * 453 is 12231."},
+            {"type": "thinking", "thinking": "", "signature": "Q2lRQjBlMktidGV4dA=="}])
+    );
+    let joined = |name: &str| -> String {
+        chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"][name].as_str())
+            .collect()
+    };
+    assert_eq!(joined("reasoning_content"), "**Counting** 27 * 453 is 12231.");
+    assert_eq!(joined("content"), "27 * 453 = 12,231");
+    same_at_every_split(THOUGHT_TEXT_SSE, false);
+
+    // What the client rebuilt goes back with the signature on the answer's text.
+    let body = json!({"messages": [{"role": "user", "content": "27 * 453?"},
+        {"role": "assistant", "content": joined("content"), "thinking_blocks": blocks},
+        {"role": "user", "content": "and times 2?"}]});
+    let sent = sent(&build(Operation::Chat, body, true).unwrap());
+    assert_eq!(
+        sent["contents"][1],
+        json!({"role": "model", "parts": [{"text": "27 * 453 = 12,231", "thoughtSignature": "Q2lRQjBlMktidGV4dA=="}]})
+    );
 }
 
 #[test]

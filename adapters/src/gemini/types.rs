@@ -45,6 +45,29 @@ pub(crate) enum Part<'a> {
     FileData(FileData<'a>),
     FunctionCall(FunctionCall<'a>),
     FunctionResponse(FunctionResponse<'a>),
+    /// A data field with the part's `thought` flag and `thoughtSignature` beside it.
+    #[serde(untagged)]
+    Signed(SignedPart<'a>),
+}
+
+/// A part sent back as the model answered it: a thought, or a part carrying a thought signature.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SignedPart<'a> {
+    #[serde(flatten)]
+    pub data: SignedData<'a>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub thought: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thought_signature: Option<&'a str>,
+}
+
+/// The data fields a model part can carry a thought signature on.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) enum SignedData<'a> {
+    Text(&'a str),
+    FunctionCall(FunctionCall<'a>),
 }
 
 #[derive(Debug, Serialize)]
@@ -190,6 +213,7 @@ pub(crate) struct OutContent {
 }
 
 /// An answer part: text (a thought when `thought` is true) or a function call; others are ignored.
+/// Any of them may carry the `thoughtSignature` the next request must send back on the same part.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct OutPart {
@@ -197,6 +221,8 @@ pub(crate) struct OutPart {
     pub text: Option<String>,
     #[serde(default)]
     pub thought: bool,
+    #[serde(default)]
+    pub thought_signature: Option<String>,
     #[serde(default)]
     pub function_call: Option<OutFunctionCall>,
 }
