@@ -298,14 +298,18 @@ async fn event_stream_arrives_as_openai_chunks_with_usage() {
 }
 
 #[tokio::test]
-async fn reasoning_comes_back_as_reasoning_content() {
-    let (_fake, gw, key) = setup().await;
+async fn reasoning_comes_back_with_its_signature_and_goes_back_upstream() {
+    let (fake, gw, key) = setup().await;
     let res = gw
         .chat(&key, json!({"model": "reasoning", "messages": user("why?")}))
         .await;
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["choices"][0]["message"]["reasoning_content"], "let me think");
     assert_eq!(v["choices"][0]["message"]["content"], "fake: why?");
+    assert_eq!(
+        v["choices"][0]["message"]["thinking_blocks"],
+        json!([{"type": "thinking", "thinking": "let me think", "signature": "c2lnbmF0dXJl"}])
+    );
     let res = gw
         .chat(
             &key,
@@ -319,6 +323,41 @@ async fn reasoning_comes_back_as_reasoning_content() {
         .collect();
     assert_eq!(reasoning, "let me think");
     assert_eq!(content(&chunks), "fake: why?");
+    let fragments: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["thinking_blocks"].as_array())
+        .flatten()
+        .collect();
+    assert_eq!(
+        fragments,
+        [
+            &json!({"index": 0, "type": "thinking", "thinking": "let me think"}),
+            &json!({"index": 0, "type": "thinking", "thinking": "", "signature": "c2lnbmF0dXJl"})
+        ]
+    );
+
+    // Sent back with a tool continuation, the signed reasoning opens the assistant turn.
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "claude", "reasoning_effort": "low", "tools": [weather_tool()], "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": null, "thinking_blocks": v["choices"][0]["message"]["thinking_blocks"],
+                    "tool_calls": [{"id": "t1", "type": "function",
+                        "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+                {"role": "tool", "tool_call_id": "t1", "content": "sunny"}]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let sent = fake.requests().pop().unwrap().body;
+    assert_eq!(
+        sent["messages"][1]["content"][0],
+        json!({"reasoningContent": {"reasoningText": {"text": "let me think", "signature": "c2lnbmF0dXJl"}}})
+    );
+    assert_eq!(
+        sent["additionalModelRequestFields"]["thinking"]["type"], "enabled",
+        "thinking stays on"
+    );
 }
 
 #[tokio::test]
@@ -635,6 +674,13 @@ async fn requests_sent_to_bedrock_conform_to_the_spec() {
                 "properties": {"d": {"type": "string"}}, "required": ["d"], "additionalProperties": false}}}}),
         json!({"model": "claude", "messages": user("think"), "reasoning_effort": "high", "max_tokens": 100, "temperature": 0.2}),
         json!({"model": "reasoning", "stream": true, "messages": user("think"), "reasoning_effort": "low"}),
+        json!({"model": "claude", "reasoning_effort": "medium", "tools": [weather_tool()], "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": "Checking.", "thinking_blocks": [
+                {"type": "thinking", "thinking": "look it up", "signature": "c2lnbmF0dXJl"},
+                {"type": "redacted_thinking", "data": "ZW5jcnlwdGVk"}],
+                "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "t1", "content": "sunny"}]}),
     ];
     for body in &bodies {
         let res = gw.chat(&key, body.clone()).await;

@@ -25,9 +25,11 @@
 //! `metadata`, `stream_options`, audio and file parts (refused).
 //!
 //! Answers (`response.rs`, `stream.rs`): text joined into `content`, `toolUse` as `tool_calls`,
-//! `reasoningContent` as `reasoning_content`, `stopReason` as `finish_reason`, usage with cache reads
-//! and writes counted in `prompt_tokens` (reads also as `cached_tokens`). Streams arrive as AWS event
-//! streams ([`Framing::AwsEventStream`]). Converse answers carry no id: Tollgate makes one up.
+//! `reasoningContent` as `reasoning_content` and, signed or redacted, as `thinking_blocks` (see
+//! `reasoning.rs`; sent back first in an assistant turn), `stopReason` as `finish_reason`, usage
+//! with cache reads and writes counted in `prompt_tokens` (reads also as `cached_tokens`). Streams
+//! arrive as AWS event streams ([`Framing::AwsEventStream`]). Converse answers carry no id: Tollgate
+//! makes one up.
 
 mod request;
 mod response;

@@ -7,10 +7,13 @@ use serde_json::{json, Map, Value};
 
 use super::types::{
     Block, CachePoint, ConverseRequest, Empty, Image, ImageSource, InferenceConfig, InputSchema, JsonSchema,
-    Message, OutputConfig, OutputFormat, Role, Structure, SystemBlock, Tool, ToolChoice, ToolConfig,
-    ToolResult, ToolResultContent, ToolSpec, ToolUse,
+    Message, OutputConfig, OutputFormat, ReasoningIn, Role, Structure, SystemBlock, Tool, ToolChoice,
+    ToolConfig, ToolResult, ToolResultContent, ToolSpec, ToolUse,
 };
-use crate::AdapterError;
+use crate::{
+    reasoning::{client_thinking_blocks, ClientThinking},
+    AdapterError,
+};
 
 /// Output tokens left for the answer when thinking is on and the client set no limit.
 const THINKING_ANSWER_TOKENS: u64 = 4096;
@@ -63,8 +66,8 @@ pub(crate) fn convert<'a>(
     };
 
     // Extended thinking exists for Anthropic models only; like the anthropic adapter, it is left out
-    // when tool use is forced or a turn continues a tool call (Anthropic then wants the signed
-    // thinking blocks back, which OpenAI clients cannot send).
+    // when tool use is forced, or when a turn continues a tool call whose assistant turn does not
+    // start with its signed reasoning (the client's `thinking_blocks`), which Anthropic then requires.
     let forced = tool_config
         .as_ref()
         .is_some_and(|t| matches!(t.tool_choice, Some(ToolChoice::Any(_) | ToolChoice::Tool { .. })));
@@ -72,7 +75,10 @@ pub(crate) fn convert<'a>(
         .iter()
         .rev()
         .find(|m| m.role == Role::Assistant)
-        .is_some_and(|m| m.content.iter().any(|b| matches!(b, Block::ToolUse(_))));
+        .is_some_and(|m| {
+            m.content.iter().any(|b| matches!(b, Block::ToolUse(_)))
+                && !matches!(m.content.first(), Some(Block::ReasoningContent(_)))
+        });
     let thinking = thinking_budget(body.get("reasoning_effort"))?
         .filter(|_| is_anthropic(model) && !forced && !continues_tool_call);
     if let Some(budget) = thinking {
@@ -308,15 +314,30 @@ fn image_block<'a>(url: &'a str, param: &str) -> Result<Image<'a>, AdapterError>
     })
 }
 
+/// An assistant turn: its signed `thinking_blocks` first (as Anthropic models require), then text and
+/// tool calls.
 fn assistant_blocks<'a>(m: &'a Value, at: &str) -> Result<Vec<Block<'a>>, AdapterError> {
-    let mut out: Vec<Block<'a>> = parts(m.get("content").unwrap_or(&Value::Null), at, Allow::TEXT)?
+    let mut out: Vec<Block<'a>> = client_thinking_blocks(m, at)?
         .into_iter()
-        .filter_map(|p| match p {
-            Part::Text(t) => Some(Block::Text(t)),
-            Part::Cache(c) => Some(Block::CachePoint(c)),
-            Part::Image(_) => None,
+        .map(|b| {
+            Block::ReasoningContent(match b {
+                ClientThinking::Thinking { thinking, signature } => ReasoningIn::ReasoningText {
+                    text: thinking,
+                    signature,
+                },
+                ClientThinking::Redacted { data } => ReasoningIn::RedactedContent(data),
+            })
         })
         .collect();
+    out.extend(
+        parts(m.get("content").unwrap_or(&Value::Null), at, Allow::TEXT)?
+            .into_iter()
+            .filter_map(|p| match p {
+                Part::Text(t) => Some(Block::Text(t)),
+                Part::Cache(c) => Some(Block::CachePoint(c)),
+                Part::Image(_) => None,
+            }),
+    );
     let calls = match m.get("tool_calls") {
         None | Some(Value::Null) => return Ok(out),
         Some(Value::Array(calls)) => calls,

@@ -1,7 +1,10 @@
 //! Bedrock `ConverseResponse` -> OpenAI `chat.completion`, and the usage and finish-reason mappings
 //! the stream translator shares.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::{
+    borrow::Cow,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -10,6 +13,7 @@ use tollgate_schemas::TokenUsage;
 use super::types::{ConverseResponse, Usage};
 use crate::{
     openai_out::{now_secs, OpenAiUsage},
+    reasoning::ThinkingBlock,
     AdapterError, Parsed,
 };
 
@@ -74,6 +78,9 @@ struct AssistantMessage<'a> {
     refusal: (),
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_content: Option<String>,
+    /// Reasoning with its signatures, and redacted reasoning, for the client to send back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    thinking_blocks: Vec<ThinkingBlock<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<ToolCall<'a>>,
 }
@@ -100,6 +107,7 @@ pub(crate) fn convert(body: &[u8], model: &str) -> Result<Parsed, AdapterError> 
     let blocks = resp.output.message.map(|m| m.content).unwrap_or_default();
     let mut text = String::new();
     let mut reasoning: Option<String> = None;
+    let mut thinking_blocks = Vec::new();
     let mut tool_calls = Vec::new();
     for block in &blocks {
         if let Some(t) = &block.text {
@@ -111,6 +119,23 @@ pub(crate) fn convert(body: &[u8], model: &str) -> Result<Parsed, AdapterError> 
             .and_then(|r| r.reasoning_text.as_ref())
         {
             reasoning.get_or_insert_with(String::new).push_str(&r.text);
+            thinking_blocks.push(ThinkingBlock::Thinking {
+                thinking: Cow::Borrowed(&r.text),
+                signature: r
+                    .signature
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .map(Cow::Borrowed),
+            });
+        }
+        if let Some(data) = block
+            .reasoning_content
+            .as_ref()
+            .and_then(|r| r.redacted_content.as_deref())
+        {
+            thinking_blocks.push(ThinkingBlock::RedactedThinking {
+                data: Cow::Borrowed(data),
+            });
         }
         if let Some(t) = &block.tool_use {
             let input = if t.input.is_null() {
@@ -143,6 +168,7 @@ pub(crate) fn convert(body: &[u8], model: &str) -> Result<Parsed, AdapterError> 
                 content,
                 refusal: (),
                 reasoning_content: reasoning,
+                thinking_blocks,
                 tool_calls,
             },
             logprobs: (),

@@ -4,10 +4,13 @@
 //! `messageStart` opens the stream; text, reasoning text and tool-input deltas become one chunk each
 //! (the first carries `role: assistant`); a `toolUse` block start becomes the tool call's first
 //! chunk (id, name, empty arguments). OpenAI numbers tool calls 0, 1, ... while Bedrock numbers all
-//! content blocks, so the tool-call index is kept per block. `messageStop` gives the finish reason;
+//! content blocks, so the tool-call index is kept per block. Reasoning goes out twice: as
+//! `reasoning_content` text, and as `thinking_blocks` fragments numbered per reasoning block (text,
+//! then the signature in its own fragment; redacted reasoning whole), so the client can send the
+//! signed blocks back (see `reasoning.rs`). `messageStop` gives the finish reason;
 //! `metadata`, the last event, gives the usage (a usage-only chunk when the client asked) and ends the
 //! stream. Exceptions (`throttlingException`, `modelStreamErrorException`, ...) and `error` messages
-//! are stream errors. Reasoning signatures and redacted reasoning are not forwarded.
+//! are stream errors.
 
 use std::borrow::Cow;
 
@@ -24,6 +27,7 @@ use super::{
 use crate::{
     eventstream::{ERROR_PREFIX, EXCEPTION_PREFIX},
     openai_out::{now_secs, Chunk, ChunkChoice, Delta, FunctionDelta, OpenAiUsage, ToolCallDelta},
+    reasoning::ThinkingBlockDelta,
     stream::SseEvent,
     AdapterError, StreamTranslator,
 };
@@ -37,6 +41,8 @@ pub struct BedrockStream {
     role_sent: bool,
     /// (Bedrock block index, OpenAI tool-call index) of each `toolUse` block seen.
     tool_blocks: Vec<(u64, u32)>,
+    /// (Bedrock block index, `thinking_blocks` index) of each reasoning block seen.
+    thinking_blocks: Vec<(u64, u32)>,
     stopped: bool,
     usage: Option<Usage>,
     done: bool,
@@ -57,6 +63,7 @@ impl BedrockStream {
             created: now_secs(),
             role_sent: false,
             tool_blocks: Vec::new(),
+            thinking_blocks: Vec::new(),
             stopped: false,
             usage: None,
             done: false,
@@ -106,6 +113,16 @@ impl BedrockStream {
             .iter()
             .find(|(b, _)| *b == block)
             .map(|(_, i)| *i)
+    }
+
+    /// The `thinking_blocks` index of Bedrock block `block`, numbering it when new.
+    fn thinking_index(&mut self, block: u64) -> u32 {
+        if let Some((_, i)) = self.thinking_blocks.iter().find(|(b, _)| *b == block) {
+            return *i;
+        }
+        let i = u32::try_from(self.thinking_blocks.len()).unwrap_or(u32::MAX);
+        self.thinking_blocks.push((block, i));
+        i
     }
 
     fn finish(&mut self, out: &mut Vec<Bytes>) -> Result<(), AdapterError> {
@@ -168,18 +185,27 @@ impl StreamTranslator for BedrockStream {
                     };
                     self.push(delta, None, out)?;
                 }
-                if let Some(text) = d
-                    .delta
-                    .reasoning_content
-                    .as_ref()
-                    .and_then(|r| r.text.as_deref())
-                    .filter(|t| !t.is_empty())
-                {
-                    let delta = Delta {
-                        reasoning_content: Some(text),
-                        ..Delta::default()
+                if let Some(r) = &d.delta.reasoning_content {
+                    let block = self.thinking_index(d.content_block_index);
+                    let fragment = match (&r.text, &r.signature, &r.redacted_content) {
+                        (Some(t), _, _) if !t.is_empty() => Some(Delta {
+                            reasoning_content: Some(t),
+                            thinking_blocks: vec![ThinkingBlockDelta::text(block, t)],
+                            ..Delta::default()
+                        }),
+                        (_, Some(sig), _) if !sig.is_empty() => Some(Delta {
+                            thinking_blocks: vec![ThinkingBlockDelta::signature(block, sig)],
+                            ..Delta::default()
+                        }),
+                        (_, _, Some(data)) if !data.is_empty() => Some(Delta {
+                            thinking_blocks: vec![ThinkingBlockDelta::redacted(block, data)],
+                            ..Delta::default()
+                        }),
+                        _ => None,
                     };
-                    self.push(delta, None, out)?;
+                    if let Some(delta) = fragment {
+                        self.push(delta, None, out)?;
+                    }
                 }
                 if let Some(input) = d.delta.tool_use.as_ref().map(|t| t.input.as_str()) {
                     let tool = self.tool_index(d.content_block_index).ok_or_else(|| {

@@ -458,6 +458,37 @@ fn reasoning_effort_is_anthropic_thinking_only_for_anthropic_models() {
     let no_limit = json!({"messages": [{"role": "user", "content": "think"}], "reasoning_effort": "high"});
     let v = build_for("anthropic.claude-3-7-sonnet-20250219-v1:0", no_limit);
     assert_eq!(v["inferenceConfig"], json!({"maxTokens": 4096 + 16_384}));
+    let v = build_for("amazon.nova-pro-v1:0", body.clone());
+    assert!(v.get("additionalModelRequestFields").is_none());
+
+    // Continuing a tool call: with the signed reasoning sent back, thinking stays on.
+    let turns = |thinking_blocks: Value| {
+        json!({"reasoning_effort": "low", "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": "Checking.", "thinking_blocks": thinking_blocks,
+                "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "t1", "content": "sunny"}],
+            "tools": [{"type": "function", "function": {"name": "f"}}]})
+    };
+    let claude = "anthropic.claude-3-7-sonnet-20250219-v1:0";
+    let v = build_for(
+        claude,
+        turns(json!([
+        {"type": "thinking", "thinking": "let me look", "signature": "c2ln"},
+        {"type": "redacted_thinking", "data": "ZW5j"},
+        {"type": "thinking", "thinking": "unsigned, dropped"}])),
+    );
+    assert_eq!(
+        v["messages"][1]["content"],
+        json!([{"reasoningContent": {"reasoningText": {"text": "let me look", "signature": "c2ln"}}},
+            {"reasoningContent": {"redactedContent": "ZW5j"}},
+            {"text": "Checking."},
+            {"toolUse": {"toolUseId": "t1", "name": "f", "input": {}}}])
+    );
+    assert!(v["additionalModelRequestFields"]["thinking"].is_object());
+    // Without it, the continuation runs without thinking rather than being refused.
+    let v = build_for(claude, turns(Value::Null));
+    assert!(v.get("additionalModelRequestFields").is_none());
     let v = build_for("amazon.nova-pro-v1:0", body);
     assert!(v.get("additionalModelRequestFields").is_none());
     assert_eq!(
@@ -559,6 +590,12 @@ fn converse_answers_become_chat_completions() {
     let m = &v["choices"][0]["message"];
     assert_eq!(m["content"], "Let me check.");
     assert_eq!(m["reasoning_content"], "hmm");
+    assert_eq!(
+        m["thinking_blocks"],
+        json!([{"type": "thinking", "thinking": "hmm", "signature": "c2lnbmF0dXJl"},
+            {"type": "redacted_thinking", "data": "AAAA"}]),
+        "signed and redacted reasoning, for the client to send back"
+    );
     assert_eq!(
         m["tool_calls"],
         json!([
@@ -763,11 +800,17 @@ fn stream_translates_reasoning_text_and_parallel_tool_calls() {
         .collect();
     assert_eq!(
         deltas[0],
-        &json!({"role": "assistant", "reasoning_content": "thinking"})
+        &json!({"role": "assistant", "reasoning_content": "thinking",
+            "thinking_blocks": [{"index": 0, "type": "thinking", "thinking": "thinking"}]})
     );
-    assert_eq!(deltas[1], &json!({"content": "Checking"}));
     assert_eq!(
-        deltas[2],
+        deltas[1],
+        &json!({"thinking_blocks": [{"index": 0, "type": "thinking", "thinking": "",
+            "signature": "c2lnbmF0dXJl"}]})
+    );
+    assert_eq!(deltas[2], &json!({"content": "Checking"}));
+    assert_eq!(
+        deltas[3],
         &json!({"tool_calls": [{"index": 0, "id": "tooluse_a", "type": "function",
             "function": {"name": "get_weather", "arguments": ""}}]})
     );

@@ -49,6 +49,20 @@ pub(crate) enum Block<'a> {
     ToolUse(ToolUse<'a>),
     ToolResult(ToolResult<'a>),
     CachePoint(CachePoint),
+    /// Signed reasoning the client sent back (`thinking_blocks`).
+    ReasoningContent(ReasoningIn<'a>),
+}
+
+/// A `ReasoningContentBlock` sent back: signed text, or the encrypted redacted content.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) enum ReasoningIn<'a> {
+    ReasoningText {
+        text: &'a str,
+        signature: &'a str,
+    },
+    /// Base64, as the answer gave it.
+    RedactedContent(&'a str),
 }
 
 /// A `SystemContentBlock`.
@@ -241,17 +255,20 @@ pub(crate) struct OutputToolUse {
     pub input: Value,
 }
 
-/// `ReasoningContentBlock` union: `reasoningText` or `redactedContent` (not returned).
+/// `ReasoningContentBlock` union: `reasoningText` (with its signature) or `redactedContent`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Reasoning {
     pub reasoning_text: Option<ReasoningText>,
+    /// Base64.
+    pub redacted_content: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct ReasoningText {
     #[serde(default)]
     pub text: String,
+    pub signature: Option<String>,
 }
 
 /// `TokenUsage`. Cache reads and writes are reported beside `inputTokens`.
@@ -313,11 +330,14 @@ pub(crate) struct ToolUseDelta {
     pub input: String,
 }
 
-/// `ReasoningContentBlockDelta` union: `text`, `signature` (not returned: OpenAI clients cannot send
-/// it back) or `redactedContent`.
+/// `ReasoningContentBlockDelta` union: `text`, `signature` (when the block ends) or
+/// `redactedContent` (base64, whole).
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct ReasoningDelta {
     pub text: Option<String>,
+    pub signature: Option<String>,
+    pub redacted_content: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
