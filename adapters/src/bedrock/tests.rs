@@ -1,7 +1,7 @@
 //! Conversion tests: SigV4 against AWS's published examples, requests built from OpenAI bodies, answers
 //! and streams from fixtures in Bedrock's wire format (`tests/fixtures/bedrock/`, checked against the
-//! service model by `tests/python/validate_bedrock.py`; streams as one decoded message per line,
-//! encoded here into binary event-stream frames).
+//! service model by `tests/python/validate_bedrock.py`; streams both as binary event-stream frames,
+//! `.eventstream`, and decoded, one message per line, `.events.jsonl`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -555,6 +555,9 @@ const TEXT_ANSWER: &str = include_str!("../../../tests/fixtures/bedrock/text.res
 const TOOL_ANSWER: &str = include_str!("../../../tests/fixtures/bedrock/tool_use.response.json");
 const TOOL_STREAM: &str = include_str!("../../../tests/fixtures/bedrock/tool_use.events.jsonl");
 const EXCEPTION_STREAM: &str = include_str!("../../../tests/fixtures/bedrock/exception.events.jsonl");
+/// The same streams as they travel: binary event-stream frames (also the fuzzers' seeds).
+const TOOL_STREAM_BYTES: &[u8] = include_bytes!("../../../tests/fixtures/bedrock/tool_use.eventstream");
+const EXCEPTION_STREAM_BYTES: &[u8] = include_bytes!("../../../tests/fixtures/bedrock/exception.eventstream");
 const THROTTLED: &str = include_str!("../../../tests/fixtures/bedrock/ThrottlingException.error.json");
 
 fn parse(body: &str) -> (Value, Option<tollgate_schemas::TokenUsage>) {
@@ -743,7 +746,13 @@ fn frames_of(fixture: &str) -> Vec<u8> {
 
 /// A stream with reasoning, text and two parallel tool calls (blocks 2 and 3).
 fn tool_stream() -> Vec<u8> {
-    frames_of(TOOL_STREAM)
+    TOOL_STREAM_BYTES.to_vec()
+}
+
+#[test]
+fn binary_stream_fixtures_encode_their_jsonl_twins() {
+    assert_eq!(frames_of(TOOL_STREAM), TOOL_STREAM_BYTES);
+    assert_eq!(frames_of(EXCEPTION_STREAM), EXCEPTION_STREAM_BYTES);
 }
 
 /// Feeds `parts` through a framer and a translator; the chunks without their (random) id.
@@ -860,7 +869,7 @@ fn stream_is_identical_whatever_the_split() {
 
 #[test]
 fn stream_exceptions_and_bad_frames_are_stream_errors() {
-    let b = frames_of(EXCEPTION_STREAM);
+    let b = EXCEPTION_STREAM_BYTES.to_vec();
     let (result, chunks, _) = run(&[&b], true);
     match result {
         Err(AdapterError::StreamError(m)) => assert_eq!(m, "modelStreamErrorException: the model broke"),
