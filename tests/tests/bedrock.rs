@@ -666,6 +666,7 @@ async fn requests_sent_to_bedrock_conform_to_the_spec() {
             {"role": "system", "content": "two"},
             {"role": "user", "content": [{"type": "text", "text": "describe"},
                 {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}},
+                {"type": "file", "file": {"filename": "notes v2.md", "file_data": "data:text/markdown;base64,IyBoaQ=="}},
                 {"type": "text", "text": "cached", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]},
             {"role": "user", "content": "and this"}],
             "logprobs": true, "top_logprobs": 3, "n": 1, "seed": 7, "stop": ["\n\n"], "user": "u-42", "temperature": 1.5,

@@ -9,8 +9,8 @@
 //!
 //! Requests (`request.rs`): system and developer messages become `system` blocks; user text and
 //! images (base64 `data:` URLs; Converse cannot fetch http(s) image URLs, so those are refused with a
-//! 400); assistant text and `tool_calls` (`toolUse`, arguments parsed into `input`); `tool` messages
-//! become `toolResult` blocks, consecutive ones merged into one user turn (turns alternate). `tools`
+//! 400); `file` parts with inline data as `document` blocks (`document.rs`); assistant text and
+//! `tool_calls` (`toolUse`, arguments parsed into `input`); `tool` messages become `toolResult` blocks, consecutive ones merged into one user turn (turns alternate). `tools`
 //! -> `toolConfig.tools[].toolSpec`; `tool_choice` auto (the default, so not sent) / required
 //! (`any`) / named (`tool`) / none (tools left out, see `convert_tools`); tool ids made elsewhere
 //! are fitted to Bedrock's id pattern; `max_completion_tokens`/`max_tokens`, `temperature`
@@ -22,7 +22,7 @@
 //!
 //! Not translated (dropped, since Converse rejects unknown members): `response_format: json_object`,
 //! `parallel_tool_calls`, function `strict`, `seed`, `logprobs`, penalties, `logit_bias`, `user`,
-//! `metadata`, `stream_options`, audio and file parts (refused).
+//! `metadata`, `stream_options`; audio parts and uploaded files (`file_id`) are refused.
 //!
 //! Answers (`response.rs`, `stream.rs`): text joined into `content`, `toolUse` as `tool_calls`,
 //! `reasoningContent` as `reasoning_content` and, signed or redacted, as `thinking_blocks` (see
@@ -31,6 +31,7 @@
 //! arrive as AWS event streams ([`Framing::AwsEventStream`]). Converse answers carry no id: Tollgate
 //! makes one up.
 
+mod document;
 mod request;
 mod response;
 mod sigv4;

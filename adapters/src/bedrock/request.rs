@@ -10,6 +10,10 @@ use super::types::{
     Message, OutputConfig, OutputFormat, ReasoningIn, Role, Structure, SystemBlock, Tool, ToolChoice,
     ToolConfig, ToolResult, ToolResultContent, ToolSpec, ToolUse,
 };
+use super::{
+    document::{dedupe_names, document_block},
+    types::Document,
+};
 use crate::{
     reasoning::{client_thinking_blocks, ClientThinking},
     AdapterError,
@@ -144,7 +148,7 @@ fn convert_messages(list: &[Value]) -> Result<(Vec<SystemBlock<'_>>, Vec<Message
                     system.push(match part {
                         Part::Text(t) => SystemBlock::Text(t),
                         Part::Cache(c) => SystemBlock::CachePoint(c),
-                        Part::Image(_) => continue,
+                        Part::Image(_) | Part::Document(_) => continue,
                     });
                 }
                 if let Some(c) = cache_point(m, &at)? {
@@ -178,6 +182,7 @@ fn convert_messages(list: &[Value]) -> Result<(Vec<SystemBlock<'_>>, Vec<Message
     for m in out.iter_mut().filter(|m| m.role == Role::User) {
         m.content.sort_by_key(|b| !matches!(b, Block::ToolResult(_)));
     }
+    dedupe_names(&mut out);
     Ok((system, out))
 }
 
@@ -185,21 +190,23 @@ fn convert_messages(list: &[Value]) -> Result<(Vec<SystemBlock<'_>>, Vec<Message
 enum Part<'a> {
     Text(&'a str),
     Image(Image<'a>),
+    Document(Document<'a>),
     Cache(CachePoint),
 }
 
 #[derive(Clone, Copy)]
 struct Allow {
-    images: bool,
+    /// Images and files.
+    media: bool,
 }
 
 impl Allow {
-    const TEXT: Allow = Allow { images: false };
-    const IMAGES: Allow = Allow { images: true };
+    const TEXT: Allow = Allow { media: false };
+    const MEDIA: Allow = Allow { media: true };
 }
 
 /// The parts of a message `content`: a string, or an array of text (and refusal) parts and, where
-/// allowed, image parts. A part carrying `cache_control` is followed by a cache point. Empty texts
+/// allowed, image and file parts. A part carrying `cache_control` is followed by a cache point. Empty texts
 /// are left out (Converse rejects blank text blocks).
 fn parts<'a>(content: &'a Value, at: &str, allow: Allow) -> Result<Vec<Part<'a>>, AdapterError> {
     let list = match content {
@@ -222,7 +229,8 @@ fn parts<'a>(content: &'a Value, at: &str, allow: Allow) -> Result<Vec<Part<'a>>
                 Some(t) => out.extend(text(t)),
                 None => return Err(invalid(format!("a {kind} part needs `{kind}`"), param)),
             },
-            "image_url" if allow.images => {
+            "file" if allow.media => out.push(Part::Document(document_block(p, &param)?)),
+            "image_url" if allow.media => {
                 let image = p.get("image_url");
                 let url = image.and_then(|i| i.get("url")).or(image).and_then(Value::as_str);
                 let url = url.ok_or_else(|| invalid("an image_url part needs `image_url.url`", &param))?;
@@ -271,11 +279,12 @@ fn cache_point(v: &Value, at: &str) -> Result<Option<CachePoint>, AdapterError> 
 }
 
 fn user_blocks<'a>(content: &'a Value, at: &str) -> Result<Vec<Block<'a>>, AdapterError> {
-    Ok(parts(content, at, Allow::IMAGES)?
+    Ok(parts(content, at, Allow::MEDIA)?
         .into_iter()
         .map(|p| match p {
             Part::Text(t) => Block::Text(t),
             Part::Image(i) => Block::Image(i),
+            Part::Document(d) => Block::Document(d),
             Part::Cache(c) => Block::CachePoint(c),
         })
         .collect())
@@ -335,7 +344,7 @@ fn assistant_blocks<'a>(m: &'a Value, at: &str) -> Result<Vec<Block<'a>>, Adapte
             .filter_map(|p| match p {
                 Part::Text(t) => Some(Block::Text(t)),
                 Part::Cache(c) => Some(Block::CachePoint(c)),
-                Part::Image(_) => None,
+                Part::Image(_) | Part::Document(_) => None,
             }),
     );
     let calls = match m.get("tool_calls") {
@@ -404,11 +413,12 @@ fn tool_result<'a>(m: &'a Value, content: &'a Value, at: &str) -> Result<Block<'
             format!("{at}.tool_call_id"),
         )
     })?;
-    let content = parts(content, at, Allow::IMAGES)?
+    let content = parts(content, at, Allow::MEDIA)?
         .into_iter()
         .filter_map(|p| match p {
             Part::Text(t) => Some(ToolResultContent::Text(t)),
             Part::Image(i) => Some(ToolResultContent::Image(i)),
+            Part::Document(d) => Some(ToolResultContent::Document(d)),
             // A cache point cannot sit inside a tool result.
             Part::Cache(_) => None,
         })

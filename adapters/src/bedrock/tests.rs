@@ -418,6 +418,31 @@ fn images_are_inline_bytes_and_urls_are_refused() {
 }
 
 #[test]
+fn file_parts_become_documents_with_distinct_names() {
+    let pdf = json!({"type": "file", "file": {"filename": "Q3 report.pdf", "file_data": "data:application/pdf;base64,JVBERi0x"}});
+    let v = build(json!({"messages": [
+        {"role": "user", "content": [{"type": "text", "text": "compare"}, pdf, pdf,
+            {"type": "file", "file": {"file_data": "data:text/plain;charset=utf-8;base64,aGk="}}]}]}));
+    assert_eq!(
+        v["messages"][0]["content"],
+        json!([{"text": "compare"},
+            {"document": {"format": "pdf", "name": "Q3 report", "source": {"bytes": "JVBERi0x"}}},
+            {"document": {"format": "pdf", "name": "Q3 report (2)", "source": {"bytes": "JVBERi0x"}}},
+            {"document": {"format": "txt", "name": "document", "source": {"bytes": "aGk="}}}])
+    );
+    let file = |f: Value| json!({"messages": [{"role": "user", "content": [{"type": "file", "file": f}]}]});
+    let (message, param) = build_err(file(json!({"file_id": "file-abc"})));
+    assert!(message.contains("file_id"), "{message}");
+    assert_eq!(param.as_deref(), Some("messages[0].content[0].file"));
+    let (message, param) = build_err(file(json!({"file_data": "data:image/svg+xml;base64,PHN2Zz4="})));
+    assert!(message.contains("image/svg+xml"), "{message}");
+    assert_eq!(param.as_deref(), Some("messages[0].content[0].file.file_data"));
+    // Files in an assistant turn have no Converse equivalent.
+    let (_, param) = build_err(json!({"messages": [{"role": "assistant", "content": [pdf]}]}));
+    assert_eq!(param.as_deref(), Some("messages[0].content[0]"));
+}
+
+#[test]
 fn cache_control_becomes_cache_points() {
     let v = build(json!({"messages": [
         {"role": "system", "content": [{"type": "text", "text": "long rules", "cache_control": {"type": "ephemeral"}}]},

@@ -46,6 +46,7 @@ pub(crate) struct Message<'a> {
 pub(crate) enum Block<'a> {
     Text(&'a str),
     Image(Image<'a>),
+    Document(Document<'a>),
     ToolUse(ToolUse<'a>),
     ToolResult(ToolResult<'a>),
     CachePoint(CachePoint),
@@ -109,6 +110,23 @@ pub(crate) struct ToolResult<'a> {
 pub(crate) enum ToolResultContent<'a> {
     Text(&'a str),
     Image(Image<'a>),
+    Document(Document<'a>),
+}
+
+/// A `document` block (see `document.rs`).
+#[derive(Debug, Serialize)]
+pub(crate) struct Document<'a> {
+    /// `pdf`, `csv`, `doc`, `docx`, `xls`, `xlsx`, `html`, `txt` or `md`.
+    pub format: &'static str,
+    pub name: String,
+    pub source: DocumentSource<'a>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) enum DocumentSource<'a> {
+    /// The file, base64-encoded.
+    Bytes(&'a str),
 }
 
 /// `cachePoint`: the prompt up to here may be cached.
