@@ -32,10 +32,16 @@ seed() { # seed TARGET: fixture files, each behind every selector prefix 0..23
     sse) for f in ../tests/fixtures/*/*.sse; do { printf '\x03'; cat "$f"; } > "$dir/fx$((n++))"; done ;;
     eventstream) for f in ../tests/fixtures/*/*.eventstream; do [ -e "$f" ] || continue; { printf '\x07'; cat "$f"; } > "$dir/fx$((n++))"; done ;;
     provider_response|provider_stream)
-      local ext=json; [ "$1" = provider_stream ] && ext='{sse,eventstream}'
+      # Selector bytes: kind index, then for answers the operation (00 chat, 02 embeddings, 80 chat
+      # to a `claude` model) and a status byte; for streams the flags (02 usage wanted, 04 `claude`)
+      # and the split step.
+      local ext=json modes='00 02 80' tail=00
+      if [ "$1" = provider_stream ]; then ext='{sse,eventstream}' modes='02 06' tail=3f; fi
       for f in $(eval "ls ../tests/fixtures/*/*.$ext" 2>/dev/null); do
         for i in $(seq 0 23); do
-          { printf "\\x$(printf %02x "$i")\\x02\\x3f"; cat "$f"; } > "$dir/fx$((n++))"
+          for m in $modes; do
+            { printf "\\x$(printf %02x "$i")\\x$m\\x$tail"; cat "$f"; } > "$dir/fx$((n++))"
+          done
         done
       done ;;
   esac

@@ -17,11 +17,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let kind = ProviderKind::ALL[usize::from(*k) % ProviderKind::ALL.len()];
-    let Some(adapter) = kind.adapter() else {
+    let Some(provider) = kind.adapter() else {
         return;
     };
-    let op = OPS[usize::from(*o) % OPS.len()];
-    if let Ok(parsed) = adapter.parse_response(op, Bytes::copy_from_slice(body)) {
+    // Vertex serves two APIs, chosen by model name.
+    let model = if o & 0x80 == 0 { "model-x" } else { "claude-x" };
+    let adapter = provider.for_model(model);
+    let op = OPS[usize::from(o & 0x7f) % OPS.len()];
+    if let Ok(parsed) = adapter.parse_response_for(op, Bytes::copy_from_slice(body), model) {
         // OpenAI-shaped answers pass through untouched, so only valid input promises valid output.
         if is_json(body) {
             assert!(is_json(&parsed.body), "{kind:?} {op:?} produced invalid JSON");

@@ -10,15 +10,18 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let kind = ProviderKind::ALL[usize::from(*k) % ProviderKind::ALL.len()];
-    let Some(adapter) = kind.adapter() else {
+    let Some(provider) = kind.adapter() else {
         return;
     };
+    // Vertex serves two APIs, chosen by model name.
+    let model = if flags & 4 == 0 { "model-x" } else { "claude-x" };
+    let adapter = provider.for_model(model);
     let op = if flags & 1 == 0 {
         Operation::Chat
     } else {
         Operation::Completions
     };
-    let mut translator = adapter.stream_translator(op, flags & 2 != 0);
+    let mut translator = adapter.stream_translator_for(op, flags & 2 != 0, model);
     let mut framer = Framer::new(adapter.stream_framing());
     let mut events = Vec::new();
     let mut chunks = Vec::new();
