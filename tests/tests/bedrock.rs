@@ -671,6 +671,7 @@ async fn requests_sent_to_bedrock_conform_to_the_spec() {
             {"role": "user", "content": "and this"}],
             "logprobs": true, "top_logprobs": 3, "n": 1, "seed": 7, "stop": ["\n\n"], "user": "u-42", "temperature": 1.5,
             "top_p": 0.9, "max_completion_tokens": 64, "metadata": {"team": "a"}, "frequency_penalty": 0.1,
+            "service_tier": "flex",
             "response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": {"type": "object",
                 "properties": {"d": {"type": "string"}}, "required": ["d"], "additionalProperties": false}}}}),
         json!({"model": "claude", "messages": user("think"), "reasoning_effort": "high", "max_tokens": 100, "temperature": 0.2}),

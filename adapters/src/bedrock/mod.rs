@@ -18,7 +18,8 @@
 //! thinking in `additionalModelRequestFields` for Anthropic models (ignored for others);
 //! `response_format: json_schema` -> `outputConfig.textFormat` (structured output, on the models
 //! that offer it); `cache_control: {"type": "ephemeral"}` on a content part or message -> a
-//! `cachePoint` block after it. `n > 1` is refused.
+//! `cachePoint` block after it; `service_tier` priority / flex / default -> `serviceTier`. `n > 1`
+//! is refused.
 //!
 //! Not translated (dropped, since Converse rejects unknown members): `response_format: json_object`,
 //! `parallel_tool_calls`, function `strict`, `seed`, `logprobs`, penalties, `logit_bias`, `user`,

@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 
 use super::types::{
     Block, CachePoint, ConverseRequest, Empty, Image, ImageSource, InferenceConfig, InputSchema, JsonSchema,
-    Message, OutputConfig, OutputFormat, ReasoningIn, Role, Structure, SystemBlock, Tool, ToolChoice,
-    ToolConfig, ToolResult, ToolResultContent, ToolSpec, ToolUse,
+    Message, OutputConfig, OutputFormat, ReasoningIn, Role, ServiceTier, Structure, SystemBlock, Tool,
+    ToolChoice, ToolConfig, ToolResult, ToolResultContent, ToolSpec, ToolUse,
 };
 use super::{
     document::{dedupe_names, document_block},
@@ -125,6 +125,7 @@ pub(crate) fn convert<'a>(
         additional_model_request_fields: thinking
             .map(|budget| json!({"thinking": {"type": "enabled", "budget_tokens": budget}})),
         output_config: output_config(body.get("response_format"))?,
+        service_tier: service_tier(body.get("service_tier"))?,
     })
 }
 
@@ -553,6 +554,24 @@ fn stop_sequences(stop: Option<&Value>) -> Result<Vec<&str>, AdapterError> {
             .collect(),
         Some(_) => Err(invalid("`stop` must be a string or an array", "stop")),
     }
+}
+
+/// OpenAI's `service_tier` -> Bedrock's: `priority`, `flex` and `default` are the same tiers; `auto`
+/// (and OpenAI's `scale`) leave the choice to the provider.
+fn service_tier(tier: Option<&Value>) -> Result<Option<ServiceTier>, AdapterError> {
+    let kind = match tier.filter(|v| !v.is_null()).map(Value::as_str) {
+        None | Some(Some("auto" | "scale")) => return Ok(None),
+        Some(Some("priority")) => "priority",
+        Some(Some("flex")) => "flex",
+        Some(Some("default")) => "default",
+        Some(_) => {
+            return Err(invalid(
+                "`service_tier` must be auto, default, flex or priority",
+                "service_tier",
+            ))
+        }
+    };
+    Ok(Some(ServiceTier { kind }))
 }
 
 /// `reasoning_effort` -> an extended-thinking budget (`none` or absent: no thinking).

@@ -295,6 +295,15 @@ fn chat_fields_become_converse_fields() {
     );
     let v = build(json!({"messages": [{"role": "user", "content": "x"}], "stop": "\n"}));
     assert_eq!(v["inferenceConfig"], json!({"stopSequences": ["\n"]}));
+    let tier = |t: Value| build(json!({"messages": [{"role": "user", "content": "x"}], "service_tier": t}));
+    assert_eq!(
+        tier(json!("priority"))["serviceTier"],
+        json!({"type": "priority"})
+    );
+    assert_eq!(tier(json!("flex"))["serviceTier"], json!({"type": "flex"}));
+    assert!(tier(json!("auto")).get("serviceTier").is_none());
+    let (_, param) = build_err(json!({"messages": [], "service_tier": "fastest"}));
+    assert_eq!(param.as_deref(), Some("service_tier"));
 }
 
 #[test]

@@ -25,6 +25,15 @@ pub(crate) struct ConverseRequest<'a> {
     pub additional_model_request_fields: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_config: Option<OutputConfig<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<ServiceTier>,
+}
+
+/// `serviceTier`: `priority`, `default` or `flex`.
+#[derive(Debug, Serialize)]
+pub(crate) struct ServiceTier {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
