@@ -164,7 +164,7 @@ pub(crate) struct MessageResponse {
     pub id: String,
     #[serde(default)]
     pub model: String,
-    #[serde(default)]
+    /// Required: every Message has it (`[]` in `message_start`), so JSON that is not a Message fails.
     pub content: Vec<ContentBlock>,
     #[serde(default)]
     pub stop_reason: Option<String>,

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::{
-    openai_compat::{base_headers, parse_openai_error, parse_openai_response, prepare_body, OpenAiStream},
+    openai_compat::{base_headers, parse_openai_answer, parse_openai_error, prepare_body, OpenAiStream},
     Adapter, AdapterError, AuthStyle, Operation, Parsed, StreamTranslator, Target, UpstreamError,
     UpstreamRequest,
 };
@@ -40,8 +40,8 @@ impl Adapter for AzureAdapter {
         })
     }
 
-    fn parse_response(&self, _op: Operation, body: Bytes) -> Result<Parsed, AdapterError> {
-        parse_openai_response(body)
+    fn parse_response(&self, op: Operation, body: Bytes) -> Result<Parsed, AdapterError> {
+        parse_openai_answer(op, body)
     }
 
     fn stream_translator(&self, _op: Operation, client_wants_usage: bool) -> Box<dyn StreamTranslator> {

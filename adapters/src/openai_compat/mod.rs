@@ -93,8 +93,8 @@ impl Adapter for OpenAiCompat {
         })
     }
 
-    fn parse_response(&self, _op: Operation, body: Bytes) -> Result<Parsed, AdapterError> {
-        parse_openai_response(body)
+    fn parse_response(&self, op: Operation, body: Bytes) -> Result<Parsed, AdapterError> {
+        parse_openai_answer(op, body)
     }
 
     fn stream_translator(&self, _op: Operation, client_wants_usage: bool) -> Box<dyn StreamTranslator> {
@@ -104,6 +104,30 @@ impl Adapter for OpenAiCompat {
     fn parse_error(&self, status: u16, body: &[u8]) -> UpstreamError {
         parse_openai_error(status, body)
     }
+}
+
+/// [`parse_openai_response`] for a provider's answer to `op`: JSON that is not such an answer (no
+/// `choices` array for chat and completions, no `data` array for embeddings) is a bad upstream body,
+/// not a 200 to pass on.
+pub fn parse_openai_answer(op: Operation, body: Bytes) -> Result<Parsed, AdapterError> {
+    #[derive(serde::Deserialize)]
+    struct Shape {
+        choices: Option<Vec<serde::de::IgnoredAny>>,
+        data: Option<Vec<serde::de::IgnoredAny>>,
+    }
+    let shape: Shape =
+        serde_json::from_slice(&body).map_err(|e| AdapterError::BadUpstreamBody(e.to_string()))?;
+    let (has, field) = match op {
+        Operation::Chat | Operation::Completions => (shape.choices.is_some(), "choices"),
+        Operation::Embeddings => (shape.data.is_some(), "data"),
+    };
+    if !has {
+        return Err(AdapterError::BadUpstreamBody(format!(
+            "the {} answer has no `{field}` array",
+            op.as_str()
+        )));
+    }
+    parse_openai_response(body)
 }
 
 /// Reads usage and model from an OpenAI-shaped answer, passing the body through untouched.
@@ -390,6 +414,18 @@ mod tests {
         let mut s = OpenAiStream::new(false);
         let err = s.on_event(&ev(r#"{"error":{"message":"overloaded"}}"#), &mut Vec::new());
         assert!(matches!(err, Err(AdapterError::StreamError(m)) if m == "overloaded"));
+    }
+
+    #[test]
+    fn json_that_is_no_answer_is_a_bad_upstream_body() {
+        let bodies = [&br#"{"status":"ok","data":[1]}"#[..], br#"{"choices":{}}"#, b"[]"];
+        for body in bodies {
+            let err = parse_openai_answer(Operation::Chat, Bytes::from_static(body)).unwrap_err();
+            assert!(matches!(err, AdapterError::BadUpstreamBody(_)), "{err:?}");
+        }
+        let embeddings = Bytes::from_static(br#"{"object":"list","data":[]}"#);
+        assert!(parse_openai_answer(Operation::Embeddings, embeddings.clone()).is_ok());
+        assert!(parse_openai_answer(Operation::Chat, embeddings).is_err());
     }
 
     #[test]
