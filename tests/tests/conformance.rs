@@ -33,7 +33,7 @@ macro_rules! conformance {
                     json_schema, stream_text, stream_tools, stream_reasoning, stop_sequences,
                     length_finish, content_filter, usage_cached, usage_reasoning, error_400, error_401,
                     error_429, error_500, error_529, stream_error_429, stream_error_event,
-                    malformed_body, malformed_stream, malformed_stream_mid, truncated_stream);
+                    malformed_body, wrong_shape_body, malformed_stream, malformed_stream_mid, truncated_stream);
 
                 #[tokio::test]
                 async fn requests_conform_to_the_spec() {

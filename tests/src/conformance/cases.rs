@@ -50,6 +50,7 @@ cases! {
     StreamError429 = "stream_error_429",
     StreamErrorEvent = "stream_error_event",
     MalformedBody = "malformed_body",
+    WrongShapeBody = "wrong_shape_body",
     MalformedStream = "malformed_stream",
     MalformedStreamMid = "malformed_stream_mid",
     TruncatedStream = "truncated_stream",
@@ -63,8 +64,10 @@ pub enum Reply {
     Error(u16),
     /// 200 and a stream: [`STREAM_ERROR_TEXT`], then the provider's in-stream error event.
     StreamErrorEvent,
-    /// 200 with a body that is not the provider's JSON.
+    /// 200 with a body that is not JSON.
     Malformed,
+    /// 200 with JSON that is not an answer in any provider's shape.
+    WrongShape,
     /// 200 with a stream whose first event is not valid.
     MalformedStream,
     /// 200 and a stream: [`STREAM_ERROR_TEXT`], then an event that is not valid.
@@ -422,6 +425,7 @@ impl Case {
             Case::StreamError429 => Reply::Error(429),
             Case::StreamErrorEvent => Reply::StreamErrorEvent,
             Case::MalformedBody => Reply::Malformed,
+            Case::WrongShapeBody => Reply::WrongShape,
             Case::MalformedStream => Reply::MalformedStream,
             Case::MalformedStreamMid => Reply::MalformedStreamMid,
             Case::TruncatedStream => Reply::TruncatedStream,

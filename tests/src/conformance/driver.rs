@@ -106,7 +106,7 @@ pub async fn run(wire: Arc<dyn Wire>, case: Case) {
             let fault = case.fault().expect("error case without a fault");
             check_fault(&s, case, fault).await;
         }
-        Reply::Malformed => {
+        Reply::Malformed | Reply::WrongShape => {
             let res = s.gw.chat(&s.key, case.request(name)).await;
             let status = res.status().as_u16();
             let v: Value = res.json().await.expect("an OpenAI error body");

@@ -137,6 +137,7 @@ async fn handle(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap, b
             .header("content-type", "application/json")
             .body(Body::from(json!({"id": "broken"}).to_string()[..8].to_string()))
             .expect("response"),
+        Reply::WrongShape => axum::Json(json!({"status": "ok", "data": [1, 2, 3]})).into_response(),
         Reply::MalformedStream => stream(wire.stream_content_type(), wire.malformed_stream()),
         Reply::MalformedStreamMid => {
             let mut chunks = wire.stream_error_event(&route.model, STREAM_ERROR_TEXT, "unused");
