@@ -768,6 +768,7 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
                 access_key_id_env: p.aws_access_key_id_env,
                 secret_access_key_env: p.aws_secret_access_key_env,
                 session_token_env: p.aws_session_token_env,
+                api_key: p.api_key_env.is_some(),
             },
             getenv,
             &mut errors,
@@ -984,6 +985,8 @@ struct BedrockFields {
     access_key_id_env: Option<String>,
     secret_access_key_env: Option<String>,
     session_token_env: Option<String>,
+    /// `api_key_env` is set: an Amazon Bedrock API key (bearer token) instead of SigV4.
+    api_key: bool,
 }
 
 /// What a Bedrock provider entry resolves to.
@@ -1050,6 +1053,25 @@ fn bedrock_provider(
         }
     };
     let base_url = Some(tollgate_adapters::bedrock::default_base_url(&region));
+    if f.api_key {
+        for (field, set) in [
+            ("aws_access_key_id_env", f.access_key_id_env.is_some()),
+            ("aws_secret_access_key_env", f.secret_access_key_env.is_some()),
+            ("aws_session_token_env", f.session_token_env.is_some()),
+        ] {
+            if set {
+                errors.push(format!(
+                    "{at}.{field}: not with `api_key_env` (a Bedrock API key replaces SigV4 credentials)"
+                ));
+            }
+        }
+        // The key is read, and availability decided, like any provider's `api_key_env`.
+        return BedrockProvider {
+            base_url,
+            adapter: None,
+            available: true,
+        };
+    }
     let id = var(f.access_key_id_env.as_deref(), "AWS_ACCESS_KEY_ID");
     let secret = var(f.secret_access_key_env.as_deref(), "AWS_SECRET_ACCESS_KEY");
     let token = var(f.session_token_env.as_deref(), "AWS_SESSION_TOKEN");
@@ -1220,6 +1242,28 @@ targets = [{ provider = "missing", model = "x" }]
         let errs = Config::from_toml(&bad, &[], &aws).unwrap_err().0;
         assert!(
             errs.iter().any(|e| e.starts_with("providers[0].region:")),
+            "{errs:?}"
+        );
+        // An Amazon Bedrock API key instead of SigV4 credentials.
+        let keyed = format!("{toml}api_key_env = \"BEDROCK_KEY\"\n");
+        let with_key = |name: &str| match name {
+            "BEDROCK_KEY" => Some("bedrock-api-key".to_string()),
+            other => aws(other),
+        };
+        let c = Config::from_toml(&keyed, &[], &with_key).unwrap();
+        let p = &c.providers[0];
+        assert!(p.available);
+        assert_eq!(p.api_key.as_ref().unwrap().expose(), "bedrock-api-key");
+        assert!(
+            p.adapter.as_deref().unwrap().secrets().is_empty(),
+            "no signing keys held"
+        );
+        assert!(!Config::from_toml(&keyed, &[], &aws).unwrap().providers[0].available);
+        let both = format!("{keyed}aws_access_key_id_env = \"X\"\n");
+        let errs = Config::from_toml(&both, &[], &with_key).unwrap_err().0;
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("providers[0].aws_access_key_id_env:")),
             "{errs:?}"
         );
         let other = "[[providers]]\nname = \"o\"\nkind = \"openai\"\nregion = \"us-east-1\"\n";

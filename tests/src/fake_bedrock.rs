@@ -6,7 +6,8 @@
 //! chain; independent of `aws-sigv4`) from the request as received: the `Authorization` credential
 //! scope (`<key id>/<date>/<region>/bedrock/aws4_request`), `x-amz-date`, `x-amz-content-sha256` against
 //! the body, the signed headers and the double-encoded path. A bad or missing signature gets 403
-//! `InvalidSignatureException`/`AccessDeniedException`. It also answers 400 `ValidationException`, like
+//! `InvalidSignatureException`/`AccessDeniedException`. An Amazon Bedrock API key, when the account has
+//! one, is accepted instead as `Authorization: Bearer <key>`. It also answers 400 `ValidationException`, like
 //! Bedrock, to an empty `messages` or tool blocks without `toolConfig`. Otherwise behaviour is chosen by
 //! the model id (which may hold `:`; percent-decoded):
 //!
@@ -53,6 +54,8 @@ pub struct AwsAccount {
     pub secret_access_key: String,
     pub session_token: Option<String>,
     pub region: String,
+    /// An Amazon Bedrock API key accepted as `Authorization: Bearer` instead of a signature.
+    pub api_key: Option<String>,
 }
 
 struct Shared {
@@ -173,6 +176,12 @@ fn verify_signature(
 ) -> Result<(), String> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let auth = header("authorization").ok_or("Missing Authentication Token")?;
+    if let Some(key) = auth.strip_prefix("Bearer ") {
+        return match &account.api_key {
+            Some(k) if k == key => Ok(()),
+            _ => Err("The API key included in the request is invalid.".into()),
+        };
+    }
     let rest = auth
         .strip_prefix("AWS4-HMAC-SHA256 ")
         .ok_or("Authorization header requires AWS4-HMAC-SHA256")?;

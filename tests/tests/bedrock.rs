@@ -25,6 +25,7 @@ const SECRET: &str = "tollgate/Test+Secret+Access+Key+0123456789";
 const TOKEN: &str = "FwoGZXIvYXdzEFakeSessionToken0123456789";
 const REGION: &str = "eu-central-1";
 const MODEL: &str = "anthropic.claude-fake-v1:0";
+const API_KEY: &str = "ABSKQmVkcm9ja0FQSUtleS1mYWtlLTAxMjM0NTY3ODk=";
 
 fn account() -> AwsAccount {
     AwsAccount {
@@ -32,6 +33,7 @@ fn account() -> AwsAccount {
         secret_access_key: SECRET.into(),
         session_token: Some(TOKEN.into()),
         region: REGION.into(),
+        api_key: Some(API_KEY.into()),
     }
 }
 
@@ -66,9 +68,20 @@ aws_access_key_id_env = "TG_AWS_KEY_ID"
 aws_secret_access_key_env = "TG_AWS_WRONG_SECRET"
 aws_session_token_env = "TG_AWS_TOKEN"
 
+[[providers]]
+name = "aws-key"
+kind = "bedrock"
+base_url = "{base_url}"
+region = "{REGION}"
+api_key_env = "TG_BEDROCK_API_KEY"
+
 [[models]]
 name = "claude"
 targets = [{{ provider = "aws", model = "{MODEL}" }}]
+
+[[models]]
+name = "claude-api-key"
+targets = [{{ provider = "aws-key", model = "{MODEL}" }}]
 
 [[models]]
 name = "tools"
@@ -114,6 +127,7 @@ async fn setup() -> (FakeBedrock, Gateway, String) {
             ("TG_AWS_SECRET", SECRET),
             ("TG_AWS_TOKEN", TOKEN),
             ("TG_AWS_WRONG_SECRET", "wrong/Secret+Access+Key+000000000000000"),
+            ("TG_BEDROCK_API_KEY", API_KEY),
         ],
     )
     .await;
@@ -575,6 +589,23 @@ async fn corrupted_frame_is_a_stream_error_not_a_crash() {
         .chat(&key, json!({"model": "claude", "messages": user("still there?")}))
         .await;
     assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn a_bedrock_api_key_is_sent_as_a_bearer_token() {
+    let (fake, gw, key) = setup().await;
+    let res = gw
+        .chat(
+            &key,
+            json!({"model": "claude-api-key", "stream": true, "messages": user("hi")}),
+        )
+        .await;
+    let chunks = sse_chunks(res).await;
+    assert_eq!(content(&chunks), "fake: hi");
+    let sent = fake.requests().pop().unwrap();
+    assert_eq!(sent.headers["authorization"], format!("Bearer {API_KEY}"));
+    assert!(sent.headers.get("x-amz-date").is_none());
+    assert!(!gw.logs().contains(API_KEY));
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@
 //!
 //! The adapter holds the credentials and region ([`BedrockAdapter::new`], built by the gateway's
 //! config); [`ProviderKind::adapter`](crate::ProviderKind::adapter) gives one without, which parses
-//! answers but refuses to build requests ([`AdapterError::Config`]). The model id goes in the path,
+//! answers and sends an Amazon Bedrock API key (the target's `api_key`) as a bearer token instead of
+//! signing, and without either refuses to build requests ([`AdapterError::Config`]). The model id goes in the path,
 //! percent-encoded (ids hold `:`, ARNs `/`).
 //!
 //! Requests (`request.rs`): system and developer messages become `system` blocks; user text and
@@ -49,8 +50,9 @@ use http::{header, HeaderMap, HeaderValue};
 use serde_json::{Map, Value};
 
 use crate::{
-    openai_compat::join_url, Adapter, AdapterError, Framing, Operation, Parsed, StreamTranslator, Target,
-    UpstreamError, UpstreamRequest,
+    openai_compat::{base_headers, join_url},
+    Adapter, AdapterError, AuthStyle, Framing, Operation, Parsed, StreamTranslator, Target, UpstreamError,
+    UpstreamRequest,
 };
 pub use sigv4::AwsCredentials;
 pub use stream::BedrockStream;
@@ -106,11 +108,6 @@ impl BedrockAdapter {
             message: e.to_string(),
             param: None,
         })?;
-        let Some(signer) = &self.signer else {
-            return Err(AdapterError::Config(
-                "bedrock needs AWS credentials (access key id and secret access key) to sign requests".into(),
-            ));
-        };
         let action = if stream { "converse-stream" } else { "converse" };
         let url = join_url(
             target.base_url,
@@ -118,20 +115,30 @@ impl BedrockAdapter {
         );
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let signed = sigv4::sign_request(
-            &sigv4::Signable {
-                method: "POST",
-                url: &url,
-                headers: &headers,
-                body: &body,
-                content_sha256: true,
-            },
-            &signer.credentials,
-            &signer.region,
-            SIGNING_SERVICE,
-            time,
-        )?;
-        headers.extend(signed);
+        match (&self.signer, target.api_key) {
+            (Some(signer), _) => {
+                let signed = sigv4::sign_request(
+                    &sigv4::Signable {
+                        method: "POST",
+                        url: &url,
+                        headers: &headers,
+                        body: &body,
+                        content_sha256: true,
+                    },
+                    &signer.credentials,
+                    &signer.region,
+                    SIGNING_SERVICE,
+                    time,
+                )?;
+                headers.extend(signed);
+            }
+            // An Amazon Bedrock API key: a bearer token instead of a signature.
+            (None, Some(key)) => headers.extend(base_headers(AuthStyle::Bearer, Some(key))?),
+            (None, None) => return Err(AdapterError::Config(
+                "bedrock needs AWS credentials (access key id and secret access key) or a Bedrock API key"
+                    .into(),
+            )),
+        }
         // Not signed: a proxy on the way may rewrite it.
         let accept = if stream {
             "application/vnd.amazon.eventstream"

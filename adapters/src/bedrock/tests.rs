@@ -247,6 +247,22 @@ fn without_credentials_requests_are_a_config_error_and_secrets_stay_hidden() {
         Err(AdapterError::Config(m)) => assert!(m.contains("credentials"), "{m}"),
         other => panic!("{other:?}"),
     }
+    // With an Amazon Bedrock API key instead, it sends the key as a bearer token.
+    let keyed = Target {
+        api_key: Some("bedrock-api-key-123"),
+        ..target(MODEL)
+    };
+    let req = plain
+        .build_request(
+            Operation::Chat,
+            obj(json!({"messages": [{"role": "user", "content": "hi"}]})),
+            false,
+            &keyed,
+        )
+        .unwrap();
+    assert_eq!(req.headers["authorization"], "Bearer bedrock-api-key-123");
+    assert!(req.headers["authorization"].is_sensitive());
+    assert!(req.headers.get("x-amz-date").is_none());
     // It still parses answers (fuzzing uses it).
     assert!(plain
         .parse_response(Operation::Chat, Bytes::from_static(TEXT_ANSWER.as_bytes()))
