@@ -41,7 +41,7 @@ use tollgate_schemas::TokenUsage;
 use crate::{
     app::AppState,
     auth::authenticate,
-    config::{Config, Model, ModelTarget, Provider},
+    config::{Config, Model, ModelTarget, Provider, Secret},
     error::{rate_headers, ApiError},
     routing,
     telemetry::{Kind as SpanKind, Span, TraceContext},
@@ -662,10 +662,7 @@ async fn attempt_target(
             _ => Bytes::new(),
         };
         let err = adapter.parse_error(status.as_u16(), &body);
-        let mut message = scrub(&err.message, provider);
-        if let Some(t) = token.as_deref().map(|t| t.expose()).filter(|t| t.len() >= 4) {
-            message = message.replace(t, "***");
-        }
+        let message = scrub(&err.message, provider, token.as_deref());
         let error = ApiError::Upstream {
             status: err.status,
             message,
@@ -691,7 +688,7 @@ async fn attempt_target(
         };
         let framer = Framer::new(adapter.stream_framing());
         return Ok(stream_response(
-            upstream, framer, translator, target, guard, limits,
+            upstream, framer, translator, target, guard, limits, token,
         ));
     }
     let body = match timeout_at(deadline, resp.bytes()).await {
@@ -736,8 +733,9 @@ fn transport_reason(e: &reqwest::Error) -> String {
     kind.to_string()
 }
 
-/// Removes the provider credential from text that came from the provider.
-fn scrub(text: &str, provider: &Provider) -> String {
+/// Removes the provider's credentials (its key, what its adapter holds, a minted access token) from
+/// text that came from the provider.
+fn scrub(text: &str, provider: &Provider, token: Option<&Secret>) -> String {
     let held = provider
         .adapter
         .as_deref()
@@ -749,6 +747,7 @@ fn scrub(text: &str, provider: &Provider) -> String {
         .as_ref()
         .map(|k| k.expose())
         .into_iter()
+        .chain(token.map(|t| t.expose()))
         .chain(held)
         .filter(|k| k.len() >= 4)
     {
@@ -817,7 +816,7 @@ fn echo_answer(
                 deadline: Instant::now() + Duration::from_secs(600),
             };
             let framer = Framer::new(Framing::Sse);
-            stream_response(upstream, framer, translator, target, guard, limits)
+            stream_response(upstream, framer, translator, target, guard, limits, None)
         }
     }
 }
@@ -885,6 +884,8 @@ struct StreamState {
     payloads: Vec<Bytes>,
     /// For the log and to scrub the provider's credentials from its in-stream error messages.
     provider: Arc<Provider>,
+    /// The access token the request was sent with, when the gateway minted one (scrubbed too).
+    token: Option<Arc<Secret>>,
     done: bool,
 }
 
@@ -935,7 +936,7 @@ impl StreamState {
 
     fn fail(&mut self, message: &str, status: u16, kind: &str) {
         self.served_model();
-        let message = scrub(message, &self.provider);
+        let message = scrub(message, &self.provider, self.token.as_deref());
         tracing::warn!(provider = %self.provider.name, error = %message, "upstream stream failed");
         self.pending
             .push_back(error_frame(&format!("upstream stream failed: {message}"), kind));
@@ -951,6 +952,7 @@ fn stream_response(
     target: &ModelTarget,
     guard: &mut Option<UsageGuard>,
     limits: StreamLimits,
+    token: Option<Arc<Secret>>,
 ) -> Response {
     let Some(guard) = guard.take() else {
         return ApiError::Internal("usage guard missing".into()).into_response();
@@ -965,6 +967,7 @@ fn stream_response(
         events: Vec::new(),
         payloads: Vec::new(),
         provider: Arc::clone(&target.provider),
+        token,
         done: false,
     };
     let body = futures_util::stream::unfold(state, |mut st| async move {

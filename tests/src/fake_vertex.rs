@@ -413,6 +413,13 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
             &format!("Quota exceeded for aiplatform.googleapis.com/generate_content_requests_per_minute_per_project_per_base_model with base model: {model}."),
         );
     }
+    if model.contains("leaky") && method == "streamRawPredict" {
+        // A provider that echoes the caller's credential in an in-stream error: the gateway must
+        // scrub the minted token from what it forwards and logs.
+        let error = json!({"type": "error", "error": {"type": "api_error",
+            "message": format!("token {bearer} was revoked mid-stream")}});
+        return sse(vec![format!("event: error\ndata: {error}\n\n")]);
+    }
     match (publisher, method.as_str()) {
         ("google", "generateContent") => gemini_answer(&model, &body, false),
         ("google", "streamGenerateContent") if uri.query() == Some("alt=sse") => {

@@ -84,6 +84,10 @@ name = "claude-overloaded"
 targets = [{{ provider = "vx", model = "claude-overloaded" }}]
 
 [[models]]
+name = "claude-leaky"
+targets = [{{ provider = "vx", model = "claude-leaky" }}]
+
+[[models]]
 name = "embed"
 targets = [{{ provider = "vx", model = "text-embedding-005" }}]
 "#,
@@ -443,6 +447,28 @@ async fn token_endpoint_failure_is_a_clear_502_without_secrets_and_the_next_requ
         for token in s.fake.minted() {
             assert!(!text.contains(&token), "access token leaked");
         }
+    }
+}
+
+#[tokio::test]
+async fn a_minted_token_echoed_in_a_stream_error_is_scrubbed() {
+    let Some(s) = setup().await else { return };
+    let res =
+        s.gw.chat(
+            &s.key,
+            json!({"model": "claude-leaky", "messages": user("hi"), "stream": true}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("was revoked mid-stream"), "{body}");
+    assert!(body.contains("token *** was revoked"), "{body}");
+    let minted = s.fake.minted();
+    assert_eq!(minted.len(), 1);
+    let logs = s.gw.logs();
+    assert!(logs.contains("upstream stream failed"), "{logs}");
+    for text in [&body, &logs] {
+        assert!(!text.contains(&minted[0]), "access token leaked: {text}");
     }
 }
 
