@@ -10,7 +10,8 @@ says `additionalProperties: false` nearly everywhere, so unknown fields are caug
 
 Besides the schema, rules that the API documents but the schema cannot express are checked too
 (`--schema-only` turns them off): `thinking.budget_tokens` below `max_tokens`; with thinking enabled
-no `temperature`/`top_k` and no forced tool use; in a user turn, `tool_result` blocks come before any
+no `temperature`/`top_k` and no forced tool use, and the assistant turn a tool loop continues
+starts with its (signed) thinking blocks; in a user turn, `tool_result` blocks come before any
 other block and answer `tool_use` ids of the assistant turn just before it.
 
 Before the directory is validated a self-check makes sure that validation is real: known-bad
@@ -79,6 +80,18 @@ def rule_errors(body):
     messages = body.get("messages")
     if not isinstance(messages, list):
         return errors
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        assistant = [i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "assistant"]
+        if assistant and assistant[-1] + 1 < len(messages):
+            i = assistant[-1]
+            calls = [b for b in blocks_of(messages[i]) if isinstance(b, dict) and b.get("type") == "tool_use"]
+            results = [b for b in blocks_of(messages[i + 1]) if isinstance(b, dict) and b.get("type") == "tool_result"]
+            first = (blocks_of(messages[i]) or [{}])[0]
+            if calls and results and not (isinstance(first, dict)
+                                          and first.get("type") in ("thinking", "redacted_thinking")):
+                errors.append(("$.messages[%d].content[0]" % i,
+                               "rule: with thinking enabled, the assistant turn a tool loop continues must "
+                               "start with its thinking blocks"))
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") != "user":
             continue
@@ -174,6 +187,12 @@ SELF_CHECK = [
      False, "OpenAI tool shape"),
     ({"model": "m", "max_tokens": 1024, "messages": [user("hi")], "thinking": {"type": "enabled", "budget_tokens": 1024}},
      False, "thinking budget not below max_tokens"),
+    ({"model": "m", "max_tokens": 2048, "messages": TOOL_TURNS, "tools": [TOOL],
+      "thinking": {"type": "enabled", "budget_tokens": 1024}}, False, "tool loop with thinking but no thinking blocks"),
+    ({"model": "m", "max_tokens": 2048, "messages": [TOOL_TURNS[0], {"role": "assistant", "content": [
+        {"type": "thinking", "thinking": "call it", "signature": "c2ln"}, {"type": "redacted_thinking", "data": "ZW5j"}]
+        + TOOL_TURNS[1]["content"]}, TOOL_TURNS[2]], "tools": [TOOL],
+      "thinking": {"type": "enabled", "budget_tokens": 1024}}, True, "tool loop with its signed thinking blocks"),
     ({"model": "m", "max_tokens": 10, "messages": TOOL_TURNS[:2] + [{"role": "user", "content": list(
         reversed(TOOL_TURNS[2]["content"]))}], "tools": [TOOL]}, False, "tool_result after text"),
 ]

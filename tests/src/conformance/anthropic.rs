@@ -109,6 +109,10 @@ impl Wire for AnthropicWire {
                         name: b["name"].as_str().unwrap_or_default().to_string(),
                         args: b["input"].clone(),
                     },
+                    Some("thinking") => Part::Thinking {
+                        text: b["thinking"].as_str().map(str::to_string),
+                        signature: b["signature"].as_str().unwrap_or_default().to_string(),
+                    },
                     Some("tool_result") => Part::ToolResult {
                         id: b["tool_use_id"].as_str().map(str::to_string),
                         name: None,
@@ -152,10 +156,14 @@ impl Wire for AnthropicWire {
 
     fn answer(&self, model: &str, a: &Answer) -> Value {
         let mut content: Vec<Value> = a
-            .text
-            .map(|t| json!({"type": "text", "text": t, "citations": null}))
+            .reasoning
+            .map(|r| json!({"type": "thinking", "thinking": r.text, "signature": r.signature}))
             .into_iter()
             .collect();
+        content.extend(
+            a.text
+                .map(|t| json!({"type": "text", "text": t, "citations": null})),
+        );
         content.extend(
             a.tool_calls
                 .iter()
@@ -225,6 +233,7 @@ impl Wire for AnthropicWire {
 
     fn stream_error_event(&self, model: &str, text: &str, message: &str) -> Vec<Bytes> {
         let a = Answer {
+            reasoning: None,
             text: None,
             tool_calls: Vec::new(),
             finish: Finish::Stop,

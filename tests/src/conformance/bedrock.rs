@@ -142,6 +142,14 @@ impl Wire for BedrockWire {
             for b in m["content"].as_array().into_iter().flatten() {
                 let part = if let Some(t) = b["text"].as_str() {
                     Part::Text(t.to_string())
+                } else if let Some(r) = b.get("reasoningContent") {
+                    Part::Thinking {
+                        text: r["reasoningText"]["text"].as_str().map(str::to_string),
+                        signature: r["reasoningText"]["signature"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    }
                 } else if let Some(img) = b.get("image") {
                     let mime = format!("image/{}", img["format"].as_str().unwrap_or_default());
                     image_part(&format!(
@@ -202,7 +210,12 @@ impl Wire for BedrockWire {
     }
 
     fn answer(&self, _model: &str, a: &Answer) -> Value {
-        let mut content: Vec<Value> = a.text.map(|t| json!({ "text": t })).into_iter().collect();
+        let mut content: Vec<Value> = a
+            .reasoning
+            .map(|r| json!({"reasoningContent": {"reasoningText": {"text": r.text, "signature": r.signature}}}))
+            .into_iter()
+            .collect();
+        content.extend(a.text.map(|t| json!({ "text": t })));
         content.extend(
             a.tool_calls
                 .iter()

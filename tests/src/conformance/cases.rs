@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::{Answer, Finish, Part, Role, Seen, Tool, ToolCall, Turn, Usage};
+use super::{Answer, Finish, Part, Reasoning, Role, Seen, Tool, ToolCall, Turn, Usage};
 
 macro_rules! cases {
     ($($variant:ident = $name:literal),* $(,)?) => {
@@ -33,6 +33,7 @@ cases! {
     ImageUrl = "image_url",
     ParallelTools = "parallel_tools",
     ToolResults = "tool_results",
+    ReasoningRoundTrip = "reasoning_round_trip",
     JsonSchema = "json_schema",
     StreamText = "stream_text",
     StreamTools = "stream_tools",
@@ -107,8 +108,18 @@ const STD_USAGE: Usage = Usage {
     reasoning: 0,
 };
 
+/// The signed reasoning of the `reasoning_round_trip` answer.
+pub const REASONING: Reasoning = Reasoning {
+    text: "The user wants Paris weather; call get_weather.",
+    signature: "RXFRQkNnSVlBaElNMWdiY0RhOUdKd1pBMmIzaEdneEJkanJr",
+};
+
+/// The tool result the client sends in the `reasoning_round_trip` follow-up.
+const ROUND_TRIP_RESULT: &str = "{\"temp_c\":21}";
+
 fn text(t: &'static str) -> Answer {
     Answer {
+        reasoning: None,
         text: Some(t),
         tool_calls: Vec::new(),
         finish: Finish::Stop,
@@ -221,6 +232,8 @@ impl Case {
             Case::StreamTools => json!({
                 "messages": [user("Weather in Paris and Tokyo?")], "tools": tools(), "tool_choice": "required"}),
             Case::ToolResults => json!({"messages": tool_round_trip(), "tools": tools()}),
+            Case::ReasoningRoundTrip => json!({"messages": [user("Weather in Paris?")], "tools": tools(),
+                "reasoning_effort": "low"}),
             Case::JsonSchema => json!({"messages": [user("Weather in Paris as JSON.")],
                 "response_format": {"type": "json_schema",
                     "json_schema": {"name": "weather", "strict": true, "schema": answer_schema()}}}),
@@ -241,7 +254,22 @@ impl Case {
         body
     }
 
-    /// What the upstream must have received (after the gateway's translation).
+    /// The request a client sends after the case's answer, whose assistant `message` it sends back
+    /// as it came (with the results of its tool calls); `None` for single-request cases.
+    pub fn follow_up(self, model: &str, message: &Value) -> Option<Value> {
+        if self != Case::ReasoningRoundTrip {
+            return None;
+        }
+        let mut messages = vec![user("Weather in Paris?"), message.clone()];
+        for call in message["tool_calls"].as_array().into_iter().flatten() {
+            messages.push(json!({"role": "tool", "tool_call_id": call["id"], "content": ROUND_TRIP_RESULT}));
+        }
+        Some(json!({"model": model, "messages": messages, "tools": tools(), "reasoning_effort": "low"}))
+    }
+
+    /// What the upstream must have received (after the gateway's translation); for a case with a
+    /// [`Case::follow_up`], the follow-up, whose assistant turn starts with what
+    /// [`super::Wire::replayed_reasoning`] says (the driver puts it there).
     pub fn expected_seen(self, tool_ids: bool, result_names: bool) -> Seen {
         let plain = |t: &str| Seen {
             turns: vec![text_turn(Role::User, t)],
@@ -328,6 +356,33 @@ impl Case {
                     ..Seen::default()
                 }
             }
+            Case::ReasoningRoundTrip => {
+                let paris = &calls()[0];
+                Seen {
+                    turns: vec![
+                        text_turn(Role::User, "Weather in Paris?"),
+                        Turn {
+                            role: Role::Assistant,
+                            parts: vec![Part::ToolCall {
+                                id: tool_ids.then(|| paris.id.to_string()),
+                                name: paris.name.into(),
+                                args: paris.args.clone(),
+                            }],
+                        },
+                        Turn {
+                            role: Role::User,
+                            parts: vec![Part::ToolResult {
+                                id: tool_ids.then(|| paris.id.to_string()),
+                                name: result_names.then(|| paris.name.to_string()),
+                                content: json!({"temp_c": 21}),
+                            }],
+                        },
+                    ],
+                    tools: expected_tools(),
+                    tool_choice: Some("auto".into()),
+                    ..Seen::default()
+                }
+            }
             Case::JsonSchema => Seen {
                 response_schema: Some(super::shape(&answer_schema())),
                 ..plain("Weather in Paris as JSON.")
@@ -357,6 +412,7 @@ impl Case {
             // Text before the calls: in block-indexed streams (Anthropic) the calls are blocks 1 and 2,
             // yet OpenAI tool-call indices must be 0 and 1.
             Case::ParallelTools | Case::StreamTools => Reply::Answer(Answer {
+                reasoning: None,
                 text: Some("Let me check both cities."),
                 tool_calls: calls(),
                 finish: Finish::ToolCalls,
@@ -368,6 +424,19 @@ impl Case {
                 },
             }),
             Case::ToolResults => Reply::Answer(text("Paris: 21 °C and clear; Tokyo: 18 °C with rain.")),
+            // Thinking, then one call: the next turn must send the signed thinking back.
+            Case::ReasoningRoundTrip => Reply::Answer(Answer {
+                reasoning: Some(REASONING),
+                text: None,
+                tool_calls: vec![calls().swap_remove(0)],
+                finish: Finish::ToolCalls,
+                usage: Usage {
+                    prompt: 140,
+                    completion: 60,
+                    cached: 0,
+                    reasoning: 0,
+                },
+            }),
             Case::JsonSchema => Reply::Answer(text("{\"city\":\"Paris\",\"temp_c\":21}")),
             Case::StreamText => Reply::Answer(Answer {
                 usage: Usage {

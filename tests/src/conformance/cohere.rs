@@ -233,6 +233,9 @@ impl Wire for CohereWire {
             Case::UsageReasoning | Case::StreamReasoning => Some(Unsupported::Unknowable(
                 "Cohere's usage has no separate count of thinking tokens",
             )),
+            Case::ReasoningRoundTrip => Some(Unsupported::Unknowable(
+                "Cohere's thinking carries no signature, so there is nothing signed to send back",
+            )),
             Case::ContentFilter => Some(Unsupported::Unknowable(
                 "Cohere v2 has no content-filter finish reason (v1's ERROR_TOXIC is mapped when seen)",
             )),

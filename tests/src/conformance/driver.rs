@@ -10,7 +10,8 @@ use std::{collections::BTreeMap, path::PathBuf, process::Command, sync::Arc};
 use serde_json::{json, Value};
 
 use super::{
-    cases::STREAM_ERROR_TEXT, server::FakeUpstream, Answer, Case, Fault, Reply, Unsupported, Wire, KEY,
+    cases::STREAM_ERROR_TEXT, server::FakeUpstream, Answer, Case, Fault, Reasoning, Reply, Unsupported, Wire,
+    KEY,
 };
 use crate::{
     env::skip,
@@ -98,7 +99,15 @@ pub async fn run(wire: Arc<dyn Wire>, case: Case) {
             if case.streams() {
                 check_stream(&s, case, &a, res).await;
             } else {
-                check_answer(&s, case, &a, res).await;
+                let v = check_answer(&s, case, &a, res).await;
+                let message = &v["choices"][0]["message"];
+                if let Some(r) = a.reasoning {
+                    check_reasoning(&v, &r);
+                }
+                if let Some(next) = case.follow_up(name, message) {
+                    let res = s.gw.chat(&s.key, next).await;
+                    check_answer(&s, case, &a, res).await;
+                }
             }
             check_event(&s, case, &a).await;
         }
@@ -183,12 +192,14 @@ async fn failed_stream(s: &Setup, case: Case, delivered: &str) -> String {
     last["error"]["message"].as_str().unwrap_or_default().to_string()
 }
 
-/// The first request that reached the case: path, credential and the translated content.
+/// The last request that reached the case (the follow-up where the case has one; the others send
+/// one body, maybe several times): path, credential and the translated content.
 fn check_upstream_request(s: &Setup, case: Case) {
     let name = case.name();
     let calls = s.fake.calls();
     let call = calls
         .iter()
+        .rev()
         .find(|c| c.route.as_ref().is_some_and(|r| r.model == name))
         .unwrap_or_else(|| panic!("no upstream request for {name}; got {calls:#?}"));
     let route = call.route.as_ref().expect("route");
@@ -201,10 +212,32 @@ fn check_upstream_request(s: &Setup, case: Case) {
     let seen = s.wire.read_request(&call.body);
     let mut expected = case.expected_seen(s.wire.tool_ids_upstream(), s.wire.tool_result_names());
     expected.max_tokens = expected.max_tokens.or(s.wire.default_max_tokens());
+    if let (
+        Reply::Answer(Answer {
+            reasoning: Some(r), ..
+        }),
+        Some(turn),
+    ) = (case.reply(), expected.turns.get_mut(1))
+    {
+        turn.parts.splice(0..0, s.wire.replayed_reasoning(&r));
+    }
     assert_eq!(seen, expected, "{name}: upstream body {:#}", call.body);
 }
 
-async fn check_answer(s: &Setup, case: Case, a: &Answer, res: reqwest::Response) {
+/// The answer's signed reasoning comes back for the client to send in its next turn: the text as
+/// `reasoning_content`, the signature in the message's extensions (`thinking_blocks`, or a tool
+/// call's `provider_specific_fields` for Gemini).
+fn check_reasoning(v: &Value, r: &Reasoning) {
+    let msg = &v["choices"][0]["message"];
+    assert_eq!(msg["reasoning_content"], r.text, "{v}");
+    assert!(
+        msg.to_string().contains(r.signature),
+        "the signature is returned: {v}"
+    );
+}
+
+/// Asserts a `chat.completion` answer and returns it.
+async fn check_answer(s: &Setup, case: Case, a: &Answer, res: reqwest::Response) -> Value {
     let status = res.status().as_u16();
     assert_eq!(
         res.headers().get("x-tollgate-provider").map(|v| v.as_bytes()),
@@ -238,6 +271,7 @@ async fn check_answer(s: &Setup, case: Case, a: &Answer, res: reqwest::Response)
     }
     assert_eq!(choices[0]["finish_reason"], a.finish.openai(), "{v}");
     assert_eq!(usage_view(&v["usage"]), a.usage.openai(), "{v}");
+    v
 }
 
 /// A tool call reassembled from stream deltas.
@@ -462,8 +496,14 @@ pub async fn validate_spec(wire: Arc<dyn Wire>) {
             continue;
         }
         let res = s.gw.chat(&s.key, case.request(case.name())).await;
-        res.bytes().await.ok();
+        let answer: Value = res.json().await.unwrap_or(Value::Null);
         sent += 1;
+        if s.wire.unsupported(*case).is_none() {
+            if let Some(next) = case.follow_up(case.name(), &answer["choices"][0]["message"]) {
+                s.gw.chat(&s.key, next).await.bytes().await.ok();
+                sent += 1;
+            }
+        }
     }
     let calls = s.fake.calls();
     assert_eq!(calls.len(), sent, "one upstream request per case");

@@ -12,7 +12,8 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::{
-    data_frame, pieces, shape, Answer, Finish, Part, Role, Route, Seen, SpecCheck, Tool, Wire, KEY_ENV,
+    data_frame, pieces, shape, Answer, Finish, Part, Reasoning, Role, Route, Seen, SpecCheck, Tool, Wire,
+    KEY_ENV,
 };
 
 pub struct GeminiWire;
@@ -52,10 +53,24 @@ fn chunk(model: &str, parts: Vec<Value>, finish: Option<&str>, usage: Value) -> 
         "responseId": "confGeminiResponse"})
 }
 
+/// The function calls; with reasoning, the first carries its `thoughtSignature` (as Gemini signs).
 fn call_parts(a: &Answer) -> Vec<Value> {
-    a.tool_calls
+    let mut parts: Vec<Value> = a
+        .tool_calls
         .iter()
         .map(|c| json!({"functionCall": {"name": c.name, "args": c.args}}))
+        .collect();
+    if let (Some(r), Some(first)) = (a.reasoning, parts.first_mut()) {
+        first["thoughtSignature"] = json!(r.signature);
+    }
+    parts
+}
+
+/// The thought summary part (unsigned: the signature is on the function call).
+fn thought_parts(a: &Answer) -> Vec<Value> {
+    a.reasoning
+        .map(|r| json!({"text": r.text, "thought": true}))
+        .into_iter()
         .collect()
 }
 
@@ -107,6 +122,21 @@ impl Wire for GeminiWire {
                 _ => Role::User,
             };
             for p in c["parts"].as_array().into_iter().flatten() {
+                if let Some(sig) = p["thoughtSignature"].as_str() {
+                    let text =
+                        (p["thought"] == true).then(|| p["text"].as_str().unwrap_or_default().to_string());
+                    let thought = text.is_some();
+                    seen.push(
+                        role,
+                        Part::Thinking {
+                            text,
+                            signature: sig.to_string(),
+                        },
+                    );
+                    if thought {
+                        continue;
+                    }
+                }
                 let part = if let Some(t) = p["text"].as_str() {
                     Part::Text(t.to_string())
                 } else if p["inlineData"].is_object() {
@@ -187,7 +217,8 @@ impl Wire for GeminiWire {
     }
 
     fn answer(&self, model: &str, a: &Answer) -> Value {
-        let mut parts: Vec<Value> = a.text.map(|t| json!({"text": t})).into_iter().collect();
+        let mut parts = thought_parts(a);
+        parts.extend(a.text.map(|t| json!({"text": t})));
         parts.extend(call_parts(a));
         let candidates = a.usage.completion - a.usage.reasoning;
         chunk(model, parts, Some(finish_reason(a.finish)), usage(a, candidates))
@@ -249,6 +280,15 @@ impl Wire for GeminiWire {
 
     fn tool_result_names(&self) -> bool {
         true
+    }
+
+    /// Gemini signs the function call, not the thought: the signature goes back on its part (read as
+    /// a [`Part::Thinking`] without text just before it); the unsigned thought is not sent back.
+    fn replayed_reasoning(&self, r: &Reasoning) -> Vec<Part> {
+        vec![Part::Thinking {
+            text: None,
+            signature: r.signature.to_string(),
+        }]
     }
 
     fn spec(&self) -> Option<SpecCheck> {

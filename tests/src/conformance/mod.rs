@@ -109,10 +109,21 @@ impl Finish {
 /// What the provider answers for a case, provider-neutral.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
+    /// Signed reasoning before the text and tool calls (kinds render it where their wire has it).
+    pub reasoning: Option<Reasoning>,
     pub text: Option<&'static str>,
     pub tool_calls: Vec<ToolCall>,
     pub finish: Finish,
     pub usage: Usage,
+}
+
+/// Reasoning the provider signs so it can be sent back: Anthropic's thinking block, Bedrock's
+/// `reasoningText`, Gemini's thought part with the `thoughtSignature` on the first function call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reasoning {
+    pub text: &'static str,
+    /// Base64, as every provider's signatures are.
+    pub signature: &'static str,
 }
 
 /// Who sent a turn.
@@ -143,6 +154,12 @@ pub enum Part {
         id: Option<String>,
         name: Option<String>,
         content: Value,
+    },
+    /// Signed reasoning sent back in an assistant turn; `text` is `None` where the provider signs a
+    /// part instead (Gemini: read from the `thoughtSignature` of the part that follows).
+    Thinking {
+        text: Option<String>,
+        signature: String,
     },
 }
 
@@ -287,6 +304,15 @@ pub trait Wire: Send + Sync {
     /// The `max_tokens` the upstream gets when the client sets none (providers that require one).
     fn default_max_tokens(&self) -> Option<u64> {
         None
+    }
+
+    /// How the upstream receives an answer's [`Reasoning`] sent back by the client: the parts that
+    /// come first in the assistant turn (default: a signed thinking block).
+    fn replayed_reasoning(&self, r: &Reasoning) -> Vec<Part> {
+        vec![Part::Thinking {
+            text: Some(r.text.to_string()),
+            signature: r.signature.to_string(),
+        }]
     }
 
     /// Cases this kind cannot do, and why.

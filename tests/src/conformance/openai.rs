@@ -10,8 +10,8 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::{
-    data_frame, image_part, pieces, result_content, shape, Answer, Part, Role, Route, Seen, SpecCheck, Tool,
-    Wire, KEY_ENV,
+    data_frame, image_part, pieces, result_content, shape, Answer, Case, Part, Role, Route, Seen, SpecCheck,
+    Tool, Unsupported, Wire, KEY_ENV,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,6 +316,15 @@ impl Wire for OpenAiWire {
             body["model"] = json!(route.model);
         }
         body
+    }
+
+    fn unsupported(&self, case: Case) -> Option<Unsupported> {
+        match case {
+            Case::ReasoningRoundTrip => Some(Unsupported::Unknowable(
+                "OpenAI chat completions return no signed reasoning to send back (the Responses API keeps it)",
+            )),
+            _ => None,
+        }
     }
 
     fn spec(&self) -> Option<SpecCheck> {

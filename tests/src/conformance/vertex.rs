@@ -18,7 +18,7 @@ use axum::http::HeaderMap;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::{Answer, Case, Route, Seen, SpecCheck, Unsupported, Wire, KEY_ENV};
+use super::{Answer, Case, Part, Reasoning, Route, Seen, SpecCheck, Unsupported, Wire, KEY_ENV};
 
 const PREFIX: &str = "/v1/projects/p-conformance/locations/us-east5/publishers/";
 const CLAUDE_PREFIX: &str = "claude-";
@@ -146,6 +146,10 @@ impl Wire for VertexWire {
 
     fn default_max_tokens(&self) -> Option<u64> {
         self.inner.default_max_tokens()
+    }
+
+    fn replayed_reasoning(&self, r: &Reasoning) -> Vec<Part> {
+        self.inner.replayed_reasoning(r)
     }
 
     fn unsupported(&self, case: Case) -> Option<Unsupported> {
