@@ -7,6 +7,7 @@
 //! |----------------|--------|
 //! | anything else  | `fake: <last user text and tool results>`; usage 11 in + 2 cache writes + 5 cache reads, 7 out |
 //! | `tools`        | a `get_weather` tool call `{"city":"Paris"}`; streamed as `input_json_delta` fragments |
+//! | `thinking-tools` | a signed `thinking` block ([`THINKING`], [`SIGNATURE`]), a `redacted_thinking` block ([`REDACTED`]), then the `tools` call; streamed with `thinking_delta`s and a `signature_delta` |
 //! | `overloaded`   | 529 `overloaded_error` (retryable) |
 //! | `error-event`  | (streaming) one text delta, then an `error` event |
 //!
@@ -75,6 +76,11 @@ impl FakeAnthropic {
 
 pub const MESSAGE_ID: &str = "msg_01FakeAnthropic";
 
+/// The thinking of the `thinking-tools` answer, its signature and its redacted block's data.
+pub const THINKING: &str = "The user wants the weather in Paris; call get_weather.";
+pub const SIGNATURE: &str = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds";
+pub const REDACTED: &str = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP";
+
 fn error(status: u16, kind: &str, message: &str) -> Response {
     let body =
         json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_fake"});
@@ -140,10 +146,18 @@ async fn messages(
     }
     let text = format!("fake: {}", last_user_text(&body));
     if body["stream"] == true {
+        if model == "thinking-tools" {
+            return thinking_stream(&model);
+        }
         return stream(&model, &text);
     }
     let (content, stop) = match model.as_str() {
         "tools" => (json!([tool_use()]), "tool_use"),
+        "thinking-tools" => (
+            json!([{"type": "thinking", "thinking": THINKING, "signature": SIGNATURE},
+                {"type": "redacted_thinking", "data": REDACTED}, tool_use()]),
+            "tool_use",
+        ),
         _ => (
             json!([{"type": "text", "text": text, "citations": null}]),
             "end_turn",
@@ -220,6 +234,66 @@ fn stream(model: &str, text: &str) -> Response {
         "message_delta",
         json!({"type": "message_delta",
         "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 7}}),
+    ));
+    frames.push(frame("message_stop", json!({"type": "message_stop"})));
+    sse(frames)
+}
+
+/// The `thinking-tools` answer streamed: thinking in three deltas and its signature, the redacted
+/// block whole, then the tool call.
+fn thinking_stream(model: &str) -> Response {
+    let message = json!({"id": MESSAGE_ID, "type": "message", "role": "assistant", "model": model,
+        "content": [], "stop_reason": null, "stop_sequence": null, "usage": usage(1)});
+    let block = |index: u64, event: &str, extra: Value| {
+        let mut data = json!({"type": event, "index": index});
+        if let (Some(d), Value::Object(extra)) = (data.as_object_mut(), extra) {
+            d.extend(extra);
+        }
+        frame(event, data)
+    };
+    let mut frames = vec![frame(
+        "message_start",
+        json!({"type": "message_start", "message": message}),
+    )];
+    frames.push(block(
+        0,
+        "content_block_start",
+        json!({"content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+    ));
+    let (a, rest) = THINKING.split_at(10);
+    let (b, c) = rest.split_at(20);
+    for piece in [a, b, c] {
+        frames.push(block(
+            0,
+            "content_block_delta",
+            json!({"delta": {"type": "thinking_delta", "thinking": piece}}),
+        ));
+    }
+    frames.push(block(
+        0,
+        "content_block_delta",
+        json!({"delta": {"type": "signature_delta", "signature": SIGNATURE}}),
+    ));
+    frames.push(block(0, "content_block_stop", json!({})));
+    frames.push(block(
+        1,
+        "content_block_start",
+        json!({"content_block": {"type": "redacted_thinking", "data": REDACTED}}),
+    ));
+    frames.push(block(1, "content_block_stop", json!({})));
+    let mut start = tool_use();
+    start["input"] = json!({});
+    frames.push(block(2, "content_block_start", json!({ "content_block": start })));
+    frames.push(block(
+        2,
+        "content_block_delta",
+        json!({"delta": {"type": "input_json_delta", "partial_json": "{\"city\": \"Paris\"}"}}),
+    ));
+    frames.push(block(2, "content_block_stop", json!({})));
+    frames.push(frame(
+        "message_delta",
+        json!({"type": "message_delta",
+        "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 7}}),
     ));
     frames.push(frame("message_stop", json!({"type": "message_stop"})));
     sse(frames)

@@ -12,7 +12,7 @@ use tollgate_tests::env::skip;
 
 use serde_json::{json, Value};
 use tollgate_tests::{
-    fake_anthropic::{FakeAnthropic, MESSAGE_ID},
+    fake_anthropic::{FakeAnthropic, MESSAGE_ID, REDACTED, SIGNATURE, THINKING},
     gateway::{temp_dir, Gateway},
 };
 
@@ -36,6 +36,10 @@ targets = [{{ provider = "anth", model = "claude-fake" }}]
 [[models]]
 name = "claude-tools"
 targets = [{{ provider = "anth", model = "tools" }}]
+
+[[models]]
+name = "claude-thinking"
+targets = [{{ provider = "anth", model = "thinking-tools" }}]
 
 [[models]]
 name = "claude-overloaded"
@@ -462,4 +466,89 @@ async fn requests_sent_to_anthropic_conform_to_the_spec() {
         "{text}"
     );
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// What a client of the official OpenAI Python SDK does with extended thinking and tools: it appends
+/// the SDK's own message object to its history (the `thinking_blocks` extension rides along as an
+/// extra field) and sends it back with the tool result; streamed, it rebuilds the blocks from the
+/// delta fragments.
+const THINKING_SDK_SCRIPT: &str = r#"
+import json, os, openai
+c = openai.OpenAI(base_url=os.environ["BASE"], api_key=os.environ["KEY"], max_retries=0)
+tools = [{"type": "function", "function": {"name": "get_weather",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+history = [{"role": "user", "content": "weather in Paris?"}]
+r = c.chat.completions.create(model="claude-thinking", messages=history, tools=tools, reasoning_effort="low")
+m = r.choices[0].message
+out = {"reasoning": m.model_extra.get("reasoning_content"), "blocks": m.model_extra.get("thinking_blocks")}
+history += [m, {"role": "tool", "tool_call_id": m.tool_calls[0].id, "content": "15 C"}]
+c.chat.completions.create(model="claude-thinking", messages=history, tools=tools, reasoning_effort="low")
+blocks = {}
+for chunk in c.chat.completions.create(model="claude-thinking", messages=history[:1], tools=tools,
+                                       reasoning_effort="low", stream=True):
+    for ch in chunk.choices:
+        for f in (ch.delta.model_extra or {}).get("thinking_blocks") or []:
+            b = blocks.setdefault(f["index"], {"type": f["type"]})
+            for k in ("thinking", "signature", "data"):
+                if k in f:
+                    b[k] = b.get(k, "") + f[k]
+out["streamed_blocks"] = [blocks[i] for i in sorted(blocks)]
+print("RESULT " + json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn official_openai_sdk_sends_signed_thinking_back_with_the_tool_result() {
+    let Some(py) = tollgate_tests::env::python() else {
+        return;
+    };
+    let (fake, gw, key) = setup().await;
+    let base = gw.url("/v1");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(py)
+            .arg("-c")
+            .arg(THINKING_SDK_SCRIPT)
+            .env("BASE", base)
+            .env("KEY", key)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("run python");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "python failed:\n{text}");
+    let result = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no result:\n{text}"));
+    let v: Value = serde_json::from_str(result).unwrap();
+    let blocks = json!([{"type": "thinking", "thinking": THINKING, "signature": SIGNATURE},
+        {"type": "redacted_thinking", "data": REDACTED}]);
+    assert_eq!(v["reasoning"], THINKING);
+    assert_eq!(v["blocks"], blocks);
+    assert_eq!(
+        v["streamed_blocks"], blocks,
+        "rebuilt from the stream's fragments"
+    );
+
+    // The follow-up reached Anthropic with the signed blocks first, and thinking still on.
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 3);
+    let sent = &requests[1].body;
+    assert_eq!(
+        sent["thinking"],
+        json!({"type": "enabled", "budget_tokens": 1024})
+    );
+    let turn = &sent["messages"][1];
+    assert_eq!(turn["role"], "assistant");
+    assert_eq!(turn["content"][0], blocks[0]);
+    assert_eq!(turn["content"][1], blocks[1]);
+    assert_eq!(turn["content"][2]["type"], "tool_use");
+    assert_eq!(
+        sent["messages"][2]["content"][0]["tool_use_id"],
+        "toolu_01FakeWeather"
+    );
 }
