@@ -60,9 +60,14 @@ pub use stream::BedrockStream;
 /// The SigV4 signing name of the Bedrock Runtime API.
 pub const SIGNING_SERVICE: &str = "bedrock";
 
-/// The public endpoint of the Bedrock Runtime API in `region`.
+/// The public endpoint of the Bedrock Runtime API in `region` (China's regions have their own domain).
 pub fn default_base_url(region: &str) -> String {
-    format!("https://bedrock-runtime.{region}.amazonaws.com")
+    let domain = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    format!("https://bedrock-runtime.{region}.{domain}")
 }
 
 /// Converts and signs Bedrock Converse calls. `Debug` never shows the secret.

@@ -232,6 +232,14 @@ fn streams_go_to_converse_stream_and_arns_are_one_segment() {
          arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2Fus.anthropic.claude-v1%3A0/converse-stream"
     );
     assert_eq!(req.headers["accept"], "application/vnd.amazon.eventstream");
+    assert_eq!(
+        default_base_url("eu-west-3"),
+        "https://bedrock-runtime.eu-west-3.amazonaws.com"
+    );
+    assert_eq!(
+        default_base_url("cn-north-1"),
+        "https://bedrock-runtime.cn-north-1.amazonaws.com.cn"
+    );
     assert_eq!(adapter().stream_framing(), Framing::AwsEventStream);
 }
 
