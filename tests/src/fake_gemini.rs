@@ -9,6 +9,7 @@
 //! |----------------|--------|
 //! | anything else  | `fake: <last user text and function responses>`; usage 11 prompt (5 cached), 7 candidates, 3 thoughts |
 //! | `tools`        | a `get_weather` function call `{"city":"Paris"}` (streamed as one chunk) |
+//! | `signed-tools` | like Gemini 3: a thought ([`THOUGHT`]), then the call with `thoughtSignature` [`SIGNATURE`] (streamed as two chunks); like Gemini 3 it answers 400 when a model turn's first function call comes back without its signature |
 //! | `blocked`      | `finishReason: SAFETY` after a partial text |
 //! | `overloaded`   | 503 `UNAVAILABLE` (retryable) |
 //! | `error-event`  | (streaming) one text chunk, then an `{"error": ...}` payload |
@@ -76,6 +77,32 @@ impl FakeGemini {
 }
 
 pub const RESPONSE_ID: &str = "fakeGeminiResponse01";
+
+/// The thought and the function call's signature of the `signed-tools` answer.
+pub const THOUGHT: &str = "**Weather** The user asks for Paris; call get_weather.";
+pub const SIGNATURE: &str = "Q2lRQjBlMkticGFyaXMtc2lnbmF0dXJl";
+
+/// Gemini 3's check: in every model turn, the first function call carries a thought signature.
+fn missing_signature(body: &Value) -> bool {
+    body["contents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["role"] == "model")
+        .filter_map(|c| {
+            c["parts"]
+                .as_array()?
+                .iter()
+                .find(|p| p["functionCall"].is_object())
+        })
+        .any(|p| p["thoughtSignature"].as_str().is_none_or(str::is_empty))
+}
+
+fn signed_parts() -> [Value; 2] {
+    let mut call = function_call();
+    call["thoughtSignature"] = json!(SIGNATURE);
+    [json!({"text": THOUGHT, "thought": true}), call]
+}
 
 fn error(status: u16, code: &str, message: &str) -> Response {
     let body = json!({"error": {"code": status, "message": message, "status": code}});
@@ -183,12 +210,20 @@ async fn handle(
                     "* GenerateContentRequest.contents: contents is not specified",
                 );
             }
+            if model == "signed-tools" && missing_signature(&body) {
+                return error(
+                    400,
+                    "INVALID_ARGUMENT",
+                    "Function call is missing a thought_signature in functionCall parts.",
+                );
+            }
             let text = format!("fake: {}", last_user_text(&body));
             if method == "streamGenerateContent" {
                 return stream(model, &text);
             }
             let res = match model {
                 "tools" => answer(model, json!([function_call()]), Some("STOP"), 7),
+                "signed-tools" => answer(model, json!(signed_parts()), Some("STOP"), 7),
                 "blocked" => answer(model, json!([{"text": "I can"}]), Some("SAFETY"), 7),
                 _ => answer(model, json!([{"text": text}]), Some("STOP"), 7),
             };
@@ -206,6 +241,11 @@ fn stream(model: &str, text: &str) -> Response {
     let mut frames = Vec::new();
     match model {
         "tools" => frames.push(frame(&answer(model, json!([function_call()]), Some("STOP"), 7))),
+        "signed-tools" => {
+            let [thought, call] = signed_parts();
+            frames.push(frame(&answer(model, json!([thought]), None, 0)));
+            frames.push(frame(&answer(model, json!([call]), Some("STOP"), 7)));
+        }
         _ => {
             let mut rest = text;
             let mut sent = 0;

@@ -12,7 +12,7 @@ use tollgate_tests::env::skip;
 
 use serde_json::{json, Value};
 use tollgate_tests::{
-    fake_gemini::{FakeGemini, RESPONSE_ID},
+    fake_gemini::{FakeGemini, RESPONSE_ID, SIGNATURE, THOUGHT},
     gateway::{temp_dir, Gateway},
 };
 
@@ -36,6 +36,10 @@ targets = [{{ provider = "gem", model = "gemini-fake" }}]
 [[models]]
 name = "gemini-tools"
 targets = [{{ provider = "gem", model = "tools" }}]
+
+[[models]]
+name = "gemini-signed"
+targets = [{{ provider = "gem", model = "signed-tools" }}]
 
 [[models]]
 name = "gemini-blocked"
@@ -495,4 +499,80 @@ async fn requests_sent_to_gemini_conform_to_the_spec() {
         "{text}"
     );
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// A client of the official OpenAI Python SDK with a Gemini 3 model: it appends the SDK's message
+/// object (the tool call's `provider_specific_fields.thought_signature` rides along as an extra
+/// field) with the tool result, and Gemini gets the signature back on its function call. Without the
+/// signature, Gemini 3 (and the fake) refuses the turn.
+const SIGNED_SDK_SCRIPT: &str = r#"
+import json, os, openai
+c = openai.OpenAI(base_url=os.environ["BASE"], api_key=os.environ["KEY"], max_retries=0)
+tools = [{"type": "function", "function": {"name": "get_weather",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+history = [{"role": "user", "content": "weather in Paris?"}]
+r = c.chat.completions.create(model="gemini-signed", messages=history, tools=tools, reasoning_effort="low")
+m = r.choices[0].message
+call = m.tool_calls[0]
+out = {"reasoning": m.model_extra.get("reasoning_content"),
+       "fields": call.model_extra.get("provider_specific_fields")}
+result = {"role": "tool", "tool_call_id": call.id, "content": "15 C"}
+r2 = c.chat.completions.create(model="gemini-signed", messages=history + [m, result], tools=tools)
+out["follow_up"] = r2.choices[0].finish_reason
+bare = {"role": "assistant", "content": None, "tool_calls": [{"id": call.id, "type": "function",
+    "function": {"name": call.function.name, "arguments": call.function.arguments}}]}
+try:
+    c.chat.completions.create(model="gemini-signed", messages=history + [bare, result], tools=tools)
+except openai.BadRequestError as err:
+    out["bare"] = err.status_code
+for chunk in c.chat.completions.create(model="gemini-signed", messages=history, tools=tools, stream=True):
+    for ch in chunk.choices:
+        for t in ch.delta.tool_calls or []:
+            out["streamed_fields"] = t.model_extra.get("provider_specific_fields")
+print("RESULT " + json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn official_openai_sdk_sends_thought_signatures_back_on_function_calls() {
+    let Some(py) = tollgate_tests::env::python() else {
+        return;
+    };
+    let (fake, gw, key) = setup().await;
+    let base = gw.url("/v1");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(py)
+            .arg("-c")
+            .arg(SIGNED_SDK_SCRIPT)
+            .env("BASE", base)
+            .env("KEY", key)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("run python");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "python failed:\n{text}");
+    let result = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no result:\n{text}"));
+    let v: Value = serde_json::from_str(result).unwrap();
+    let fields = json!({ "thought_signature": SIGNATURE });
+    assert_eq!(v["reasoning"], THOUGHT);
+    assert_eq!(v["fields"], fields);
+    assert_eq!(v["streamed_fields"], fields);
+    assert_eq!(v["follow_up"], "tool_calls", "the signed follow-up is accepted");
+    assert_eq!(v["bare"], 400, "without its signature the turn is refused");
+
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 4);
+    assert_eq!(
+        requests[1].body["contents"][1],
+        json!({"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+            "thoughtSignature": SIGNATURE}]})
+    );
 }
