@@ -15,6 +15,10 @@
 //!   statistics{token_count}}}]`, `embeddings.rs`), which serves the `text-embedding-*`,
 //!   `text-multilingual-embedding-*` and `gemini-embedding-*` models.
 //!
+//! Both publishers therefore carry signed reasoning through the OpenAI interface the same way as the
+//! direct providers: Claude's thinking blocks and Gemini's thought signatures as `thinking_blocks` and
+//! `provider_specific_fields.thought_signature` (see `reasoning.rs` and docs/reasoning.md).
+//!
 //! Errors come from Vertex's front end in Google's shape (`{"error":{"code","message","status"}}`,
 //! e.g. 429 `RESOURCE_EXHAUSTED`) or, for Claude, from the model in Anthropic's shape (e.g. 529
 //! `overloaded_error`); [`parse_error`] reads both. Legacy completions are not supported.
