@@ -499,6 +499,10 @@ struct Index {
 #[derive(Default)]
 pub struct Keyring {
     index: RwLock<Index>,
+    /// One reload at a time: a periodic reload that listed the store just before an admin write
+    /// must not replace the index after the admin's own reload (the new key would be refused until
+    /// the next refresh).
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Keyring {
@@ -519,6 +523,7 @@ impl Keyring {
 
     /// Reloads from the store.
     pub async fn reload(&self, keys: &Keys) -> Result<(), PolicyError> {
+        let _one_at_a_time = self.reloading.lock().await;
         let (k, t) = (keys.list().await?, keys.list_teams().await?);
         self.load(k, t);
         Ok(())
