@@ -23,6 +23,15 @@ pub struct Setup {
     pub fake: FakeUpstream,
     pub gw: Gateway,
     pub key: String,
+    usage_dir: PathBuf,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.usage_dir);
+        }
+    }
 }
 
 /// The gateway's config: fast retries, no circuit breaking, the kind's provider and three models
@@ -52,9 +61,21 @@ pub async fn setup(wire: Arc<dyn Wire>) -> Setup {
     let fake = FakeUpstream::start(vec![Arc::clone(&wire)]).await;
     let cfg = config(wire.as_ref(), &fake.root(wire.kind()));
     let env = wire.env();
-    let gw = Gateway::start(&cfg, &env).await;
+    // Usage events flushed every 20 ms (default 200), so the event checks wait less.
+    let usage_dir = temp_dir("conformance-usage");
+    let usage = format!(
+        "[usage]\nsink = \"sqlite\"\npath = \"{}\"\nflush_ms = 20\n",
+        usage_dir.join("usage.db").display()
+    );
+    let gw = Gateway::start_full(None, Some(usage), &cfg, &env).await;
     let key = gw.create_key(&[]).await;
-    Setup { wire, fake, gw, key }
+    Setup {
+        wire,
+        fake,
+        gw,
+        key,
+        usage_dir,
+    }
 }
 
 /// The usage fields every provider must fill, as in [`super::Usage::openai`].
