@@ -186,6 +186,17 @@ impl Wire for AnthropicWire {
             event_frame("ping", &json!({"type": "ping"})),
         ];
         let mut blocks: Vec<(Value, Vec<Value>)> = Vec::new();
+        if let Some(r) = a.reasoning {
+            let mut deltas: Vec<Value> = pieces(r.text, 9)
+                .into_iter()
+                .map(|p| json!({"type": "thinking_delta", "thinking": p}))
+                .collect();
+            deltas.push(json!({"type": "signature_delta", "signature": r.signature}));
+            blocks.push((
+                json!({"type": "thinking", "thinking": "", "signature": ""}),
+                deltas,
+            ));
+        }
         if let Some(t) = a.text {
             let deltas = pieces(t, 5)
                 .into_iter()

@@ -228,6 +228,20 @@ impl Wire for BedrockWire {
     fn stream(&self, _model: &str, a: &Answer, _request: &Value) -> Vec<Bytes> {
         let mut frames = vec![event("messageStart", json!({"role": "assistant"}))];
         let mut index = 0;
+        if let Some(r) = a.reasoning {
+            for p in pieces(r.text, 9) {
+                frames.push(event(
+                    "contentBlockDelta",
+                    json!({"contentBlockIndex": index, "delta": {"reasoningContent": {"text": p}}}),
+                ));
+            }
+            frames.push(event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": index, "delta": {"reasoningContent": {"signature": r.signature}}}),
+            ));
+            frames.push(event("contentBlockStop", json!({ "contentBlockIndex": index })));
+            index += 1;
+        }
         if let Some(t) = a.text {
             for p in pieces(t, 5) {
                 frames.push(event(

@@ -38,6 +38,7 @@ cases! {
     StreamText = "stream_text",
     StreamTools = "stream_tools",
     StreamReasoning = "stream_reasoning",
+    StreamReasoningRoundTrip = "stream_reasoning_round_trip",
     StopSequences = "stop_sequences",
     LengthFinish = "length_finish",
     ContentFilter = "content_filter",
@@ -204,6 +205,7 @@ impl Case {
             Case::StreamText
                 | Case::StreamTools
                 | Case::StreamReasoning
+                | Case::StreamReasoningRoundTrip
                 | Case::StreamError429
                 | Case::StreamErrorEvent
                 | Case::MalformedStream
@@ -232,8 +234,8 @@ impl Case {
             Case::StreamTools => json!({
                 "messages": [user("Weather in Paris and Tokyo?")], "tools": tools(), "tool_choice": "required"}),
             Case::ToolResults => json!({"messages": tool_round_trip(), "tools": tools()}),
-            Case::ReasoningRoundTrip => json!({"messages": [user("Weather in Paris?")], "tools": tools(),
-                "reasoning_effort": "low"}),
+            Case::ReasoningRoundTrip | Case::StreamReasoningRoundTrip => json!({
+                "messages": [user("Weather in Paris?")], "tools": tools(), "reasoning_effort": "low"}),
             Case::JsonSchema => json!({"messages": [user("Weather in Paris as JSON.")],
                 "response_format": {"type": "json_schema",
                     "json_schema": {"name": "weather", "strict": true, "schema": answer_schema()}}}),
@@ -255,16 +257,19 @@ impl Case {
     }
 
     /// The request a client sends after the case's answer, whose assistant `message` it sends back
-    /// as it came (with the results of its tool calls); `None` for single-request cases.
+    /// as it came (or as it rebuilt it from the stream), with the results of its tool calls; `None`
+    /// for single-request cases. It streams when the case does.
     pub fn follow_up(self, model: &str, message: &Value) -> Option<Value> {
-        if self != Case::ReasoningRoundTrip {
+        if !matches!(self, Case::ReasoningRoundTrip | Case::StreamReasoningRoundTrip) {
             return None;
         }
         let mut messages = vec![user("Weather in Paris?"), message.clone()];
         for call in message["tool_calls"].as_array().into_iter().flatten() {
             messages.push(json!({"role": "tool", "tool_call_id": call["id"], "content": ROUND_TRIP_RESULT}));
         }
-        Some(json!({"model": model, "messages": messages, "tools": tools(), "reasoning_effort": "low"}))
+        let mut body = self.request(model);
+        body["messages"] = Value::Array(messages);
+        Some(body)
     }
 
     /// What the upstream must have received (after the gateway's translation); for a case with a
@@ -356,7 +361,7 @@ impl Case {
                     ..Seen::default()
                 }
             }
-            Case::ReasoningRoundTrip => {
+            Case::ReasoningRoundTrip | Case::StreamReasoningRoundTrip => {
                 let paris = &calls()[0];
                 Seen {
                     turns: vec![
@@ -425,7 +430,7 @@ impl Case {
             }),
             Case::ToolResults => Reply::Answer(text("Paris: 21 °C and clear; Tokyo: 18 °C with rain.")),
             // Thinking, then one call: the next turn must send the signed thinking back.
-            Case::ReasoningRoundTrip => Reply::Answer(Answer {
+            Case::ReasoningRoundTrip | Case::StreamReasoningRoundTrip => Reply::Answer(Answer {
                 reasoning: Some(REASONING),
                 text: None,
                 tool_calls: vec![calls().swap_remove(0)],

@@ -233,7 +233,7 @@ impl Wire for CohereWire {
             Case::UsageReasoning | Case::StreamReasoning => Some(Unsupported::Unknowable(
                 "Cohere's usage has no separate count of thinking tokens",
             )),
-            Case::ReasoningRoundTrip => Some(Unsupported::Unknowable(
+            Case::ReasoningRoundTrip | Case::StreamReasoningRoundTrip => Some(Unsupported::Unknowable(
                 "Cohere's thinking carries no signature, so there is nothing signed to send back",
             )),
             Case::ContentFilter => Some(Unsupported::Unknowable(

@@ -117,16 +117,19 @@ pub async fn run(wire: Arc<dyn Wire>, case: Case) {
     match case.reply() {
         Reply::Answer(a) => {
             let res = s.gw.chat(&s.key, case.request(name)).await;
-            if case.streams() {
-                check_stream(&s, case, &a, res).await;
+            let message = if case.streams() {
+                check_stream(&s, case, &a, res).await
             } else {
-                let v = check_answer(&s, case, &a, res).await;
-                let message = &v["choices"][0]["message"];
-                if let Some(r) = a.reasoning {
-                    check_reasoning(&v, &r);
-                }
-                if let Some(next) = case.follow_up(name, message) {
-                    let res = s.gw.chat(&s.key, next).await;
+                check_answer(&s, case, &a, res).await["choices"][0]["message"].clone()
+            };
+            if let Some(r) = a.reasoning {
+                check_reasoning(&message, &r);
+            }
+            if let Some(next) = case.follow_up(name, &message) {
+                let res = s.gw.chat(&s.key, next).await;
+                if case.streams() {
+                    check_stream(&s, case, &a, res).await;
+                } else {
                     check_answer(&s, case, &a, res).await;
                 }
             }
@@ -248,13 +251,80 @@ fn check_upstream_request(s: &Setup, case: Case) {
 /// The answer's signed reasoning comes back for the client to send in its next turn: the text as
 /// `reasoning_content`, the signature in the message's extensions (`thinking_blocks`, or a tool
 /// call's `provider_specific_fields` for Gemini).
-fn check_reasoning(v: &Value, r: &Reasoning) {
-    let msg = &v["choices"][0]["message"];
-    assert_eq!(msg["reasoning_content"], r.text, "{v}");
+fn check_reasoning(msg: &Value, r: &Reasoning) {
+    assert_eq!(msg["reasoning_content"], r.text, "{msg}");
     assert!(
         msg.to_string().contains(r.signature),
-        "the signature is returned: {v}"
+        "the signature is returned: {msg}"
     );
+}
+
+/// The assistant message a client rebuilds from a stream's chunks (choice 0): `content` and
+/// `reasoning_content` concatenated, `thinking_blocks` fragments joined per `index`, tool calls
+/// joined per `index` with their `provider_specific_fields`.
+pub fn streamed_message(sse: &str) -> Value {
+    let mut content = String::new();
+    let mut reasoning = String::new();
+    let mut blocks: BTreeMap<u64, Value> = BTreeMap::new();
+    let mut calls: BTreeMap<u64, Value> = BTreeMap::new();
+    let chunks = sse
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|p| serde_json::from_str::<Value>(p).ok());
+    for c in chunks {
+        let delta = &c["choices"][0]["delta"];
+        content.push_str(delta["content"].as_str().unwrap_or_default());
+        reasoning.push_str(delta["reasoning_content"].as_str().unwrap_or_default());
+        for f in delta["thinking_blocks"].as_array().into_iter().flatten() {
+            let index = f["index"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("fragment without index: {c}"));
+            let block = blocks.entry(index).or_insert_with(|| json!({"type": f["type"]}));
+            assert_eq!(block["type"], f["type"], "one type per block: {c}");
+            for key in ["thinking", "signature", "data"] {
+                if let Some(more) = f[key].as_str() {
+                    let joined = format!("{}{more}", block[key].as_str().unwrap_or_default());
+                    block[key] = json!(joined);
+                }
+            }
+        }
+        for t in delta["tool_calls"].as_array().into_iter().flatten() {
+            let index = t["index"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("tool call without index: {c}"));
+            let call = calls.entry(index).or_insert_with(
+                || json!({"id": null, "type": "function", "function": {"name": null, "arguments": ""}}),
+            );
+            for (key, v) in [
+                ("id", &t["id"]),
+                ("provider_specific_fields", &t["provider_specific_fields"]),
+            ] {
+                if !v.is_null() {
+                    call[key] = v.clone();
+                }
+            }
+            if let Some(n) = t["function"]["name"].as_str() {
+                call["function"]["name"] = json!(n);
+            }
+            let args = format!(
+                "{}{}",
+                call["function"]["arguments"].as_str().unwrap_or_default(),
+                t["function"]["arguments"].as_str().unwrap_or_default()
+            );
+            call["function"]["arguments"] = json!(args);
+        }
+    }
+    let mut msg = json!({"role": "assistant", "content": (!content.is_empty()).then_some(content)});
+    if !reasoning.is_empty() {
+        msg["reasoning_content"] = json!(reasoning);
+    }
+    if !blocks.is_empty() {
+        msg["thinking_blocks"] = Value::Array(blocks.into_values().collect());
+    }
+    if !calls.is_empty() {
+        msg["tool_calls"] = Value::Array(calls.into_values().collect());
+    }
+    msg
 }
 
 /// Asserts a `chat.completion` answer and returns it.
@@ -304,7 +374,8 @@ struct StreamedCall {
     args: String,
 }
 
-async fn check_stream(s: &Setup, case: Case, a: &Answer, res: reqwest::Response) {
+/// Asserts a stream and returns the message a client rebuilds from it ([`streamed_message`]).
+async fn check_stream(s: &Setup, case: Case, a: &Answer, res: reqwest::Response) -> Value {
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "text/event-stream");
     let text = res.text().await.expect("stream body");
@@ -383,6 +454,7 @@ async fn check_stream(s: &Setup, case: Case, a: &Answer, res: reqwest::Response)
     } else {
         assert!(usages.is_empty(), "usage only when asked: {text}");
     }
+    streamed_message(&text)
 }
 
 /// The usage event of a successful case: tokens as the provider reported them.
@@ -517,10 +589,16 @@ pub async fn validate_spec(wire: Arc<dyn Wire>) {
             continue;
         }
         let res = s.gw.chat(&s.key, case.request(case.name())).await;
-        let answer: Value = res.json().await.unwrap_or(Value::Null);
+        let text = res.text().await.unwrap_or_default();
+        let message = match case.streams() {
+            true => streamed_message(&text),
+            false => {
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null)["choices"][0]["message"].clone()
+            }
+        };
         sent += 1;
         if s.wire.unsupported(*case).is_none() {
-            if let Some(next) = case.follow_up(case.name(), &answer["choices"][0]["message"]) {
+            if let Some(next) = case.follow_up(case.name(), &message) {
                 s.gw.chat(&s.key, next).await.bytes().await.ok();
                 sent += 1;
             }

@@ -226,10 +226,12 @@ impl Wire for GeminiWire {
 
     fn stream(&self, model: &str, a: &Answer, _request: &Value) -> Vec<Bytes> {
         let running = json!({"promptTokenCount": a.usage.prompt, "totalTokenCount": a.usage.prompt});
-        let mut chunks: Vec<Vec<Value>> = pieces(a.text.unwrap_or_default(), 6)
-            .into_iter()
-            .map(|p| vec![json!({"text": p})])
-            .collect();
+        let mut chunks: Vec<Vec<Value>> = thought_parts(a).into_iter().map(|p| vec![p]).collect();
+        chunks.extend(
+            pieces(a.text.unwrap_or_default(), 6)
+                .into_iter()
+                .map(|p| vec![json!({"text": p})]),
+        );
         if !a.tool_calls.is_empty() {
             chunks.push(call_parts(a));
         }

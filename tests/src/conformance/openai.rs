@@ -320,7 +320,7 @@ impl Wire for OpenAiWire {
 
     fn unsupported(&self, case: Case) -> Option<Unsupported> {
         match case {
-            Case::ReasoningRoundTrip => Some(Unsupported::Unknowable(
+            Case::ReasoningRoundTrip | Case::StreamReasoningRoundTrip => Some(Unsupported::Unknowable(
                 "OpenAI chat completions return no signed reasoning to send back (the Responses API keeps it)",
             )),
             _ => None,
