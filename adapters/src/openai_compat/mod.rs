@@ -44,13 +44,38 @@ pub(crate) fn base_headers(auth: AuthStyle, api_key: Option<&str>) -> Result<Hea
     Ok(headers)
 }
 
-/// Puts the target model first and, for streams, asks for the final usage chunk.
+/// Fields Tollgate adds to assistant messages and tool calls it translated from other providers
+/// (signed reasoning, in LiteLLM's convention: `docs/reasoning.md`). Clients send them back with the
+/// conversation; OpenAI and the compatible APIs validate messages and would refuse them.
+const ANSWER_EXTENSIONS: [&str; 2] = ["thinking_blocks", "provider_specific_fields"];
+
+fn strip_answer_extensions(body: &mut Map<String, Value>) {
+    let Some(Value::Array(messages)) = body.get_mut("messages") else {
+        return;
+    };
+    for message in messages.iter_mut().filter_map(Value::as_object_mut) {
+        for field in ANSWER_EXTENSIONS {
+            message.shift_remove(field);
+        }
+        if let Some(Value::Array(calls)) = message.get_mut("tool_calls") {
+            for call in calls.iter_mut().filter_map(Value::as_object_mut) {
+                for field in ANSWER_EXTENSIONS {
+                    call.shift_remove(field);
+                }
+            }
+        }
+    }
+}
+
+/// Puts the target model first, drops Tollgate's own answer extensions from the conversation and,
+/// for streams, asks for the final usage chunk.
 pub(crate) fn prepare_body(
     mut body: Map<String, Value>,
     model: Option<&str>,
     stream: bool,
     stream_options: bool,
 ) -> Result<Bytes, AdapterError> {
+    strip_answer_extensions(&mut body);
     if stream && stream_options {
         let opts = body
             .entry("stream_options")
@@ -307,6 +332,38 @@ mod tests {
         assert_eq!(sent["x_custom"], 1);
         assert_eq!(sent["tools"][0]["type"], "function");
         assert!(sent.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn reasoning_extensions_from_other_providers_are_not_sent_back() {
+        let body = json!({"messages": [
+            {"role": "user", "content": "hi", "name": "u"},
+            {"role": "assistant", "content": null, "reasoning_content": "r",
+             "thinking_blocks": [{"type": "thinking", "thinking": "r", "signature": "sig"}],
+             "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"},
+                             "provider_specific_fields": {"thought_signature": "ts"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"}]});
+        let a = OpenAiCompat {
+            auth: AuthStyle::Bearer,
+            stream_options: true,
+        };
+        let req = a
+            .build_request(
+                Operation::Chat,
+                body.as_object().unwrap().clone(),
+                false,
+                &target(),
+            )
+            .unwrap();
+        let sent: Value = serde_json::from_slice(&req.body).unwrap();
+        let mut expected = body["messages"].clone();
+        expected[1].as_object_mut().unwrap().remove("thinking_blocks");
+        expected[1]["tool_calls"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("provider_specific_fields");
+        assert_eq!(sent["messages"], expected);
+        assert_eq!(sent["messages"][1]["reasoning_content"], "r");
     }
 
     #[test]
