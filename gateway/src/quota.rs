@@ -59,6 +59,15 @@ impl QuotaService {
                     return Err(QuotaError::Rejected(rejection));
                 }
                 Err(e) => {
+                    // A timed-out script may still run after we gave up on it: release what it may
+                    // have reserved, or the leases leak for a whole TTL, and every later acquire
+                    // scans them (an overload would feed on itself until the TTL passes).
+                    let (redis, held) = (redis.clone(), plan.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = redis.settle(&held, id, 0, Usd(0)).await {
+                            tracing::warn!(error = %e, "releasing a timed-out quota reservation failed; it will expire");
+                        }
+                    });
                     if let Some(c) = plan
                         .checks
                         .iter()

@@ -502,3 +502,53 @@ async fn a_dead_replicas_parallel_lease_expires() {
     }
     drop(held);
 }
+
+/// Keeps Redis busy for 1.2 s (a script that spins), as an overloaded server would be.
+const STALL_SCRIPT: &str = "local s = redis.call('TIME') local t0 = s[1] * 1000000 + s[2] \
+    while true do local n = redis.call('TIME') if n[1] * 1000000 + n[2] - t0 > 1200000 then break end end return 1";
+
+#[tokio::test]
+async fn a_reservation_whose_answer_timed_out_is_released_when_redis_runs_it_late() {
+    let Some(redis) = RedisServer::start() else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "redis-server is required under CI"
+        );
+        eprintln!("SKIPPED: redis-server not installed");
+        return;
+    };
+    let fake = FakeProvider::start().await;
+    let gw = Gateway::start_redis(
+        &redis.url(),
+        &unique_prefix("late"),
+        &standard_config(&fake.base_url()),
+        &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)],
+    )
+    .await;
+    let key = gw
+        .create_key_with(
+            json!({"name": "one", "models": ["echo"], "limits": {"max_parallel": 1},
+            "budgets": {"monthly_usd": "10"}}),
+        )
+        .await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(gw.chat(&key, chat_body("x")).await.status(), 200);
+
+    // Redis stalls longer than the gateway waits (500 ms): the budget fails closed (503), but the
+    // reservation script still runs once Redis wakes up...
+    let port = redis.port.to_string();
+    let stall = std::thread::spawn(move || {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &port, "EVAL", STALL_SCRIPT, "0"])
+            .output()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(gw.chat(&key, chat_body("x")).await.status(), 503);
+    assert!(stall.join().unwrap().unwrap().status.success());
+    // ...and must then be released: otherwise its parallel slot stays taken for the lease TTL (30 s)
+    // and the key's only slot refuses every request (429).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(gw.chat(&key, chat_body("x")).await.status(), 200);
+}
