@@ -34,6 +34,8 @@ pub struct AnthropicStream {
     role_sent: bool,
     /// (Anthropic block index, OpenAI tool-call index) of each `tool_use` block seen.
     tool_blocks: Vec<(u64, u32)>,
+    /// Block indices of the `tool_use` blocks that streamed some input JSON.
+    tool_input_seen: Vec<u64>,
     /// (Anthropic block index, `thinking_blocks` index) of each thinking or redacted block seen.
     thinking_blocks: Vec<(u64, u32)>,
     usage: Option<Usage>,
@@ -49,6 +51,7 @@ impl AnthropicStream {
             created: now_secs(),
             role_sent: false,
             tool_blocks: Vec::new(),
+            tool_input_seen: Vec::new(),
             thinking_blocks: Vec::new(),
             usage: None,
             done: false,
@@ -241,6 +244,9 @@ impl StreamTranslator for AnthropicStream {
                     let Some(tool) = self.tool_index(index).filter(|_| !partial_json.is_empty()) else {
                         return Ok(());
                     };
+                    if !self.tool_input_seen.contains(&index) {
+                        self.tool_input_seen.push(index);
+                    }
                     let call = ToolCallDelta {
                         index: tool,
                         id: None,
@@ -281,7 +287,30 @@ impl StreamTranslator for AnthropicStream {
                     .unwrap_or_else(|| "upstream stream error".to_string());
                 return Err(AdapterError::StreamError(message));
             }
-            StreamEvent::ContentBlockStop {} | StreamEvent::Ping | StreamEvent::Unknown => {}
+            StreamEvent::ContentBlockStop { index: Some(index) } => {
+                // A tool without parameters streams no input JSON at all (only an empty delta): its
+                // arguments must still be `{}`, which is what clients parse.
+                if let Some(tool) = self
+                    .tool_index(index)
+                    .filter(|_| !self.tool_input_seen.contains(&index))
+                {
+                    let call = ToolCallDelta {
+                        index: tool,
+                        id: None,
+                        kind: None,
+                        function: FunctionDelta {
+                            name: None,
+                            arguments: Cow::Borrowed("{}"),
+                        },
+                    };
+                    let delta = Delta {
+                        tool_calls: vec![call],
+                        ..Delta::default()
+                    };
+                    self.push(delta, None, out)?;
+                }
+            }
+            StreamEvent::ContentBlockStop { index: None } | StreamEvent::Ping | StreamEvent::Unknown => {}
         }
         Ok(())
     }

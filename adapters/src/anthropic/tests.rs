@@ -312,6 +312,39 @@ fn streamed_tool_calls_are_numbered_from_zero() {
 }
 
 #[test]
+fn streamed_tool_call_without_input_has_empty_object_arguments() {
+    // A tool without parameters: Anthropic streams one empty `input_json_delta` and no JSON.
+    let sse = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",",
+        "\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,",
+        "\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"list_cities\",\"input\":{}}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,",
+        "\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},",
+        "\"usage\":{\"output_tokens\":9}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+    let (chunks, result, t) = whole(sse, false);
+    result.unwrap();
+    assert!(t.finished());
+    let args: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(args, "{}");
+    let (with_input, result, _) = whole(TOOL_SSE, false);
+    result.unwrap();
+    assert!(
+        with_input
+            .iter()
+            .all(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"] != "{}"),
+        "a call that streamed its input gets no extra `{{}}`"
+    );
+}
+
+#[test]
 fn streamed_thinking_becomes_reasoning_content() {
     let (chunks, result, _) = whole(THINKING_SSE, false);
     result.unwrap();

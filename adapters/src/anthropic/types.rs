@@ -228,7 +228,10 @@ pub(crate) enum StreamEvent {
         index: u64,
         delta: BlockDelta,
     },
-    ContentBlockStop {},
+    ContentBlockStop {
+        #[serde(default)]
+        index: Option<u64>,
+    },
     MessageDelta {
         delta: MessageDelta,
         #[serde(default)]
