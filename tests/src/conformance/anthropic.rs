@@ -206,8 +206,13 @@ impl Wire for AnthropicWire {
         }
         for c in &a.tool_calls {
             let mut deltas = vec![json!({"type": "input_json_delta", "partial_json": ""})];
+            // A call without arguments streams no JSON at all, only that empty delta.
+            let json = match c.args.as_object() {
+                Some(o) if o.is_empty() => String::new(),
+                _ => c.args.to_string(),
+            };
             deltas.extend(
-                pieces(&c.args.to_string(), 7)
+                pieces(&json, 7)
                     .into_iter()
                     .map(|p| json!({"type": "input_json_delta", "partial_json": p})),
             );

@@ -37,6 +37,7 @@ cases! {
     JsonSchema = "json_schema",
     StreamText = "stream_text",
     StreamTools = "stream_tools",
+    StreamToolNoArgs = "stream_tool_no_args",
     StreamReasoning = "stream_reasoning",
     StreamReasoningRoundTrip = "stream_reasoning_round_trip",
     StopSequences = "stop_sequences",
@@ -204,6 +205,7 @@ impl Case {
             self,
             Case::StreamText
                 | Case::StreamTools
+                | Case::StreamToolNoArgs
                 | Case::StreamReasoning
                 | Case::StreamReasoningRoundTrip
                 | Case::StreamError429
@@ -233,6 +235,10 @@ impl Case {
                 "messages": [user("Weather in Paris and Tokyo?")], "tools": tools(), "tool_choice": "auto"}),
             Case::StreamTools => json!({
                 "messages": [user("Weather in Paris and Tokyo?")], "tools": tools(), "tool_choice": "required"}),
+            Case::StreamToolNoArgs => json!({"messages": [user("Which cities do you know?")],
+                "tools": [{"type": "function", "function": {"name": "list_cities",
+                    "description": "Every city with weather data",
+                    "parameters": {"type": "object", "properties": {}}}}]}),
             Case::ToolResults => json!({"messages": tool_round_trip(), "tools": tools()}),
             Case::ReasoningRoundTrip | Case::StreamReasoningRoundTrip => json!({
                 "messages": [user("Weather in Paris?")], "tools": tools(), "reasoning_effort": "low"}),
@@ -323,6 +329,14 @@ impl Case {
                 tools: expected_tools(),
                 tool_choice: Some("auto".into()),
                 ..plain("Weather in Paris and Tokyo?")
+            },
+            Case::StreamToolNoArgs => Seen {
+                tools: vec![Tool {
+                    name: "list_cities".into(),
+                    params: Value::Null,
+                }],
+                tool_choice: Some("auto".into()),
+                ..plain("Which cities do you know?")
             },
             Case::StreamTools => Seen {
                 tools: expected_tools(),
@@ -416,6 +430,18 @@ impl Case {
             Case::ImageUrl => Reply::Answer(text("The same red pixel, fetched.")),
             // Text before the calls: in block-indexed streams (Anthropic) the calls are blocks 1 and 2,
             // yet OpenAI tool-call indices must be 0 and 1.
+            // A call without arguments: its streamed arguments must still add up to `{}`.
+            Case::StreamToolNoArgs => Reply::Answer(Answer {
+                reasoning: None,
+                text: None,
+                tool_calls: vec![ToolCall {
+                    id: "call_conf_cities",
+                    name: "list_cities",
+                    args: json!({}),
+                }],
+                finish: Finish::ToolCalls,
+                usage: STD_USAGE,
+            }),
             Case::ParallelTools | Case::StreamTools => Reply::Answer(Answer {
                 reasoning: None,
                 text: Some("Let me check both cities."),

@@ -332,7 +332,16 @@ pub trait Wire: Send + Sync {
 
 /// The parts of a JSON schema every provider must keep: `type` (lower case), `properties`,
 /// `required` (sorted), `items` and `enum`. Everything else differs between providers by design.
+/// An object without properties is no schema at all (`null`): providers may leave it out.
 pub fn shape(schema: &Value) -> Value {
+    let out = shape_of(schema);
+    if out == json!({"type": "object"}) || out == json!({"type": "object", "properties": {}}) {
+        return Value::Null;
+    }
+    out
+}
+
+fn shape_of(schema: &Value) -> Value {
     let Some(obj) = schema.as_object() else {
         return Value::Null;
     };
