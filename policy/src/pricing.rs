@@ -79,7 +79,7 @@ pub struct PriceTable {
 }
 
 /// Version of the built-in table; bump when prices change.
-pub const TABLE_VERSION: &str = "2026-11-01";
+pub const TABLE_VERSION: &str = "2026-11-25";
 
 /// (model, input, output, cached input, cache write) in USD per million tokens, from the providers'
 /// public price lists as of [`TABLE_VERSION`]. Models served under another name by a provider
@@ -154,12 +154,60 @@ const BUILTIN: &[Row] = &[
         Some("3.75"),
     ),
     (
+        "bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0",
+        "3.00",
+        "15.00",
+        Some("0.30"),
+        Some("3.75"),
+    ),
+    (
+        "bedrock/anthropic.claude-sonnet-4-20250514-v1:0",
+        "3.00",
+        "15.00",
+        Some("0.30"),
+        Some("3.75"),
+    ),
+    (
+        "bedrock/anthropic.claude-opus-4-20250514-v1:0",
+        "15.00",
+        "75.00",
+        Some("1.50"),
+        Some("18.75"),
+    ),
+    (
+        "bedrock/anthropic.claude-3-5-haiku-20241022-v1:0",
+        "0.80",
+        "4.00",
+        Some("0.08"),
+        Some("1.00"),
+    ),
+    ("bedrock/amazon.nova-pro-v1:0", "0.80", "3.20", Some("0.20"), None),
+    (
         "bedrock/amazon.nova-lite-v1:0",
         "0.06",
         "0.24",
         Some("0.015"),
         None,
     ),
+    (
+        "bedrock/amazon.nova-micro-v1:0",
+        "0.035",
+        "0.14",
+        Some("0.00875"),
+        None,
+    ),
+    (
+        "bedrock/meta.llama3-3-70b-instruct-v1:0",
+        "0.72",
+        "0.72",
+        None,
+        None,
+    ),
+    ("command-a-03-2025", "2.50", "10.00", None, None),
+    ("command-r-plus-08-2024", "2.50", "10.00", None, None),
+    ("command-r-08-2024", "0.15", "0.60", None, None),
+    ("embed-english-v3.0", "0.10", "0", None, None),
+    ("embed-multilingual-v3.0", "0.10", "0", None, None),
     ("mistral-small-latest", "0.20", "0.60", None, None),
     ("llama-3.1-8b-instant", "0.05", "0.08", None, None),
 ];
@@ -191,12 +239,25 @@ impl PriceTable {
     }
 }
 
+/// Bedrock's cross-region inference profiles put a geography before the model id
+/// (`us.anthropic.claude-...`); they are billed at the model's price.
+const BEDROCK_GEOGRAPHIES: [&str; 6] = ["us.", "eu.", "apac.", "us-gov.", "jp.", "global."];
+
 impl Pricing for PriceTable {
     fn price(&self, provider_kind: &str, model: &str) -> Option<Price> {
-        self.prices
-            .get(&format!("{provider_kind}/{model}"))
-            .or_else(|| self.prices.get(model))
-            .copied()
+        let lookup = |model: &str| {
+            self.prices
+                .get(&format!("{provider_kind}/{model}"))
+                .or_else(|| self.prices.get(model))
+                .copied()
+        };
+        lookup(model).or_else(|| {
+            let base = BEDROCK_GEOGRAPHIES
+                .iter()
+                .find_map(|g| model.strip_prefix(g))
+                .filter(|_| provider_kind == "bedrock")?;
+            lookup(base)
+        })
     }
 }
 
@@ -287,6 +348,16 @@ mod tests {
                 .is_none(),
             "kind-specific"
         );
+        let profile = t
+            .price("bedrock", "us.anthropic.claude-sonnet-4-20250514-v1:0")
+            .expect("a cross-region inference profile is priced as its model");
+        assert_eq!(usd(profile.cost_nanos(&u)), "18");
+        assert!(
+            t.price("openai", "us.gpt-4o").is_none(),
+            "geographies are Bedrock's only"
+        );
+        let cohere = t.price("cohere", "command-r-08-2024").unwrap();
+        assert_eq!(usd(cohere.cost_nanos(&u)), "0.75");
         assert!(
             t.price("openai", "gpt-9-unknown").is_none(),
             "unknown: no price, never a guessed zero"
