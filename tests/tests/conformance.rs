@@ -32,7 +32,7 @@ macro_rules! conformance {
                     simple_chat, system_prompt, multi_turn, image_input, image_url, parallel_tools, tool_results,
                     reasoning_round_trip, json_schema, stream_text, stream_tools, stream_tool_no_args, stream_reasoning,
                     stream_reasoning_round_trip, stop_sequences, length_finish, content_filter, usage_cached, usage_reasoning, error_400, error_401,
-                    error_429, error_500, error_529, stream_error_429, stream_error_event,
+                    error_429, error_500, error_529, error_html_503, stream_error_429, stream_error_event,
                     malformed_body, wrong_shape_body, malformed_stream, malformed_stream_mid, truncated_stream);
 
                 #[tokio::test]

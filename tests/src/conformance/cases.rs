@@ -50,6 +50,7 @@ cases! {
     Error429 = "error_429",
     Error500 = "error_500",
     Error529 = "error_529",
+    ErrorHtml503 = "error_html_503",
     StreamError429 = "stream_error_429",
     StreamErrorEvent = "stream_error_event",
     MalformedBody = "malformed_body",
@@ -65,6 +66,9 @@ pub enum Reply {
     Answer(Answer),
     /// An error answer with this upstream status, in the provider's error shape.
     Error(u16),
+    /// An error answer with this status and an HTML body, as a load balancer or CDN in front of
+    /// the provider sends it.
+    ErrorHtml(u16),
     /// 200 and a stream: [`STREAM_ERROR_TEXT`], then the provider's in-stream error event.
     StreamErrorEvent,
     /// 200 with a body that is not JSON.
@@ -523,6 +527,7 @@ impl Case {
             Case::Error500 => Reply::Error(500),
             Case::Error529 => Reply::Error(529),
             Case::StreamError429 => Reply::Error(429),
+            Case::ErrorHtml503 => Reply::ErrorHtml(503),
             Case::StreamErrorEvent => Reply::StreamErrorEvent,
             Case::MalformedBody => Reply::Malformed,
             Case::WrongShapeBody => Reply::WrongShape,
@@ -548,7 +553,7 @@ impl Case {
             // and another target (another account) may work, but this one will not on a retry.
             Case::Error401 => f(502, "upstream_error", true, false),
             Case::Error429 | Case::StreamError429 => f(429, "rate_limit_error", true, true),
-            Case::Error500 | Case::Error529 => f(502, "upstream_error", true, true),
+            Case::Error500 | Case::Error529 | Case::ErrorHtml503 => f(502, "upstream_error", true, true),
             _ => None,
         }
     }

@@ -125,6 +125,14 @@ async fn handle(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap, b
         Reply::Answer(a) => axum::Json(wire.answer(&route.model, &a)).into_response(),
         // Providers echo (part of) the key in some messages: the gateway must scrub it.
         Reply::Error(status) => error(status, &format!("fake upstream says {status} for key {KEY}")),
+        Reply::ErrorHtml(status) => Response::builder()
+            .status(StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE))
+            .header("content-type", "text/html")
+            .body(Body::from(format!(
+                "<html><head><title>{status} Service Temporarily Unavailable</title></head>\
+                 <body><center><h1>{status} Service Temporarily Unavailable</h1></center></body></html>"
+            )))
+            .expect("response"),
         Reply::StreamErrorEvent => stream(
             wire.stream_content_type(),
             wire.stream_error_event(
