@@ -233,13 +233,18 @@ impl Gateway {
     }
 
     pub async fn chat(&self, key: &str, body: Value) -> reqwest::Response {
+        self.post(key, "/v1/chat/completions", body).await
+    }
+
+    /// POSTs `body` as JSON to `path` with `key` as the bearer token.
+    pub async fn post(&self, key: &str, path: &str, body: Value) -> reqwest::Response {
         self.http
-            .post(self.url("/v1/chat/completions"))
+            .post(self.url(path))
             .bearer_auth(key)
             .json(&body)
             .send()
             .await
-            .expect("chat request")
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
     }
 }
 

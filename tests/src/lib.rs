@@ -7,6 +7,7 @@
 
 pub mod clickhouse;
 pub mod conformance;
+pub mod e2e;
 pub mod env;
 pub mod fake;
 pub mod fake_anthropic;

@@ -7,11 +7,12 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::{path::PathBuf, process::Command};
-use tollgate_tests::env::skip;
-
 use serde_json::{json, Value};
 use tollgate_tests::{
+    e2e::{
+        content, finish_reasons, run_sdk_script, run_validator, specs, sse_chunks, user, weather_tool,
+        write_json,
+    },
     fake_anthropic::{FakeAnthropic, MESSAGE_ID, REDACTED, SIGNATURE, THINKING},
     gateway::{temp_dir, Gateway},
 };
@@ -69,31 +70,6 @@ async fn setup() -> (FakeAnthropic, Gateway, String) {
     let gw = Gateway::start(&config(&fake.base_url()), &[("ANTH_KEY", ANTH_KEY)]).await;
     let key = gw.create_key(&[]).await;
     (fake, gw, key)
-}
-
-fn user(text: &str) -> Value {
-    json!([{"role": "user", "content": text}])
-}
-
-fn weather_tool() -> Value {
-    json!({"type": "function", "function": {"name": "get_weather", "description": "weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}})
-}
-
-/// The `data:` payloads of an SSE body, `[DONE]` excluded, parsed; panics unless `[DONE]` ends it.
-async fn sse_chunks(res: reqwest::Response) -> Vec<Value> {
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["content-type"], "text/event-stream");
-    let text = res.text().await.unwrap();
-    let payloads: Vec<&str> = text
-        .split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
-        .collect();
-    assert_eq!(payloads.last(), Some(&"[DONE]"), "{text}");
-    payloads[..payloads.len() - 1]
-        .iter()
-        .map(|p| serde_json::from_str(p).unwrap())
-        .collect()
 }
 
 #[tokio::test]
@@ -176,16 +152,8 @@ async fn streamed_text_arrives_as_openai_chunks_with_usage() {
     assert!(chunks
         .iter()
         .all(|c| c["object"] == "chat.completion.chunk" && c["id"] == MESSAGE_ID));
-    let text: String = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect();
-    assert_eq!(text, "fake: stream me please");
-    let finish: Vec<&str> = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
-        .collect();
-    assert_eq!(finish, ["stop"]);
+    assert_eq!(content(&chunks), "fake: stream me please");
+    assert_eq!(finish_reasons(&chunks), ["stop"]);
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"], json!([]));
     assert_eq!(
@@ -250,11 +218,7 @@ async fn streamed_tool_call_arguments_reassemble_at_index_0() {
         serde_json::from_str::<Value>(&args).unwrap(),
         json!({"city": "Paris"})
     );
-    let finish: Vec<&str> = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
-        .collect();
-    assert_eq!(finish, ["tool_calls"]);
+    assert_eq!(finish_reasons(&chunks), ["tool_calls"]);
 }
 
 #[tokio::test]
@@ -361,14 +325,7 @@ async fn only_chat_is_offered_by_anthropic() {
         ("/v1/embeddings", json!({"model": "claude", "input": "x"})),
         ("/v1/completions", json!({"model": "claude", "prompt": "x"})),
     ] {
-        let res = gw
-            .http
-            .post(gw.url(path))
-            .bearer_auth(&key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let res = gw.post(&key, path, body).await;
         assert_eq!(res.status(), 400, "{path}");
         let v: Value = res.json().await.unwrap();
         assert!(
@@ -381,13 +338,8 @@ async fn only_chat_is_offered_by_anthropic() {
     }
     // A model that mixes providers skips the ones that cannot serve the endpoint.
     let res = gw
-        .http
-        .post(gw.url("/v1/embeddings"))
-        .bearer_auth(&key)
-        .json(&json!({"model": "mixed", "input": "x"}))
-        .send()
-        .await
-        .unwrap();
+        .post(&key, "/v1/embeddings", json!({"model": "mixed", "input": "x"}))
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-tollgate-provider"], "echo");
     assert!(fake.requests().is_empty());
@@ -395,10 +347,9 @@ async fn only_chat_is_offered_by_anthropic() {
 
 #[tokio::test]
 async fn requests_sent_to_anthropic_conform_to_the_spec() {
-    let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/anthropic/openapi.json");
-    if !spec.exists() {
-        return skip(&format!("{} is missing", spec.display()));
-    }
+    let Some([spec]) = specs(["anthropic/openapi.json"]) else {
+        return;
+    };
     let Some(py) = tollgate_tests::env::python() else {
         return;
     };
@@ -438,33 +389,9 @@ async fn requests_sent_to_anthropic_conform_to_the_spec() {
     assert_eq!(requests.len(), bodies.len());
     for (i, r) in requests.iter().enumerate() {
         assert_eq!(r.path, "/v1/messages");
-        std::fs::write(
-            dir.join(format!("{i:02}.messages.json")),
-            serde_json::to_vec_pretty(&r.body).unwrap(),
-        )
-        .unwrap();
+        write_json(&dir.join(format!("{i:02}.messages.json")), &r.body);
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/validate_anthropic.py");
-    let dir2 = dir.clone();
-    let out = tokio::task::spawn_blocking(move || Command::new(py).arg(script).arg(spec).arg(&dir2).output())
-        .await
-        .unwrap()
-        .expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(
-        out.status.success(),
-        "validator exited {:?}:\n{text}",
-        out.status.code()
-    );
-    assert!(
-        text.contains(&format!("spec: {} passed, 0 failed", bodies.len())),
-        "{text}"
-    );
+    run_validator(&py, "validate_anthropic.py", &[&spec, &dir], bodies.len()).await;
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -502,29 +429,7 @@ async fn official_openai_sdk_sends_signed_thinking_back_with_the_tool_result() {
         return;
     };
     let (fake, gw, key) = setup().await;
-    let base = gw.url("/v1");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(py)
-            .arg("-c")
-            .arg(THINKING_SDK_SCRIPT)
-            .env("BASE", base)
-            .env("KEY", key)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "python failed:\n{text}");
-    let result = text
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("no result:\n{text}"));
-    let v: Value = serde_json::from_str(result).unwrap();
+    let v = run_sdk_script(&py, THINKING_SDK_SCRIPT, gw.url("/v1"), &key).await;
     let blocks = json!([{"type": "thinking", "thinking": THINKING, "signature": SIGNATURE},
         {"type": "redacted_thinking", "data": REDACTED}]);
     assert_eq!(v["reasoning"], THINKING);

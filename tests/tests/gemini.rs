@@ -7,11 +7,9 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::{path::PathBuf, process::Command};
-use tollgate_tests::env::skip;
-
 use serde_json::{json, Value};
 use tollgate_tests::{
+    e2e::{content, finish_reasons, run_sdk_script, run_validator, specs, sse_chunks, user, write_json},
     fake_gemini::{FakeGemini, RESPONSE_ID, SIGNATURE, THOUGHT},
     gateway::{temp_dir, Gateway},
 };
@@ -67,37 +65,10 @@ async fn setup() -> (FakeGemini, Gateway, String) {
     (fake, gw, key)
 }
 
-fn user(text: &str) -> Value {
-    json!([{"role": "user", "content": text}])
-}
-
 fn weather_tool() -> Value {
     json!({"type": "function", "function": {"name": "get_weather", "description": "weather", "strict": true,
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
         "additionalProperties": false}}})
-}
-
-/// The `data:` payloads of an SSE body, `[DONE]` excluded, parsed; panics unless `[DONE]` ends it.
-async fn sse_chunks(res: reqwest::Response) -> Vec<Value> {
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["content-type"], "text/event-stream");
-    let text = res.text().await.unwrap();
-    let payloads: Vec<&str> = text
-        .split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
-        .collect();
-    assert_eq!(payloads.last(), Some(&"[DONE]"), "{text}");
-    payloads[..payloads.len() - 1]
-        .iter()
-        .map(|p| serde_json::from_str(p).unwrap())
-        .collect()
-}
-
-fn finishes(chunks: &[Value]) -> Vec<&str> {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
-        .collect()
 }
 
 fn tokens(e: &Value) -> [Option<u64>; 4] {
@@ -184,12 +155,8 @@ async fn streamed_text_arrives_as_openai_chunks_with_usage() {
     assert!(chunks
         .iter()
         .all(|c| c["object"] == "chat.completion.chunk" && c["id"] == RESPONSE_ID));
-    let text: String = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect();
-    assert_eq!(text, "fake: stream me please");
-    assert_eq!(finishes(&chunks), ["stop"]);
+    assert_eq!(content(&chunks), "fake: stream me please");
+    assert_eq!(finish_reasons(&chunks), ["stop"]);
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"], json!([]));
     assert_eq!(
@@ -238,7 +205,7 @@ async fn streamed_tool_call_arrives_whole_at_index_0() {
         [&json!({"index": 0, "id": "call_0", "type": "function",
             "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}})]
     );
-    assert_eq!(finishes(&chunks), ["tool_calls"]);
+    assert_eq!(finish_reasons(&chunks), ["tool_calls"]);
 }
 
 #[tokio::test]
@@ -297,13 +264,12 @@ async fn tool_call_and_function_response_round_trip() {
 async fn embeddings_become_batch_embed_contents() {
     let (fake, gw, key) = setup().await;
     let res = gw
-        .http
-        .post(gw.url("/v1/embeddings"))
-        .bearer_auth(&key)
-        .json(&json!({"model": "gemini-embed", "input": ["abc", "hello"]}))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            &key,
+            "/v1/embeddings",
+            json!({"model": "gemini-embed", "input": ["abc", "hello"]}),
+        )
+        .await;
     assert_eq!(res.status(), 200);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["object"], "list");
@@ -326,13 +292,8 @@ async fn embeddings_become_batch_embed_contents() {
             {"model": "models/text-embedding-004", "content": {"parts": [{"text": "hello"}]}}]})
     );
     let res = gw
-        .http
-        .post(gw.url("/v1/completions"))
-        .bearer_auth(&key)
-        .json(&json!({"model": "gemini", "prompt": "x"}))
-        .send()
-        .await
-        .unwrap();
+        .post(&key, "/v1/completions", json!({"model": "gemini", "prompt": "x"}))
+        .await;
     assert_eq!(res.status(), 400, "legacy completions are not offered by gemini");
 }
 
@@ -355,7 +316,7 @@ async fn safety_finish_becomes_content_filter() {
             json!({"model": "gemini-blocked", "stream": true, "messages": user("bad")}),
         )
         .await;
-    assert_eq!(finishes(&sse_chunks(res).await), ["content_filter"]);
+    assert_eq!(finish_reasons(&sse_chunks(res).await), ["content_filter"]);
 }
 
 #[tokio::test]
@@ -401,14 +362,10 @@ async fn stream_error_object_ends_the_stream_with_an_error() {
 
 #[tokio::test]
 async fn requests_sent_to_gemini_conform_to_the_spec() {
-    let specs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/gemini");
-    let (native, discovery) = (
-        specs.join("gemini-native.openapi.json"),
-        specs.join("openapi.json"),
-    );
-    if let Some(missing) = [&native, &discovery].into_iter().find(|p| !p.exists()) {
-        return skip(&format!("{} is missing", missing.display()));
-    }
+    let Some([native, discovery]) = specs(["gemini/gemini-native.openapi.json", "gemini/openapi.json"])
+    else {
+        return;
+    };
     let Some(py) = tollgate_tests::env::python() else {
         return;
     };
@@ -446,14 +403,7 @@ async fn requests_sent_to_gemini_conform_to_the_spec() {
     }
     let embed =
         json!({"model": "gemini-embed", "input": ["a", "b"], "dimensions": 8, "encoding_format": "float"});
-    let res = gw
-        .http
-        .post(gw.url("/v1/embeddings"))
-        .bearer_auth(&key)
-        .json(&embed)
-        .send()
-        .await
-        .unwrap();
+    let res = gw.post(&key, "/v1/embeddings", embed).await;
     assert_eq!(res.status(), 200);
     let dir = temp_dir("gemini-spec");
     let requests = fake.requests();
@@ -464,40 +414,15 @@ async fn requests_sent_to_gemini_conform_to_the_spec() {
             "streamGenerateContent" | "generateContent" => "generateContent",
             other => other,
         };
-        std::fs::write(
-            dir.join(format!("{i:02}.{endpoint}.json")),
-            serde_json::to_vec_pretty(&r.body).unwrap(),
-        )
-        .unwrap();
+        write_json(&dir.join(format!("{i:02}.{endpoint}.json")), &r.body);
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/validate_gemini.py");
-    let dir2 = dir.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(py)
-            .arg(script)
-            .arg(native)
-            .arg(discovery)
-            .arg(&dir2)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(
-        out.status.success(),
-        "validator exited {:?}:\n{text}",
-        out.status.code()
-    );
-    assert!(
-        text.contains(&format!("spec: {} passed, 0 failed", requests.len())),
-        "{text}"
-    );
+    run_validator(
+        &py,
+        "validate_gemini.py",
+        &[&native, &discovery, &dir],
+        requests.len(),
+    )
+    .await;
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -538,29 +463,7 @@ async fn official_openai_sdk_sends_thought_signatures_back_on_function_calls() {
         return;
     };
     let (fake, gw, key) = setup().await;
-    let base = gw.url("/v1");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(py)
-            .arg("-c")
-            .arg(SIGNED_SDK_SCRIPT)
-            .env("BASE", base)
-            .env("KEY", key)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "python failed:\n{text}");
-    let result = text
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("no result:\n{text}"));
-    let v: Value = serde_json::from_str(result).unwrap();
+    let v = run_sdk_script(&py, SIGNED_SDK_SCRIPT, gw.url("/v1"), &key).await;
     let fields = json!({ "thought_signature": SIGNATURE });
     assert_eq!(v["reasoning"], THOUGHT);
     assert_eq!(v["fields"], fields);
