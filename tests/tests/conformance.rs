@@ -16,7 +16,8 @@
 //! 3. its name in the `conformance!` line below.
 //!
 //! Adding a case: a variant in `cases!` (tests/src/conformance/cases.rs) with its request, expected
-//! upstream view and reply, and its name in the `cases!` list below.
+//! upstream view and reply, and its name in the case list of `conformance!` below
+//! (`every_case_has_a_test` fails until the two lists agree).
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
