@@ -7,11 +7,12 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::{path::PathBuf, process::Command};
-
 use serde_json::{json, Value};
 use tollgate_tests::{
-    env::skip,
+    e2e::{
+        content, finish_reasons, run_sdk_script, run_validator, specs, sse_chunks, user, weather_tool,
+        write_json,
+    },
     fake_cohere::{FakeCohere, MESSAGE_ID, TOOL_CALL_ID, TOOL_PLAN},
     gateway::{temp_dir, Gateway},
 };
@@ -61,41 +62,6 @@ async fn setup() -> (FakeCohere, Gateway, String) {
     let gw = Gateway::start(&config(&fake.base_url()), &[("CO_KEY", CO_KEY)]).await;
     let key = gw.create_key(&[]).await;
     (fake, gw, key)
-}
-
-fn user(text: &str) -> Value {
-    json!([{"role": "user", "content": text}])
-}
-
-fn weather_tool() -> Value {
-    json!({"type": "function", "function": {"name": "get_weather", "description": "weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}})
-}
-
-/// The `data:` payloads of an SSE body, `[DONE]` excluded, parsed; panics unless `[DONE]` ends it.
-async fn sse_chunks(res: reqwest::Response) -> Vec<Value> {
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["content-type"], "text/event-stream");
-    let text = res.text().await.unwrap();
-    let payloads: Vec<&str> = text
-        .split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
-        .collect();
-    assert_eq!(payloads.last(), Some(&"[DONE]"), "{text}");
-    payloads[..payloads.len() - 1]
-        .iter()
-        .map(|p| serde_json::from_str(p).unwrap())
-        .collect()
-}
-
-async fn embeddings(gw: &Gateway, key: &str, body: Value) -> reqwest::Response {
-    gw.http
-        .post(gw.url("/v1/embeddings"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -184,16 +150,8 @@ async fn streamed_text_arrives_as_openai_chunks_with_usage() {
     assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"
         && c["id"] == MESSAGE_ID
         && c["model"] == "command-fake"));
-    let text: String = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect();
-    assert_eq!(text, "fake: stream me please");
-    let finish: Vec<&str> = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
-        .collect();
-    assert_eq!(finish, ["stop"]);
+    assert_eq!(content(&chunks), "fake: stream me please");
+    assert_eq!(finish_reasons(&chunks), ["stop"]);
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"], json!([]));
     assert_eq!(
@@ -259,16 +217,8 @@ async fn streamed_tool_call_arguments_reassemble_at_index_0() {
         serde_json::from_str::<Value>(&args).unwrap(),
         json!({"city": "Paris"})
     );
-    let plan: String = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect();
-    assert_eq!(plan, TOOL_PLAN);
-    let finish: Vec<&str> = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
-        .collect();
-    assert_eq!(finish, ["tool_calls"]);
+    assert_eq!(content(&chunks), TOOL_PLAN);
+    assert_eq!(finish_reasons(&chunks), ["tool_calls"]);
 }
 
 #[tokio::test]
@@ -337,12 +287,13 @@ async fn tool_call_and_tool_result_round_trip() {
 #[tokio::test]
 async fn embeddings_become_v2_embed_with_usage() {
     let (fake, gw, key) = setup().await;
-    let res = embeddings(
-        &gw,
-        &key,
-        json!({"model": "embed", "input": ["hello world", "bye"], "encoding_format": "float"}),
-    )
-    .await;
+    let res = gw
+        .post(
+            &key,
+            "/v1/embeddings",
+            json!({"model": "embed", "input": ["hello world", "bye"], "encoding_format": "float"}),
+        )
+        .await;
     assert_eq!(res.status(), 200);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["object"], "list");
@@ -362,10 +313,7 @@ async fn embeddings_become_v2_embed_with_usage() {
     );
 
     // base64, as the OpenAI SDKs ask by default: little-endian f32 of the float vector.
-    let res = embeddings(
-        &gw,
-        &key,
-        json!({"model": "embed", "input": "abcd", "encoding_format": "base64", "input_type": "search_query"}),
+    let res = gw.post(&key, "/v1/embeddings", json!({"model": "embed", "input": "abcd", "encoding_format": "base64", "input_type": "search_query"}),
     )
     .await;
     assert_eq!(res.status(), 200);
@@ -384,16 +332,21 @@ async fn embeddings_become_v2_embed_with_usage() {
         "{events:?}"
     );
 
-    let res = embeddings(&gw, &key, json!({"model": "embed", "input": [[1, 2, 3]]})).await;
+    let res = gw
+        .post(
+            &key,
+            "/v1/embeddings",
+            json!({"model": "embed", "input": [[1, 2, 3]]}),
+        )
+        .await;
     assert_eq!(res.status(), 400);
     let res = gw
-        .http
-        .post(gw.url("/v1/completions"))
-        .bearer_auth(&key)
-        .json(&json!({"model": "command", "prompt": "x"}))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            &key,
+            "/v1/completions",
+            json!({"model": "command", "prompt": "x"}),
+        )
+        .await;
     assert_eq!(res.status(), 400, "no legacy completions");
     assert_eq!(fake.requests().len(), 2);
 }
@@ -486,29 +439,7 @@ async fn official_openai_sdk_reads_cohere_answers() {
         return;
     };
     let (_fake, gw, key) = setup().await;
-    let base = gw.url("/v1");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(py)
-            .arg("-c")
-            .arg(SDK_SCRIPT)
-            .env("BASE", base)
-            .env("KEY", key)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "python failed:\n{text}");
-    let result = text
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("no result:\n{text}"));
-    let v: Value = serde_json::from_str(result).unwrap();
+    let v = run_sdk_script(&py, SDK_SCRIPT, gw.url("/v1"), &key).await;
     assert_eq!(
         v["vectors"],
         json!([[4.0, 0.5, -0.25], [11.0, 0.5, -0.25]]),
@@ -531,11 +462,9 @@ async fn official_openai_sdk_reads_cohere_answers() {
 
 #[tokio::test]
 async fn requests_sent_to_cohere_conform_to_the_spec() {
-    let spec =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/cohere/cohere-openapi.yaml");
-    if !spec.exists() {
-        return skip(&format!("{} is missing", spec.display()));
-    }
+    let Some([spec]) = specs(["cohere/cohere-openapi.yaml"]) else {
+        return;
+    };
     let Some(py) = tollgate_tests::env::python() else {
         return;
     };
@@ -582,7 +511,7 @@ async fn requests_sent_to_cohere_conform_to_the_spec() {
                "input_type": "classification", "truncate": "START"}),
     ];
     for body in &embeds {
-        let res = embeddings(&gw, &key, body.clone()).await;
+        let res = gw.post(&key, "/v1/embeddings", body.clone()).await;
         assert_eq!(res.status(), 200, "{body}");
     }
     let dir = temp_dir("cohere-spec");
@@ -590,32 +519,14 @@ async fn requests_sent_to_cohere_conform_to_the_spec() {
     assert_eq!(requests.len(), chats.len() + embeds.len());
     for (i, r) in requests.iter().enumerate() {
         let endpoint = r.path.strip_prefix("/v2/").unwrap();
-        std::fs::write(
-            dir.join(format!("{i:02}.{endpoint}.json")),
-            serde_json::to_vec_pretty(&r.body).unwrap(),
-        )
-        .unwrap();
+        write_json(&dir.join(format!("{i:02}.{endpoint}.json")), &r.body);
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/validate_cohere.py");
-    let dir2 = dir.clone();
-    let out = tokio::task::spawn_blocking(move || Command::new(py).arg(script).arg(spec).arg(&dir2).output())
-        .await
-        .unwrap()
-        .expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(
-        out.status.success(),
-        "validator exited {:?}:\n{text}",
-        out.status.code()
-    );
-    assert!(
-        text.contains(&format!("spec: {} passed, 0 failed", chats.len() + embeds.len())),
-        "{text}"
-    );
+    run_validator(
+        &py,
+        "validate_cohere.py",
+        &[&spec, &dir],
+        chats.len() + embeds.len(),
+    )
+    .await;
     std::fs::remove_dir_all(dir).ok();
 }

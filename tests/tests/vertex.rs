@@ -14,6 +14,7 @@ use std::{path::PathBuf, process::Command};
 
 use serde_json::{json, Value};
 use tollgate_tests::{
+    e2e::{content, finish_reasons, run_validator, specs, sse_chunks, user, write_json},
     env::skip,
     fake_vertex::{
         write_authorized_user_file, FakeVertex, TestKeys, MESSAGE_ID, RESPONSE_ID, USER_CLIENT_SECRET,
@@ -117,10 +118,6 @@ async fn setup() -> Option<Setup> {
     })
 }
 
-fn user(text: &str) -> Value {
-    json!([{"role": "user", "content": text}])
-}
-
 fn tools() -> Value {
     let params = |name: &str| {
         json!({"type": "object", "properties": {name: {"type": "string"}}, "required": [name],
@@ -133,36 +130,6 @@ fn tools() -> Value {
 
 fn path(model: &str, publisher: &str, method: &str) -> String {
     format!("/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/{publisher}/models/{model}:{method}")
-}
-
-/// The `data:` payloads of an SSE body, `[DONE]` excluded, parsed; panics unless `[DONE]` ends it.
-async fn sse_chunks(res: reqwest::Response) -> Vec<Value> {
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["content-type"], "text/event-stream");
-    let text = res.text().await.unwrap();
-    let payloads: Vec<&str> = text
-        .split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
-        .collect();
-    assert_eq!(payloads.last(), Some(&"[DONE]"), "{text}");
-    payloads[..payloads.len() - 1]
-        .iter()
-        .map(|p| serde_json::from_str(p).unwrap())
-        .collect()
-}
-
-fn content(chunks: &[Value]) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect()
-}
-
-fn finishes(chunks: &[Value]) -> Vec<&str> {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
-        .collect()
 }
 
 /// Tool calls of a stream joined per index: `[(id, name, arguments)]`.
@@ -228,7 +195,7 @@ async fn gemini_chat_and_stream_go_to_generate_content_with_a_minted_token() {
         .await;
     let chunks = sse_chunks(res).await;
     assert_eq!(content(&chunks), "fake: stream from vertex");
-    assert_eq!(finishes(&chunks), ["stop"]);
+    assert_eq!(finish_reasons(&chunks), ["stop"]);
     assert_eq!(chunks.last().unwrap()["usage"]["prompt_tokens"], 9);
 
     let sent = s.fake.requests();
@@ -314,7 +281,7 @@ async fn claude_chat_and_stream_with_tools_go_to_raw_predict() {
         serde_json::from_str::<Value>(&calls[1].2).unwrap(),
         json!({"tz": "CET"})
     );
-    assert_eq!(finishes(&chunks), ["tool_calls"]);
+    assert_eq!(finish_reasons(&chunks), ["tool_calls"]);
 
     // A plain streamed answer, and the tool results round trip.
     let turns = json!([
@@ -330,7 +297,7 @@ async fn claude_chat_and_stream_with_tools_go_to_raw_predict() {
         .await;
     let chunks = sse_chunks(res).await;
     assert_eq!(content(&chunks), "fake: sunny");
-    assert_eq!(finishes(&chunks), ["stop"]);
+    assert_eq!(finish_reasons(&chunks), ["stop"]);
 
     let sent = s.fake.requests();
     assert_eq!(sent.len(), 3);
@@ -517,13 +484,8 @@ async fn vertex_errors_map_to_openai_errors_and_fall_back() {
 
     // Embeddings are Gemini-side only: a Claude target does not serve them.
     let res =
-        s.gw.http
-            .post(s.gw.url("/v1/embeddings"))
-            .bearer_auth(&s.key)
-            .json(&json!({"model": "claude", "input": "x"}))
-            .send()
-            .await
-            .unwrap();
+        s.gw.post(&s.key, "/v1/embeddings", json!({"model": "claude", "input": "x"}))
+            .await;
     assert_eq!(res.status(), 400);
     let v: Value = res.json().await.unwrap();
     assert!(
@@ -539,13 +501,12 @@ async fn vertex_errors_map_to_openai_errors_and_fall_back() {
 async fn embeddings_use_predict_and_usage_events_are_recorded() {
     let Some(s) = setup().await else { return };
     let res =
-        s.gw.http
-            .post(s.gw.url("/v1/embeddings"))
-            .bearer_auth(&s.key)
-            .json(&json!({"model": "embed", "input": ["one two three", "four"], "dimensions": 3}))
-            .send()
-            .await
-            .unwrap();
+        s.gw.post(
+            &s.key,
+            "/v1/embeddings",
+            json!({"model": "embed", "input": ["one two three", "four"], "dimensions": 3}),
+        )
+        .await;
     assert_eq!(res.status(), 200);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["data"][0]["embedding"], json!([13.0, 0.5, -0.25]));
@@ -736,46 +697,15 @@ async fn config_errors_name_the_field_and_never_print_the_key() {
     std::fs::remove_dir_all(dir).ok();
 }
 
-/// Runs a validator script over `dir`; asserts every body passed.
-async fn validate(py: String, script: &str, args: Vec<PathBuf>, count: usize) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("python")
-        .join(script);
-    let out = tokio::task::spawn_blocking(move || Command::new(py).arg(script).args(args).output())
-        .await
-        .unwrap()
-        .expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(
-        out.status.success(),
-        "validator exited {:?}:\n{text}",
-        out.status.code()
-    );
-    assert!(
-        text.contains(&format!("spec: {count} passed, 0 failed")),
-        "{text}"
-    );
-}
-
 #[tokio::test]
 async fn requests_sent_to_vertex_conform_to_the_gemini_and_anthropic_specs() {
-    let specs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs");
-    let (native, discovery, anthropic) = (
-        specs.join("gemini/gemini-native.openapi.json"),
-        specs.join("gemini/openapi.json"),
-        specs.join("anthropic/openapi.json"),
-    );
-    if let Some(missing) = [&native, &discovery, &anthropic]
-        .into_iter()
-        .find(|p| !p.exists())
-    {
-        return skip(&format!("{} is missing", missing.display()));
-    }
+    let Some([native, discovery, anthropic]) = specs([
+        "gemini/gemini-native.openapi.json",
+        "gemini/openapi.json",
+        "anthropic/openapi.json",
+    ]) else {
+        return;
+    };
     let Some(py) = tollgate_tests::env::python() else {
         return;
     };
@@ -820,8 +750,7 @@ async fn requests_sent_to_vertex_conform_to_the_gemini_and_anthropic_specs() {
     for (i, r) in requests.iter().enumerate() {
         if r.path.contains("/publishers/google/") {
             gemini_n += 1;
-            let name = gemini_dir.join(format!("{i:02}.generateContent.json"));
-            std::fs::write(name, serde_json::to_vec_pretty(&r.body).unwrap()).unwrap();
+            write_json(&gemini_dir.join(format!("{i:02}.generateContent.json")), &r.body);
         } else {
             anthropic_n += 1;
             // The Vertex body is the Messages body with `anthropic_version` instead of `model` (the URL
@@ -832,22 +761,21 @@ async fn requests_sent_to_vertex_conform_to_the_gemini_and_anthropic_specs() {
             let obj = body.as_object_mut().unwrap();
             assert_eq!(obj.remove("anthropic_version"), Some(json!("vertex-2023-10-16")));
             assert!(obj.insert("model".into(), json!(CLAUDE)).is_none());
-            let name = anthropic_dir.join(format!("{i:02}.messages.json"));
-            std::fs::write(name, serde_json::to_vec_pretty(&body).unwrap()).unwrap();
+            write_json(&anthropic_dir.join(format!("{i:02}.messages.json")), &body);
         }
     }
     assert_eq!((gemini_n, anthropic_n), (7, 7));
-    validate(
-        py.clone(),
+    run_validator(
+        &py,
         "validate_gemini.py",
-        vec![native, discovery, gemini_dir],
+        &[&native, &discovery, &gemini_dir],
         gemini_n,
     )
     .await;
-    validate(
-        py,
+    run_validator(
+        &py,
         "validate_anthropic.py",
-        vec![anthropic, anthropic_dir],
+        &[&anthropic, &anthropic_dir],
         anthropic_n,
     )
     .await;
