@@ -3,6 +3,7 @@
 //! spec validator over recorded bodies, and running a client script of the official OpenAI SDK.
 
 use std::{
+    ffi::OsStr,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -91,7 +92,12 @@ async fn output(mut cmd: Command) -> (std::process::ExitStatus, String) {
 
 /// Runs the validator `tests/python/<script>` with `args` (specs, then the bodies' folder); asserts
 /// it exited 0 and reported exactly `count` bodies passed and none failed.
-pub async fn run_validator(py: &str, script: &str, args: &[&Path], count: usize) {
+pub async fn run_validator(
+    py: &str,
+    script: &str,
+    args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+    count: usize,
+) {
     let mut cmd = Command::new(py);
     cmd.arg(
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))

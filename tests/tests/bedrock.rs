@@ -9,13 +9,13 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::{path::PathBuf, process::Command};
+use std::{ffi::OsStr, path::PathBuf};
 
 use aws_smithy_eventstream::frame::read_message_from;
 use aws_smithy_types::event_stream::HeaderValue;
 use serde_json::{json, Value};
 use tollgate_tests::{
-    env::skip,
+    e2e::{content, finish_reasons, run_validator, specs, sse_chunks, user, weather_tool, write_json},
     fake_bedrock::{Answer, AwsAccount, FakeBedrock},
     gateway::{temp_dir, Gateway},
 };
@@ -133,45 +133,6 @@ async fn setup() -> (FakeBedrock, Gateway, String) {
     .await;
     let key = gw.create_key(&[]).await;
     (fake, gw, key)
-}
-
-fn user(text: &str) -> Value {
-    json!([{"role": "user", "content": text}])
-}
-
-fn weather_tool() -> Value {
-    json!({"type": "function", "function": {"name": "get_weather", "description": "weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}})
-}
-
-/// The `data:` payloads of an SSE body, `[DONE]` excluded, parsed; panics unless `[DONE]` ends it.
-async fn sse_chunks(res: reqwest::Response) -> Vec<Value> {
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["content-type"], "text/event-stream");
-    let text = res.text().await.unwrap();
-    let payloads: Vec<&str> = text
-        .split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
-        .collect();
-    assert_eq!(payloads.last(), Some(&"[DONE]"), "{text}");
-    payloads[..payloads.len() - 1]
-        .iter()
-        .map(|p| serde_json::from_str(p).unwrap())
-        .collect()
-}
-
-fn content(chunks: &[Value]) -> String {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect()
-}
-
-fn finish_reasons(chunks: &[Value]) -> Vec<String> {
-    chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["finish_reason"].as_str().map(str::to_string))
-        .collect()
 }
 
 #[tokio::test]
@@ -665,12 +626,12 @@ fn events_jsonl(frames: &[Vec<u8>]) -> String {
 /// against the service model's shapes, so neither side of the fake drifts from Bedrock's.
 #[tokio::test]
 async fn requests_sent_to_bedrock_conform_to_the_spec() {
-    let specs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/bedrock");
-    let spec = specs.join("bedrock-runtime.openapi.json");
-    let service_model = specs.join("service-2.json");
-    if let Some(missing) = [&spec, &service_model].into_iter().find(|p| !p.exists()) {
-        return skip(&format!("{} is missing", missing.display()));
-    }
+    let Some([spec, service_model]) =
+        specs(["bedrock/bedrock-runtime.openapi.json", "bedrock/service-2.json"])
+    else {
+        return;
+    };
+    let model_flag = format!("--service-model={}", service_model.display());
     let Some(py) = tollgate_tests::env::python() else {
         return;
     };
@@ -731,11 +692,7 @@ async fn requests_sent_to_bedrock_conform_to_the_spec() {
     for (i, r) in requests.iter().enumerate() {
         let op = r.path.rsplit('/').next().unwrap();
         assert!(op == "converse" || op == "converse-stream", "{}", r.path);
-        std::fs::write(
-            dir.join(format!("{i:02}.{op}.json")),
-            serde_json::to_vec_pretty(&r.body).unwrap(),
-        )
-        .unwrap();
+        write_json(&dir.join(format!("{i:02}.{op}.json")), &r.body);
     }
     let answers = fake.answers();
     assert_eq!(answers.len(), requests.len());
@@ -748,47 +705,20 @@ async fn requests_sent_to_bedrock_conform_to_the_spec() {
         std::fs::write(dir.join(name), text).unwrap();
     }
     let files = requests.len() + answers.len();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/validate_bedrock.py");
-    let dir2 = dir.clone();
-    let model_flag = format!("--service-model={}", service_model.display());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(py)
-            .arg(script)
-            .arg(model_flag)
-            .arg(spec)
-            .arg(&dir2)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(
-        out.status.success(),
-        "validator exited {:?}:\n{text}",
-        out.status.code()
-    );
-    assert!(
-        text.contains(&format!("spec: {files} passed, 0 failed")),
-        "{text}"
-    );
+    let args = [OsStr::new(&model_flag), spec.as_os_str(), dir.as_os_str()];
+    run_validator(&py, "validate_bedrock.py", args, files).await;
     std::fs::remove_dir_all(dir).ok();
 }
 
 /// The adapter tests' fixtures (`tests/fixtures/bedrock/`) follow the service model too.
 #[tokio::test]
 async fn fixtures_follow_the_service_model() {
-    let specs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/bedrock");
-    let spec = specs.join("bedrock-runtime.openapi.json");
-    let service_model = specs.join("service-2.json");
-    if let Some(missing) = [&spec, &service_model].into_iter().find(|p| !p.exists()) {
-        return skip(&format!("{} is missing", missing.display()));
-    }
+    let Some([spec, service_model]) =
+        specs(["bedrock/bedrock-runtime.openapi.json", "bedrock/service-2.json"])
+    else {
+        return;
+    };
+    let model_flag = format!("--service-model={}", service_model.display());
     let Some(py) = tollgate_tests::env::python() else {
         return;
     };
@@ -804,19 +734,6 @@ async fn fixtures_follow_the_service_model() {
         })
         .count();
     assert!(count >= 5, "fixtures missing");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/validate_bedrock.py");
-    let out = Command::new(py)
-        .arg(script)
-        .arg(format!("--service-model={}", service_model.display()))
-        .arg(spec)
-        .arg(&fixtures)
-        .output()
-        .expect("run python");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    println!("{text}");
-    assert!(out.status.success(), "{text}");
-    assert!(
-        text.contains(&format!("spec: {count} passed, 0 failed")),
-        "{text}"
-    );
+    let args = [OsStr::new(&model_flag), spec.as_os_str(), fixtures.as_os_str()];
+    run_validator(&py, "validate_bedrock.py", args, count).await;
 }
