@@ -7,10 +7,11 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::{path::PathBuf, process::Command};
-use tollgate_tests::env::{python, skip};
+use tollgate_tests::env::python;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use tollgate_tests::{
+    e2e::{run_validator, specs, weather_tool, write_json},
     fake::FakeProvider,
     gateway::{standard_config, temp_dir, Gateway, PROVIDER_KEY},
 };
@@ -61,10 +62,9 @@ async fn official_openai_python_sdk_works_unchanged() {
 
 #[tokio::test]
 async fn requests_sent_upstream_conform_to_the_openai_spec() {
-    let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs/openai/openapi.yaml");
-    if !spec.exists() {
-        return skip(&format!("{} is missing", spec.display()));
-    }
+    let Some([spec]) = specs(["openai/openapi.yaml"]) else {
+        return;
+    };
     let Some(py) = python() else { return };
     let fake = FakeProvider::start().await;
     let gw = Gateway::start(
@@ -73,8 +73,7 @@ async fn requests_sent_upstream_conform_to_the_openai_spec() {
     )
     .await;
     let key = gw.create_key(&[]).await;
-    let weather = json!({"type": "function", "function": {"name": "get_weather", "description": "weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}});
+    let weather = weather_tool();
     let chats = [
         json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}),
         json!({"model": "gpt-test", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
@@ -103,22 +102,20 @@ async fn requests_sent_upstream_conform_to_the_openai_spec() {
         res.bytes().await.unwrap();
     }
     let r = gw
-        .http
-        .post(gw.url("/v1/embeddings"))
-        .bearer_auth(&key)
-        .json(&json!({"model": "embed-test", "input": ["a", "b"], "encoding_format": "float"}))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            &key,
+            "/v1/embeddings",
+            json!({"model": "embed-test", "input": ["a", "b"], "encoding_format": "float"}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let r = gw
-        .http
-        .post(gw.url("/v1/completions"))
-        .bearer_auth(&key)
-        .json(&json!({"model": "gpt-test", "prompt": "say hi", "max_tokens": 8, "echo": false}))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            &key,
+            "/v1/completions",
+            json!({"model": "gpt-test", "prompt": "say hi", "max_tokens": 8, "echo": false}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
 
     let dir = temp_dir("spec");
@@ -131,22 +128,8 @@ async fn requests_sent_upstream_conform_to_the_openai_spec() {
             "/v1/embeddings" => "embeddings",
             other => panic!("unexpected upstream path {other}"),
         };
-        let body: &Value = &r.body;
-        std::fs::write(
-            dir.join(format!("{i:02}.{endpoint}.json")),
-            serde_json::to_vec_pretty(body).unwrap(),
-        )
-        .unwrap();
+        write_json(&dir.join(format!("{i:02}.{endpoint}.json")), &r.body);
     }
-    let dir2 = dir.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        run(Command::new(py)
-            .arg(script("validate_openai.py"))
-            .arg(spec)
-            .arg(&dir2))
-    })
-    .await
-    .unwrap();
-    assert!(out.contains("spec: 9 passed, 0 failed"), "{out}");
+    run_validator(&py, "validate_openai.py", [&spec, &dir], 9).await;
     std::fs::remove_dir_all(dir).ok();
 }
