@@ -455,7 +455,9 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
                     let _ = tcp.set_nodelay(true);
                 });
                 Box::pin(async move {
-                    axum::serve(listener, app)
+                    // `into_make_service`: each connection shares the router (an `Arc`); serving the
+                    // `Router` itself rebuilds its route table per connection (~10 KB and a few µs each).
+                    axum::serve(listener, app.into_make_service())
                         .with_graceful_shutdown(async move {
                             let _ = graceful_rx.wait_for(|s| *s).await;
                         })
