@@ -15,6 +15,7 @@ pub mod echo;
 pub mod eventstream;
 pub mod gemini;
 pub mod openai_compat;
+mod openai_in;
 mod openai_out;
 mod reasoning;
 mod registry;

@@ -1,8 +1,6 @@
 //! OpenAI chat request -> Anthropic `CreateMessageParams`. Borrows from the client's body; only tool
 //! call arguments (a JSON string in OpenAI, an object in Anthropic) are parsed into owned values.
 
-use std::borrow::Cow;
-
 use serde_json::{Map, Value};
 
 use super::{
@@ -13,19 +11,17 @@ use super::{
     DEFAULT_MAX_TOKENS,
 };
 use crate::{
+    openai_in::{
+        self, anthropic_thinking_budget, each_message, each_part, each_tool_call, function_tool, image_url,
+        invalid, max_tokens_field, number, push_turn, stop_sequences, tool_call_id, ContentIn, ImageUrl,
+        PartIn, ToolChoiceIn, Turn,
+    },
     reasoning::{client_thinking_blocks, ClientThinking},
     AdapterError,
 };
 
 /// Image media types the Messages API accepts in a base64 source.
 const IMAGE_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "image/webp"];
-
-fn invalid(message: impl Into<String>, param: impl Into<String>) -> AdapterError {
-    AdapterError::InvalidRequest {
-        message: message.into(),
-        param: Some(param.into()),
-    }
-}
 
 /// Builds the Messages request for `model` from an OpenAI chat body (without `model`); `model` is
 /// `None` where the URL names it (Vertex AI).
@@ -34,14 +30,8 @@ pub(crate) fn convert<'a>(
     model: Option<&'a str>,
     stream: bool,
 ) -> Result<MessagesRequest<'a>, AdapterError> {
-    if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
-        return Err(invalid("`n` greater than 1 is not supported by anthropic", "n"));
-    }
-    let list = match body.get("messages") {
-        Some(Value::Array(list)) => list.as_slice(),
-        _ => return Err(invalid("`messages` must be an array", "messages")),
-    };
-    let (system, messages) = convert_messages(list)?;
+    openai_in::reject_n(body, "anthropic")?;
+    let (system, messages) = convert_messages(openai_in::messages(body)?)?;
     let (tools, tool_choice) = convert_tools(body)?;
     // With thinking on, Anthropic wants the assistant turn that called tools to start with its signed
     // thinking blocks (the client's `thinking_blocks`); a continuation without them runs without
@@ -62,12 +52,10 @@ pub(crate) fn convert<'a>(
         tool_choice,
         Some(ToolChoice::Any { .. } | ToolChoice::Tool { .. })
     );
-    let thinking = thinking_budget(body.get("reasoning_effort"))?.filter(|_| !continues_tool_call && !forced);
+    let thinking =
+        anthropic_thinking_budget(body.get("reasoning_effort"))?.filter(|_| !continues_tool_call && !forced);
 
-    let mut max_tokens = match ["max_completion_tokens", "max_tokens"]
-        .into_iter()
-        .find_map(|f| body.get(f).filter(|v| !v.is_null()).map(|v| (f, v)))
-    {
+    let mut max_tokens = match max_tokens_field(body) {
         Some((field, v)) => v
             .as_u64()
             .ok_or_else(|| invalid(format!("`{field}` must be a non-negative integer"), field))?,
@@ -81,20 +69,13 @@ pub(crate) fn convert<'a>(
         }
     }
 
-    let number = |field: &str| match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| invalid(format!("`{field}` must be a number"), field)),
-    };
     // OpenAI's temperature goes up to 2, Anthropic's to 1. With thinking enabled Anthropic rejects
     // any sampling change, so both are left to the provider's defaults.
     let (temperature, top_p) = match thinking {
         Some(_) => (None, None),
         None => (
-            number("temperature")?.map(|t| t.clamp(0.0, 1.0)),
-            number("top_p")?,
+            number(body, "temperature")?.map(|t| t.clamp(0.0, 1.0)),
+            number(body, "top_p")?,
         ),
     };
 
@@ -126,30 +107,18 @@ pub(crate) fn convert<'a>(
 fn convert_messages(list: &[Value]) -> Result<(Option<System<'_>>, Vec<Message<'_>>), AdapterError> {
     let mut system: Vec<Block<'_>> = Vec::new();
     let mut out: Vec<Message<'_>> = Vec::new();
-    for (i, m) in list.iter().enumerate() {
-        let at = format!("messages[{i}]");
-        let content = m.get("content").unwrap_or(&Value::Null);
-        let (role, blocks) = match m.get("role").and_then(Value::as_str).unwrap_or_default() {
+    for m in each_message(list) {
+        let (role, blocks) = match m.role {
             "system" | "developer" => {
-                system.extend(blocks(content, &at, false)?);
+                system.extend(blocks(m.content, &m.at, false)?);
                 continue;
             }
-            "user" => (Role::User, blocks(content, &at, true)?),
-            "assistant" => (Role::Assistant, assistant_blocks(m, &at)?),
-            "tool" => (Role::User, vec![tool_result(m, content, &at)?]),
-            other => {
-                let message = format!("messages with role `{other}` are not supported by anthropic");
-                return Err(invalid(message, format!("{at}.role")));
-            }
+            "user" => (Role::User, blocks(m.content, &m.at, true)?),
+            "assistant" => (Role::Assistant, assistant_blocks(m.raw, &m.at)?),
+            "tool" => (Role::User, vec![tool_result(m.raw, m.content, &m.at)?]),
+            _ => return Err(m.unsupported_role("anthropic")),
         };
-        match out.last_mut() {
-            _ if blocks.is_empty() => {}
-            Some(last) if last.role == role => last.content.extend(blocks),
-            _ => out.push(Message {
-                role,
-                content: blocks,
-            }),
-        }
+        push_turn(&mut out, role, blocks);
     }
     // In a user turn, tool results must come before any other content.
     for m in out.iter_mut().filter(|m| m.role == Role::User) {
@@ -166,41 +135,22 @@ fn convert_messages(list: &[Value]) -> Result<(Option<System<'_>>, Vec<Message<'
 /// The blocks of a message `content`: a string, or an array of text (and refusal) parts and, where
 /// `images` allows, image parts. Empty texts are left out (Anthropic rejects them).
 fn blocks<'a>(content: &'a Value, at: &str, images: bool) -> Result<Vec<Block<'a>>, AdapterError> {
-    let parts = match content {
-        Value::Null => return Ok(Vec::new()),
-        Value::String(s) => return Ok(text_block(s).into_iter().collect()),
-        Value::Array(parts) => parts,
-        _ => {
-            return Err(invalid(
-                "`content` must be a string or an array",
-                format!("{at}.content"),
-            ))
-        }
+    let parts = match openai_in::content(content, at)? {
+        ContentIn::Null => return Ok(Vec::new()),
+        ContentIn::Text(s) => return Ok(text_block(s).into_iter().collect()),
+        ContentIn::Parts(parts) => parts,
     };
     let mut out = Vec::with_capacity(parts.len());
-    for (j, p) in parts.iter().enumerate() {
-        let param = format!("{at}.content[{j}]");
-        let kind = p.get("type").and_then(Value::as_str).unwrap_or("?");
-        let block = match kind {
-            "text" | "refusal" => match p.get(kind).and_then(Value::as_str) {
-                Some(text) => text_block(text),
-                None => return Err(invalid(format!("a {kind} part needs `{kind}`"), param)),
-            },
-            "image_url" if images => {
-                let image = p.get("image_url");
-                let url = image.and_then(|i| i.get("url")).or(image).and_then(Value::as_str);
-                let url = url.ok_or_else(|| invalid("an image_url part needs `image_url.url`", &param))?;
-                Some(Block::Image {
-                    source: image_source(url, &param)?,
-                })
-            }
-            _ => {
-                let message = format!("content parts of type `{kind}` are not supported here by anthropic");
-                return Err(invalid(message, param));
-            }
-        };
-        out.extend(block);
-    }
+    each_part(parts, at, |part, _, param| {
+        match part {
+            PartIn::Text(text) => out.extend(text_block(text)),
+            PartIn::Image(image) if images => out.push(Block::Image {
+                source: image_source(image.url(param)?, param)?,
+            }),
+            other => return Err(openai_in::unsupported_part(&other, "anthropic", param)),
+        }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -210,25 +160,20 @@ fn text_block(text: &str) -> Option<Block<'_>> {
 
 /// `data:<media>;base64,<data>` becomes a base64 source, an http(s) URL a url source.
 fn image_source<'a>(url: &'a str, param: &str) -> Result<ImageSource<'a>, AdapterError> {
-    if let Some(rest) = url.strip_prefix("data:") {
-        let (header, data) = rest
-            .split_once(',')
-            .ok_or_else(|| invalid("malformed data: URL", param))?;
-        let media_type = header
-            .strip_suffix(";base64")
-            .ok_or_else(|| invalid("image data: URLs must be base64", param))?;
-        if !IMAGE_TYPES.contains(&media_type) {
-            return Err(invalid(
-                format!("image type `{media_type}` is not supported by anthropic (jpeg, png, gif, webp)"),
-                param,
-            ));
+    match image_url(url, param)? {
+        ImageUrl::Data { media_type, data } => {
+            let media_type = media_type.ok_or_else(|| invalid("image data: URLs must be base64", param))?;
+            if !IMAGE_TYPES.contains(&media_type) {
+                return Err(invalid(
+                    format!("image type `{media_type}` is not supported by anthropic (jpeg, png, gif, webp)"),
+                    param,
+                ));
+            }
+            Ok(ImageSource::Base64 { media_type, data })
         }
-        return Ok(ImageSource::Base64 { media_type, data });
+        ImageUrl::Http(url) => Ok(ImageSource::Url { url }),
+        ImageUrl::Other => Err(invalid("image URLs must be http(s) or data: URLs", param)),
     }
-    if url.starts_with("https://") || url.starts_with("http://") {
-        return Ok(ImageSource::Url { url });
-    }
-    Err(invalid("image URLs must be http(s) or data: URLs", param))
 }
 
 /// An assistant turn: its signed `thinking_blocks` first (as Anthropic requires), then text and
@@ -242,53 +187,16 @@ fn assistant_blocks<'a>(m: &'a Value, at: &str) -> Result<Vec<Block<'a>>, Adapte
         })
         .collect();
     out.extend(blocks(m.get("content").unwrap_or(&Value::Null), at, false)?);
-    let calls = match m.get("tool_calls") {
-        None | Some(Value::Null) => return Ok(out),
-        Some(Value::Array(calls)) => calls,
-        Some(_) => {
-            return Err(invalid(
-                "`tool_calls` must be an array",
-                format!("{at}.tool_calls"),
-            ))
-        }
-    };
-    for (j, call) in calls.iter().enumerate() {
-        let param = format!("{at}.tool_calls[{j}]");
-        let id = call.get("id").and_then(Value::as_str);
-        let function = call.get("function");
-        let name = function.and_then(|f| f.get("name")).and_then(Value::as_str);
-        let (Some(id), Some(name)) = (id, name) else {
-            return Err(invalid("a tool call needs `id` and `function.name`", param));
-        };
-        let arguments = function
-            .and_then(|f| f.get("arguments"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let input = if arguments.trim().is_empty() {
-            Value::Object(Map::new())
-        } else {
-            match serde_json::from_str::<Value>(arguments) {
-                Ok(v @ Value::Object(_)) => v,
-                _ => {
-                    return Err(invalid(
-                        "tool call arguments must be a JSON object",
-                        format!("{param}.function.arguments"),
-                    ))
-                }
-            }
-        };
+    for call in each_tool_call(m, at)? {
+        let (id, name) = call.id_and_name()?;
+        let input = call.arguments_object()?;
         out.push(Block::ToolUse { id, name, input });
     }
     Ok(out)
 }
 
 fn tool_result<'a>(m: &'a Value, content: &'a Value, at: &str) -> Result<Block<'a>, AdapterError> {
-    let tool_use_id = m.get("tool_call_id").and_then(Value::as_str).ok_or_else(|| {
-        invalid(
-            "a tool message needs `tool_call_id`",
-            format!("{at}.tool_call_id"),
-        )
-    })?;
+    let tool_use_id = tool_call_id(m, at)?;
     let content = match content {
         Value::String(s) if !s.is_empty() => Some(ToolResultContent::Text(s)),
         Value::Array(_) => {
@@ -303,30 +211,14 @@ fn tool_result<'a>(m: &'a Value, content: &'a Value, at: &str) -> Result<Block<'
 type ToolsAndChoice<'a> = (Vec<Tool<'a>>, Option<ToolChoice<'a>>);
 
 fn convert_tools(body: &Map<String, Value>) -> Result<ToolsAndChoice<'_>, AdapterError> {
-    let list = match body.get("tools") {
-        None | Some(Value::Null) => return Ok((Vec::new(), None)),
-        Some(Value::Array(list)) => list,
-        Some(_) => return Err(invalid("`tools` must be an array", "tools")),
-    };
+    let list = openai_in::tools(body)?;
     let mut tools = Vec::with_capacity(list.len());
     for (i, t) in list.iter().enumerate() {
-        let f = t
-            .get("function")
-            .filter(|_| t.get("type").and_then(Value::as_str) == Some("function"));
-        let name = f.and_then(|f| f.get("name")).and_then(Value::as_str);
-        let (Some(f), Some(name)) = (f, name) else {
-            return Err(invalid(
-                "only function tools with a name are supported by anthropic",
-                format!("tools[{i}]"),
-            ));
-        };
+        let f = function_tool(t, i, "anthropic")?;
         tools.push(Tool {
-            name,
-            description: f.get("description").and_then(Value::as_str),
-            input_schema: match f.get("parameters") {
-                Some(p @ Value::Object(_)) => Cow::Borrowed(p),
-                _ => Cow::Owned(serde_json::json!({"type": "object", "properties": {}})),
-            },
+            name: f.name,
+            description: f.description,
+            input_schema: f.object_schema(),
         });
     }
     if tools.is_empty() {
@@ -336,57 +228,19 @@ fn convert_tools(body: &Map<String, Value>) -> Result<ToolsAndChoice<'_>, Adapte
     let auto = ToolChoice::Auto {
         disable_parallel_tool_use: no_parallel,
     };
-    let choice = match body.get("tool_choice") {
-        None | Some(Value::Null) => no_parallel.map(|_| auto),
-        Some(Value::String(s)) if s == "auto" => Some(auto),
-        Some(Value::String(s)) if s == "none" => Some(ToolChoice::None),
-        Some(Value::String(s)) if s == "required" => Some(ToolChoice::Any {
+    let choice = match openai_in::tool_choice(body)? {
+        ToolChoiceIn::Unset => no_parallel.map(|_| auto),
+        ToolChoiceIn::Auto => Some(auto),
+        ToolChoiceIn::None => Some(ToolChoice::None),
+        ToolChoiceIn::Required => Some(ToolChoice::Any {
             disable_parallel_tool_use: no_parallel,
         }),
-        Some(v) => match v
-            .get("function")
-            .and_then(|f| f.get("name"))
-            .and_then(Value::as_str)
-        {
-            Some(name) => Some(ToolChoice::Tool {
-                name,
-                disable_parallel_tool_use: no_parallel,
-            }),
-            None => return Err(invalid("unknown `tool_choice`", "tool_choice")),
-        },
+        ToolChoiceIn::Function(name) => Some(ToolChoice::Tool {
+            name,
+            disable_parallel_tool_use: no_parallel,
+        }),
     };
     Ok((tools, choice))
-}
-
-fn stop_sequences(stop: Option<&Value>) -> Result<Vec<&str>, AdapterError> {
-    match stop {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![s.as_str()]),
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter(|v| v.as_str() != Some(""))
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| invalid("`stop` must hold strings", "stop"))
-            })
-            .collect(),
-        Some(_) => Err(invalid("`stop` must be a string or an array", "stop")),
-    }
-}
-
-/// `reasoning_effort` -> an extended-thinking budget (`none` or absent: no thinking).
-fn thinking_budget(effort: Option<&Value>) -> Result<Option<u64>, AdapterError> {
-    match effort.filter(|v| !v.is_null()).map(Value::as_str) {
-        None | Some(Some("none")) => Ok(None),
-        Some(Some("minimal" | "low")) => Ok(Some(1024)),
-        Some(Some("medium")) => Ok(Some(4096)),
-        Some(Some("high")) => Ok(Some(16_384)),
-        Some(_) => Err(invalid(
-            "`reasoning_effort` must be none, minimal, low, medium or high",
-            "reasoning_effort",
-        )),
-    }
 }
 
 /// `response_format: json_schema` -> `output_config.format`; other formats have no equivalent.
@@ -399,4 +253,18 @@ fn output_config(format: Option<&Value>) -> Option<OutputConfig<'_>> {
     Some(OutputConfig {
         format: OutputFormat::JsonSchema { schema },
     })
+}
+
+impl<'a> Turn for Message<'a> {
+    type Role = Role;
+    type Block = Block<'a>;
+    fn has_role(&self, role: Role) -> bool {
+        self.role == role
+    }
+    fn blocks_mut(&mut self) -> &mut Vec<Block<'a>> {
+        &mut self.content
+    }
+    fn new(role: Role, content: Vec<Block<'a>>) -> Self {
+        Message { role, content }
+    }
 }

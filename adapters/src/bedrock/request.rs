@@ -15,6 +15,11 @@ use super::{
     types::Document,
 };
 use crate::{
+    openai_in::{
+        self, anthropic_thinking_budget, each_message, each_part, each_tool_call, function_tool, image_url,
+        invalid, max_tokens_field, number, push_turn, stop_sequences, tool_call_id, ContentIn, ImageUrl,
+        PartIn, ToolChoiceIn, Turn,
+    },
     reasoning::{client_thinking_blocks, ClientThinking},
     AdapterError,
 };
@@ -30,27 +35,14 @@ const IMAGE_FORMATS: [(&str, &str); 4] = [
     ("image/webp", "webp"),
 ];
 
-fn invalid(message: impl Into<String>, param: impl Into<String>) -> AdapterError {
-    AdapterError::InvalidRequest {
-        message: message.into(),
-        param: Some(param.into()),
-    }
-}
-
 /// Builds the Converse body for `model` (the model id only decides model-specific fields such as
 /// Anthropic thinking) from an OpenAI chat body (without `model`).
 pub(crate) fn convert<'a>(
     body: &'a Map<String, Value>,
     model: &str,
 ) -> Result<ConverseRequest<'a>, AdapterError> {
-    if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
-        return Err(invalid("`n` greater than 1 is not supported by bedrock", "n"));
-    }
-    let list = match body.get("messages") {
-        Some(Value::Array(list)) => list.as_slice(),
-        _ => return Err(invalid("`messages` must be an array", "messages")),
-    };
-    let (system, messages) = convert_messages(list)?;
+    openai_in::reject_n(body, "bedrock")?;
+    let (system, messages) = convert_messages(openai_in::messages(body)?)?;
     let uses_tools = messages.iter().any(|m| {
         m.content
             .iter()
@@ -58,10 +50,7 @@ pub(crate) fn convert<'a>(
     });
     let tool_config = convert_tools(body, &messages, uses_tools)?;
 
-    let mut max_tokens = match ["max_completion_tokens", "max_tokens"]
-        .into_iter()
-        .find_map(|f| body.get(f).filter(|v| !v.is_null()).map(|v| (f, v)))
-    {
+    let mut max_tokens = match max_tokens_field(body) {
         Some((field, v)) => match v.as_u64() {
             Some(n) if n >= 1 => Some(n),
             _ => return Err(invalid(format!("`{field}` must be a positive integer"), field)),
@@ -83,7 +72,7 @@ pub(crate) fn convert<'a>(
             m.content.iter().any(|b| matches!(b, Block::ToolUse(_)))
                 && !matches!(m.content.first(), Some(Block::ReasoningContent(_)))
         });
-    let thinking = thinking_budget(body.get("reasoning_effort"))?
+    let thinking = anthropic_thinking_budget(body.get("reasoning_effort"))?
         .filter(|_| is_anthropic(model) && !forced && !continues_tool_call);
     if let Some(budget) = thinking {
         // Anthropic counts thinking inside max_tokens and wants it larger than the budget: the
@@ -95,19 +84,12 @@ pub(crate) fn convert<'a>(
         });
     }
 
-    let number = |field: &str| match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| invalid(format!("`{field}` must be a number"), field)),
-    };
     // OpenAI's temperature goes to 2, Converse's to 1. With thinking, Anthropic refuses sampling changes.
     let (temperature, top_p) = match thinking {
         Some(_) => (None, None),
         None => (
-            number("temperature")?.map(|t| t.clamp(0.0, 1.0)),
-            number("top_p")?.map(|p| p.clamp(0.0, 1.0)),
+            number(body, "temperature")?.map(|t| t.clamp(0.0, 1.0)),
+            number(body, "top_p")?.map(|p| p.clamp(0.0, 1.0)),
         ),
     };
     let inference = InferenceConfig {
@@ -140,44 +122,33 @@ fn is_anthropic(model: &str) -> bool {
 fn convert_messages(list: &[Value]) -> Result<(Vec<SystemBlock<'_>>, Vec<Message<'_>>), AdapterError> {
     let mut system = Vec::new();
     let mut out: Vec<Message<'_>> = Vec::new();
-    for (i, m) in list.iter().enumerate() {
-        let at = format!("messages[{i}]");
-        let content = m.get("content").unwrap_or(&Value::Null);
-        let (role, mut blocks) = match m.get("role").and_then(Value::as_str).unwrap_or_default() {
+    for msg in each_message(list) {
+        let (m, content, at) = (msg.raw, msg.content, &msg.at);
+        let (role, mut blocks) = match msg.role {
             "system" | "developer" => {
-                for part in parts(content, &at, Allow::TEXT)? {
+                for part in parts(content, at, Allow::TEXT)? {
                     system.push(match part {
                         Part::Text(t) => SystemBlock::Text(t),
                         Part::Cache(c) => SystemBlock::CachePoint(c),
                         Part::Image(_) | Part::Document(_) => continue,
                     });
                 }
-                if let Some(c) = cache_point(m, &at)? {
+                if let Some(c) = cache_point(m, at)? {
                     system.push(SystemBlock::CachePoint(c));
                 }
                 continue;
             }
-            "user" => (Role::User, user_blocks(content, &at)?),
-            "assistant" => (Role::Assistant, assistant_blocks(m, &at)?),
-            "tool" => (Role::User, vec![tool_result(m, content, &at)?]),
-            other => {
-                let message = format!("messages with role `{other}` are not supported by bedrock");
-                return Err(invalid(message, format!("{at}.role")));
-            }
+            "user" => (Role::User, user_blocks(content, at)?),
+            "assistant" => (Role::Assistant, assistant_blocks(m, at)?),
+            "tool" => (Role::User, vec![tool_result(m, content, at)?]),
+            _ => return Err(msg.unsupported_role("bedrock")),
         };
-        if let Some(c) = cache_point(m, &at)? {
+        if let Some(c) = cache_point(m, at)? {
             if !blocks.is_empty() {
                 blocks.push(Block::CachePoint(c));
             }
         }
-        match out.last_mut() {
-            _ if blocks.is_empty() => {}
-            Some(last) if last.role == role => last.content.extend(blocks),
-            _ => out.push(Message {
-                role,
-                content: blocks,
-            }),
-        }
+        push_turn(&mut out, role, blocks);
     }
     // In a user turn, tool results come before any other content (Anthropic models require it).
     for m in out.iter_mut().filter(|m| m.role == Role::User) {
@@ -210,42 +181,26 @@ impl Allow {
 /// allowed, image and file parts. A part carrying `cache_control` is followed by a cache point. Empty texts
 /// are left out (Converse rejects blank text blocks).
 fn parts<'a>(content: &'a Value, at: &str, allow: Allow) -> Result<Vec<Part<'a>>, AdapterError> {
-    let list = match content {
-        Value::Null => return Ok(Vec::new()),
-        Value::String(s) => return Ok(text(s).into_iter().collect()),
-        Value::Array(list) => list,
-        _ => {
-            return Err(invalid(
-                "`content` must be a string or an array",
-                format!("{at}.content"),
-            ))
-        }
+    let list = match openai_in::content(content, at)? {
+        ContentIn::Null => return Ok(Vec::new()),
+        ContentIn::Text(s) => return Ok(text(s).into_iter().collect()),
+        ContentIn::Parts(list) => list,
     };
     let mut out = Vec::with_capacity(list.len());
-    for (j, p) in list.iter().enumerate() {
-        let param = format!("{at}.content[{j}]");
-        let kind = p.get("type").and_then(Value::as_str).unwrap_or("?");
-        match kind {
-            "text" | "refusal" => match p.get(kind).and_then(Value::as_str) {
-                Some(t) => out.extend(text(t)),
-                None => return Err(invalid(format!("a {kind} part needs `{kind}`"), param)),
-            },
-            "file" if allow.media => out.push(Part::Document(document_block(p, &param)?)),
-            "image_url" if allow.media => {
-                let image = p.get("image_url");
-                let url = image.and_then(|i| i.get("url")).or(image).and_then(Value::as_str);
-                let url = url.ok_or_else(|| invalid("an image_url part needs `image_url.url`", &param))?;
-                out.push(Part::Image(image_block(url, &param)?));
+    each_part(list, at, |part, p, param| {
+        match part {
+            PartIn::Text(t) => out.extend(text(t)),
+            PartIn::Other("file") if allow.media => out.push(Part::Document(document_block(p, param)?)),
+            PartIn::Image(image) if allow.media => {
+                out.push(Part::Image(image_block(image.url(param)?, param)?));
             }
-            _ => {
-                let message = format!("content parts of type `{kind}` are not supported here by bedrock");
-                return Err(invalid(message, param));
-            }
+            other => return Err(openai_in::unsupported_part(&other, "bedrock", param)),
         }
-        if let Some(c) = cache_point(p, &param)? {
+        if let Some(c) = cache_point(p, param)? {
             out.push(Part::Cache(c));
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -293,18 +248,13 @@ fn user_blocks<'a>(content: &'a Value, at: &str) -> Result<Vec<Block<'a>>, Adapt
 
 /// `data:<media>;base64,<data>` becomes an image with inline bytes. Converse cannot fetch URLs.
 fn image_block<'a>(url: &'a str, param: &str) -> Result<Image<'a>, AdapterError> {
-    let Some(rest) = url.strip_prefix("data:") else {
+    let ImageUrl::Data { media_type, data } = image_url(url, param)? else {
         return Err(invalid(
             "bedrock does not fetch image URLs: send the image inline as a base64 data: URL",
             param,
         ));
     };
-    let (header, data) = rest
-        .split_once(',')
-        .ok_or_else(|| invalid("malformed data: URL", param))?;
-    let media_type = header
-        .strip_suffix(";base64")
-        .ok_or_else(|| invalid("image data: URLs must be base64", param))?;
+    let media_type = media_type.ok_or_else(|| invalid("image data: URLs must be base64", param))?;
     let format = IMAGE_FORMATS
         .iter()
         .find(|(m, _)| m.eq_ignore_ascii_case(media_type))
@@ -348,41 +298,9 @@ fn assistant_blocks<'a>(m: &'a Value, at: &str) -> Result<Vec<Block<'a>>, Adapte
                 Part::Image(_) | Part::Document(_) => None,
             }),
     );
-    let calls = match m.get("tool_calls") {
-        None | Some(Value::Null) => return Ok(out),
-        Some(Value::Array(calls)) => calls,
-        Some(_) => {
-            return Err(invalid(
-                "`tool_calls` must be an array",
-                format!("{at}.tool_calls"),
-            ))
-        }
-    };
-    for (j, call) in calls.iter().enumerate() {
-        let param = format!("{at}.tool_calls[{j}]");
-        let id = call.get("id").and_then(Value::as_str);
-        let function = call.get("function");
-        let name = function.and_then(|f| f.get("name")).and_then(Value::as_str);
-        let (Some(id), Some(name)) = (id, name) else {
-            return Err(invalid("a tool call needs `id` and `function.name`", param));
-        };
-        let arguments = function
-            .and_then(|f| f.get("arguments"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let input = if arguments.trim().is_empty() {
-            Value::Object(Map::new())
-        } else {
-            match serde_json::from_str::<Value>(arguments) {
-                Ok(v @ Value::Object(_)) => v,
-                _ => {
-                    return Err(invalid(
-                        "tool call arguments must be a JSON object",
-                        format!("{param}.function.arguments"),
-                    ))
-                }
-            }
-        };
+    for call in each_tool_call(m, at)? {
+        let (id, name) = call.id_and_name()?;
+        let input = call.arguments_object()?;
         out.push(Block::ToolUse(ToolUse {
             tool_use_id: tool_use_id(id),
             name,
@@ -408,12 +326,7 @@ fn tool_use_id(id: &str) -> Cow<'_, str> {
 }
 
 fn tool_result<'a>(m: &'a Value, content: &'a Value, at: &str) -> Result<Block<'a>, AdapterError> {
-    let id = m.get("tool_call_id").and_then(Value::as_str).ok_or_else(|| {
-        invalid(
-            "a tool message needs `tool_call_id`",
-            format!("{at}.tool_call_id"),
-        )
-    })?;
+    let id = tool_call_id(m, at)?;
     let content = parts(content, at, Allow::MEDIA)?
         .into_iter()
         .filter_map(|p| match p {
@@ -439,55 +352,27 @@ fn convert_tools<'a>(
     messages: &[Message<'a>],
     uses_tools: bool,
 ) -> Result<Option<ToolConfig<'a>>, AdapterError> {
-    let list: &[Value] = match body.get("tools") {
-        None | Some(Value::Null) => &[],
-        Some(Value::Array(list)) => list,
-        Some(_) => return Err(invalid("`tools` must be an array", "tools")),
-    };
+    let list = openai_in::tools(body)?;
     let mut tools = Vec::with_capacity(list.len());
     for (i, t) in list.iter().enumerate() {
-        let f = t
-            .get("function")
-            .filter(|_| t.get("type").and_then(Value::as_str) == Some("function"));
-        let name = f.and_then(|f| f.get("name")).and_then(Value::as_str);
-        let (Some(f), Some(name)) = (f, name) else {
-            return Err(invalid(
-                "only function tools with a name are supported by bedrock",
-                format!("tools[{i}]"),
-            ));
-        };
-        let schema = match f.get("parameters") {
-            Some(p @ Value::Object(_)) => p.clone(),
-            _ => json!({"type": "object", "properties": {}}),
-        };
+        let f = function_tool(t, i, "bedrock")?;
         tools.push(Tool::ToolSpec(ToolSpec {
-            name,
-            description: f
-                .get("description")
-                .and_then(Value::as_str)
-                .filter(|d| !d.is_empty()),
-            input_schema: InputSchema::Json(schema),
+            name: f.name,
+            description: f.description.filter(|d| !d.is_empty()),
+            input_schema: InputSchema::Json(f.object_schema().into_owned()),
         }));
     }
     // `None`: the provider's default, which is auto. An explicit `auto` is left out too: every model
     // with tools does auto, while some refuse the `toolChoice` member. `"none"` sets `none`.
     let mut none = false;
-    let choice = match body.get("tool_choice") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s == "auto" => None,
-        Some(Value::String(s)) if s == "none" => {
+    let choice = match openai_in::tool_choice(body)? {
+        ToolChoiceIn::Unset | ToolChoiceIn::Auto => None,
+        ToolChoiceIn::None => {
             none = true;
             None
         }
-        Some(Value::String(s)) if s == "required" => Some(ToolChoice::Any(Empty {})),
-        Some(v) => match v
-            .get("function")
-            .and_then(|f| f.get("name"))
-            .and_then(Value::as_str)
-        {
-            Some(name) => Some(ToolChoice::Tool { name }),
-            None => return Err(invalid("unknown `tool_choice`", "tool_choice")),
-        },
+        ToolChoiceIn::Required => Some(ToolChoice::Any(Empty {})),
+        ToolChoiceIn::Function(name) => Some(ToolChoice::Tool { name }),
     };
     if let Some(ToolChoice::Tool { name }) = &choice {
         if !tools.iter().any(|Tool::ToolSpec(t)| t.name == *name) {
@@ -539,23 +424,6 @@ fn history_tools<'a>(messages: &[Message<'a>]) -> Vec<Tool<'a>> {
         .collect()
 }
 
-fn stop_sequences(stop: Option<&Value>) -> Result<Vec<&str>, AdapterError> {
-    match stop {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![s.as_str()]),
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter(|v| v.as_str() != Some(""))
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| invalid("`stop` must hold strings", "stop"))
-            })
-            .collect(),
-        Some(_) => Err(invalid("`stop` must be a string or an array", "stop")),
-    }
-}
-
 /// OpenAI's `service_tier` -> Bedrock's: `priority`, `flex` and `default` are the same tiers; `auto`
 /// (and OpenAI's `scale`) leave the choice to the provider.
 fn service_tier(tier: Option<&Value>) -> Result<Option<ServiceTier>, AdapterError> {
@@ -572,20 +440,6 @@ fn service_tier(tier: Option<&Value>) -> Result<Option<ServiceTier>, AdapterErro
         }
     };
     Ok(Some(ServiceTier { kind }))
-}
-
-/// `reasoning_effort` -> an extended-thinking budget (`none` or absent: no thinking).
-fn thinking_budget(effort: Option<&Value>) -> Result<Option<u64>, AdapterError> {
-    match effort.filter(|v| !v.is_null()).map(Value::as_str) {
-        None | Some(Some("none")) => Ok(None),
-        Some(Some("minimal" | "low")) => Ok(Some(1024)),
-        Some(Some("medium")) => Ok(Some(4096)),
-        Some(Some("high")) => Ok(Some(16_384)),
-        Some(_) => Err(invalid(
-            "`reasoning_effort` must be none, minimal, low, medium or high",
-            "reasoning_effort",
-        )),
-    }
 }
 
 /// `response_format: json_schema` -> `outputConfig.textFormat` (the schema as a string). `text` and
@@ -619,4 +473,18 @@ fn output_config(format: Option<&Value>) -> Result<Option<OutputConfig<'_>>, Ada
             }),
         },
     }))
+}
+
+impl<'a> Turn for Message<'a> {
+    type Role = Role;
+    type Block = Block<'a>;
+    fn has_role(&self, role: Role) -> bool {
+        self.role == role
+    }
+    fn blocks_mut(&mut self) -> &mut Vec<Block<'a>> {
+        &mut self.content
+    }
+    fn new(role: Role, content: Vec<Block<'a>>) -> Self {
+        Message { role, content }
+    }
 }

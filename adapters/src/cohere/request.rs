@@ -9,14 +9,13 @@ use super::types::{
     ChatRequest, Content, FunctionCall, ImageUrl, Message, Part, ResponseFormat, Thinking, Tool, ToolCall,
     ToolFunction,
 };
-use crate::AdapterError;
-
-pub(crate) fn invalid(message: impl Into<String>, param: impl Into<String>) -> AdapterError {
-    AdapterError::InvalidRequest {
-        message: message.into(),
-        param: Some(param.into()),
-    }
-}
+pub(crate) use crate::openai_in::invalid;
+use crate::{
+    openai_in::{
+        self, each_message, each_part, each_tool_call, function_tool, tool_call_id, ContentIn, Effort, PartIn,
+    },
+    AdapterError,
+};
 
 /// Builds the v2 chat body for `model` from an OpenAI chat body (without `model`).
 pub(crate) fn convert<'a>(
@@ -24,28 +23,14 @@ pub(crate) fn convert<'a>(
     model: &'a str,
     stream: bool,
 ) -> Result<ChatRequest<'a>, AdapterError> {
-    if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
-        return Err(invalid("`n` greater than 1 is not supported by cohere", "n"));
-    }
-    let list = match body.get("messages") {
-        Some(Value::Array(list)) => list.as_slice(),
-        _ => return Err(invalid("`messages` must be an array", "messages")),
-    };
-    let messages = list
-        .iter()
-        .enumerate()
-        .filter_map(|(i, m)| convert_message(m, &format!("messages[{i}]")).transpose())
+    openai_in::reject_n(body, "cohere")?;
+    let messages = each_message(openai_in::messages(body)?)
+        .filter_map(|m| convert_message(&m).transpose())
         .collect::<Result<Vec<_>, _>>()?;
     let (tools, strict_tools) = convert_tools(body)?;
     let tool_choice = tool_choice(body.get("tool_choice"), !tools.is_empty())?;
 
-    let number = |field: &str| match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| invalid(format!("`{field}` must be a number"), field)),
-    };
+    let number = |field: &str| openai_in::number(body, field);
     let integer = |field: &str| match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v.as_u64().map(Some).ok_or_else(|| {
@@ -105,31 +90,23 @@ fn extension<'a>(
     }
 }
 
-fn convert_message<'a>(m: &'a Value, at: &str) -> Result<Option<Message<'a>>, AdapterError> {
-    let content = m.get("content").unwrap_or(&Value::Null);
-    let message = match m.get("role").and_then(Value::as_str).unwrap_or_default() {
+fn convert_message<'a>(msg: &openai_in::MessageIn<'a>) -> Result<Option<Message<'a>>, AdapterError> {
+    let (m, content, at) = (msg.raw, msg.content, msg.at.as_str());
+    let message = match msg.role {
         "system" | "developer" => {
             content_of(content, at, Images::No)?.map(|content| Message::System { content })
         }
         "user" => content_of(content, at, Images::Yes)?.map(|content| Message::User { content }),
         "assistant" => assistant(m, content, at)?,
         "tool" => {
-            let tool_call_id = m.get("tool_call_id").and_then(Value::as_str).ok_or_else(|| {
-                invalid(
-                    "a tool message needs `tool_call_id`",
-                    format!("{at}.tool_call_id"),
-                )
-            })?;
+            let tool_call_id = tool_call_id(m, at)?;
             let content = content_of(content, at, Images::No)?.unwrap_or(Content::Text(Cow::Borrowed("")));
             Some(Message::Tool {
                 tool_call_id,
                 content,
             })
         }
-        other => {
-            let message = format!("messages with role `{other}` are not supported by cohere");
-            return Err(invalid(message, format!("{at}.role")));
-        }
+        _ => return Err(msg.unsupported_role("cohere")),
     };
     Ok(message)
 }
@@ -143,47 +120,30 @@ enum Images {
 /// A message `content`: a string, or text (and refusal) parts and, where `images` allows (user
 /// turns: the only ones Cohere v2 takes images in), `image_url` parts. `None` when empty.
 fn content_of<'a>(content: &'a Value, at: &str, images: Images) -> Result<Option<Content<'a>>, AdapterError> {
-    let parts = match content {
-        Value::Null => return Ok(None),
-        Value::String(s) if s.is_empty() => return Ok(None),
-        Value::String(s) => return Ok(Some(Content::Text(Cow::Borrowed(s)))),
-        Value::Array(parts) => parts,
-        _ => {
-            return Err(invalid(
-                "`content` must be a string or an array",
-                format!("{at}.content"),
-            ))
-        }
+    let parts = match openai_in::content(content, at)? {
+        ContentIn::Null | ContentIn::Text("") => return Ok(None),
+        ContentIn::Text(s) => return Ok(Some(Content::Text(Cow::Borrowed(s)))),
+        ContentIn::Parts(parts) => parts,
     };
     let mut out = Vec::with_capacity(parts.len());
-    for (j, p) in parts.iter().enumerate() {
-        let param = format!("{at}.content[{j}]");
-        let kind = p.get("type").and_then(Value::as_str).unwrap_or("?");
-        match kind {
-            "text" | "refusal" => match p.get(kind).and_then(Value::as_str) {
-                Some("") => {}
-                Some(text) => out.push(Part::Text { text }),
-                None => return Err(invalid(format!("a {kind} part needs `{kind}`"), param)),
-            },
-            "image_url" if images == Images::Yes => {
-                let image = p.get("image_url");
-                let url = image.and_then(|i| i.get("url")).or(image).and_then(Value::as_str);
-                let url = url.ok_or_else(|| invalid("an image_url part needs `image_url.url`", &param))?;
-                let detail = image
-                    .and_then(|i| i.get("detail"))
-                    .and_then(Value::as_str)
-                    .filter(|d| matches!(*d, "auto" | "low" | "high"));
-                out.push(Part::ImageUrl {
-                    image_url: ImageUrl { url, detail },
-                });
-            }
-            "image_url" => return Err(invalid("cohere takes images in user messages only", param)),
-            _ => {
+    each_part(parts, at, |part, _, param| {
+        match part {
+            PartIn::Text("") => {}
+            PartIn::Text(text) => out.push(Part::Text { text }),
+            PartIn::Image(image) if images == Images::Yes => out.push(Part::ImageUrl {
+                image_url: ImageUrl {
+                    url: image.url(param)?,
+                    detail: image.detail(),
+                },
+            }),
+            PartIn::Image(_) => return Err(invalid("cohere takes images in user messages only", param)),
+            PartIn::Other(kind) => {
                 let message = format!("content parts of type `{kind}` are not supported by cohere");
                 return Err(invalid(message, param));
             }
         }
-    }
+        Ok(())
+    })?;
     Ok((!out.is_empty()).then_some(Content::Parts(out)))
 }
 
@@ -191,38 +151,16 @@ fn content_of<'a>(content: &'a Value, at: &str, images: Images) -> Result<Option
 /// answer converter puts a `tool_plan` into `content`, so the round trip is exact).
 fn assistant<'a>(m: &'a Value, content: &'a Value, at: &str) -> Result<Option<Message<'a>>, AdapterError> {
     let content = content_of(content, at, Images::No)?;
-    let calls = match m.get("tool_calls") {
-        None | Some(Value::Null) => &[][..],
-        Some(Value::Array(calls)) => calls.as_slice(),
-        Some(_) => {
-            return Err(invalid(
-                "`tool_calls` must be an array",
-                format!("{at}.tool_calls"),
-            ))
-        }
-    };
-    let mut tool_calls = Vec::with_capacity(calls.len());
-    for (j, call) in calls.iter().enumerate() {
-        let param = format!("{at}.tool_calls[{j}]");
-        let id = call.get("id").and_then(Value::as_str);
-        let function = call.get("function");
-        let name = function.and_then(|f| f.get("name")).and_then(Value::as_str);
-        let (Some(id), Some(name)) = (id, name) else {
-            return Err(invalid("a tool call needs `id` and `function.name`", param));
-        };
-        let arguments = function
-            .and_then(|f| f.get("arguments"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let arguments = if arguments.trim().is_empty() {
+    let calls = each_tool_call(m, at)?;
+    let mut tool_calls = Vec::with_capacity(calls.size_hint().0);
+    for call in calls {
+        let (id, name) = call.id_and_name()?;
+        // Cohere takes the arguments as the JSON string they are; they only have to be an object.
+        call.arguments_object()?;
+        let arguments = if call.arguments.trim().is_empty() {
             "{}"
-        } else if serde_json::from_str::<Value>(arguments).is_ok_and(|v| v.is_object()) {
-            arguments
         } else {
-            return Err(invalid(
-                "tool call arguments must be a JSON object",
-                format!("{param}.function.arguments"),
-            ));
+            call.arguments
         };
         tool_calls.push(ToolCall {
             id,
@@ -261,34 +199,18 @@ fn assistant<'a>(m: &'a Value, content: &'a Value, at: &str) -> Result<Option<Me
 /// `tools` -> `ToolV2`s (the same shape as OpenAI's, without `strict`); any `strict: true` tool
 /// turns on `strict_tools`, which applies to all tools.
 fn convert_tools(body: &Map<String, Value>) -> Result<(Vec<Tool<'_>>, Option<bool>), AdapterError> {
-    let list = match body.get("tools") {
-        None | Some(Value::Null) => return Ok((Vec::new(), None)),
-        Some(Value::Array(list)) => list,
-        Some(_) => return Err(invalid("`tools` must be an array", "tools")),
-    };
+    let list = openai_in::tools(body)?;
     let mut strict = false;
     let mut tools = Vec::with_capacity(list.len());
     for (i, t) in list.iter().enumerate() {
-        let f = t
-            .get("function")
-            .filter(|_| t.get("type").and_then(Value::as_str) == Some("function"));
-        let name = f.and_then(|f| f.get("name")).and_then(Value::as_str);
-        let (Some(f), Some(name)) = (f, name) else {
-            return Err(invalid(
-                "only function tools with a name are supported by cohere",
-                format!("tools[{i}]"),
-            ));
-        };
-        strict |= f.get("strict") == Some(&Value::Bool(true));
+        let f = function_tool(t, i, "cohere")?;
+        strict |= f.raw.get("strict") == Some(&Value::Bool(true));
         tools.push(Tool {
             kind: "function",
             function: ToolFunction {
-                name,
-                description: f.get("description").and_then(Value::as_str),
-                parameters: match f.get("parameters") {
-                    Some(p @ Value::Object(_)) => Cow::Borrowed(p),
-                    _ => Cow::Owned(serde_json::json!({"type": "object", "properties": {}})),
-                },
+                name: f.name,
+                description: f.description,
+                parameters: f.object_schema(),
             },
         });
     }
@@ -366,18 +288,12 @@ fn response_format(format: Option<&Value>) -> Result<Option<ResponseFormat<'_>>,
 
 /// `reasoning_effort` -> `thinking` (`none`: thinking off; otherwise on with a token budget).
 fn thinking(effort: Option<&Value>) -> Result<Option<Thinking>, AdapterError> {
-    let budget = match effort.filter(|v| !v.is_null()).map(Value::as_str) {
+    let budget = match openai_in::reasoning_effort(effort)? {
         None => return Ok(None),
-        Some(Some("none")) => return Ok(Some(Thinking::Disabled)),
-        Some(Some("minimal" | "low")) => 1024,
-        Some(Some("medium")) => 4096,
-        Some(Some("high")) => 16_384,
-        Some(_) => {
-            return Err(invalid(
-                "`reasoning_effort` must be none, minimal, low, medium or high",
-                "reasoning_effort",
-            ))
-        }
+        Some(Effort::None) => return Ok(Some(Thinking::Disabled)),
+        Some(Effort::Low) => 1024,
+        Some(Effort::Medium) => 4096,
+        Some(Effort::High) => 16_384,
     };
     Ok(Some(Thinking::Enabled {
         token_budget: Some(budget),

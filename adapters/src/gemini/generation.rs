@@ -7,22 +7,16 @@ use super::{
     schema::to_schema,
     types::{GenerationConfig, ThinkingConfig},
 };
-use crate::AdapterError;
+use crate::{
+    openai_in::{max_tokens_field, reasoning_effort, stop_sequences, Effort},
+    AdapterError,
+};
 
 pub(crate) fn generation_config(
     body: &Map<String, Value>,
 ) -> Result<Option<GenerationConfig<'_>>, AdapterError> {
-    let number = |field: &str| match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| invalid(format!("`{field}` must be a number"), field)),
-    };
-    let max_output_tokens = match ["max_completion_tokens", "max_tokens"]
-        .into_iter()
-        .find_map(|f| body.get(f).filter(|v| !v.is_null()).map(|v| (f, v)))
-    {
+    let number = |field: &str| crate::openai_in::number(body, field);
+    let max_output_tokens = match max_tokens_field(body) {
         Some((field, v)) => Some(
             v.as_u64()
                 .ok_or_else(|| invalid(format!("`{field}` must be a non-negative integer"), field))?,
@@ -53,37 +47,14 @@ pub(crate) fn generation_config(
     Ok((!empty).then_some(config))
 }
 
-fn stop_sequences(stop: Option<&Value>) -> Result<Vec<&str>, AdapterError> {
-    match stop {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![s.as_str()]),
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter(|v| v.as_str() != Some(""))
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| invalid("`stop` must hold strings", "stop"))
-            })
-            .collect(),
-        Some(_) => Err(invalid("`stop` must be a string or an array", "stop")),
-    }
-}
-
 /// `reasoning_effort` -> a thinking budget with thoughts returned; `none` turns thinking off.
 fn thinking_config(effort: Option<&Value>) -> Result<Option<ThinkingConfig>, AdapterError> {
-    let budget = match effort.filter(|v| !v.is_null()).map(Value::as_str) {
+    let budget = match reasoning_effort(effort)? {
         None => return Ok(None),
-        Some(Some("none")) => 0,
-        Some(Some("minimal" | "low")) => 1024,
-        Some(Some("medium")) => 8192,
-        Some(Some("high")) => 24_576,
-        Some(_) => {
-            return Err(invalid(
-                "`reasoning_effort` must be none, minimal, low, medium or high",
-                "reasoning_effort",
-            ))
-        }
+        Some(Effort::None) => 0,
+        Some(Effort::Low) => 1024,
+        Some(Effort::Medium) => 8192,
+        Some(Effort::High) => 24_576,
     };
     Ok(Some(ThinkingConfig {
         thinking_budget: budget,

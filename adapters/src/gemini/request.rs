@@ -12,25 +12,19 @@ use super::{
         GenerateContentRequest, Part, Role, SignedData, SignedPart, Tool, ToolConfig,
     },
 };
+pub(crate) use crate::openai_in::invalid;
 use crate::{
+    openai_in::{
+        self, each_message, each_part, each_tool_call, function_tool, image_url, push_turn, tool_call_id,
+        ContentIn, ImageUrl, PartIn, ToolChoiceIn, Turn,
+    },
     reasoning::{client_thinking_blocks, ClientThinking},
     AdapterError,
 };
 
-pub(crate) fn invalid(message: impl Into<String>, param: impl Into<String>) -> AdapterError {
-    AdapterError::InvalidRequest {
-        message: message.into(),
-        param: Some(param.into()),
-    }
-}
-
 /// Builds the `generateContent` body from an OpenAI chat body (without `model`).
 pub(crate) fn convert(body: &Map<String, Value>) -> Result<GenerateContentRequest<'_>, AdapterError> {
-    let list = match body.get("messages") {
-        Some(Value::Array(list)) => list.as_slice(),
-        _ => return Err(invalid("`messages` must be an array", "messages")),
-    };
-    let (system, contents) = convert_messages(list)?;
+    let (system, contents) = convert_messages(openai_in::messages(body)?)?;
     let (tools, tool_config) = convert_tools(body)?;
     Ok(GenerateContentRequest {
         contents,
@@ -49,30 +43,19 @@ pub(crate) fn convert(body: &Map<String, Value>) -> Result<GenerateContentReques
 fn convert_messages(list: &[Value]) -> Result<(Vec<Part<'_>>, Vec<Content<'_>>), AdapterError> {
     let mut system = Vec::new();
     let mut out: Vec<Content<'_>> = Vec::new();
-    for (i, m) in list.iter().enumerate() {
-        let at = format!("messages[{i}]");
-        let content = m.get("content").unwrap_or(&Value::Null);
-        let (role, parts) = match m.get("role").and_then(Value::as_str).unwrap_or_default() {
+    for (i, m) in each_message(list).enumerate() {
+        let (content, at) = (m.content, m.at.as_str());
+        let (role, parts) = match m.role {
             "system" | "developer" => {
-                system.extend(parts(content, &at, false)?);
+                system.extend(parts(content, at, false)?);
                 continue;
             }
-            "user" => (Role::User, parts(content, &at, true)?),
-            "assistant" => (Role::Model, model_parts(m, &at)?),
-            "tool" => (Role::User, vec![function_response(list, i, m, content, &at)?]),
-            other => {
-                let message = format!("messages with role `{other}` are not supported by gemini");
-                return Err(invalid(message, format!("{at}.role")));
-            }
+            "user" => (Role::User, parts(content, at, true)?),
+            "assistant" => (Role::Model, model_parts(m.raw, at)?),
+            "tool" => (Role::User, vec![function_response(list, i, m.raw, content, at)?]),
+            _ => return Err(m.unsupported_role("gemini")),
         };
-        match out.last_mut() {
-            _ if parts.is_empty() => {}
-            Some(last) if last.role == Some(role) => last.parts.extend(parts),
-            _ => out.push(Content {
-                role: Some(role),
-                parts,
-            }),
-        }
+        push_turn(&mut out, role, parts);
     }
     Ok((system, out))
 }
@@ -80,38 +63,20 @@ fn convert_messages(list: &[Value]) -> Result<(Vec<Part<'_>>, Vec<Content<'_>>),
 /// The parts of a message `content`: a string, or text (and refusal) parts and, where `images`
 /// allows, image parts. Empty texts are left out.
 fn parts<'a>(content: &'a Value, at: &str, images: bool) -> Result<Vec<Part<'a>>, AdapterError> {
-    let list = match content {
-        Value::Null => return Ok(Vec::new()),
-        Value::String(s) => return Ok(text_part(s).into_iter().collect()),
-        Value::Array(list) => list,
-        _ => {
-            return Err(invalid(
-                "`content` must be a string or an array",
-                format!("{at}.content"),
-            ))
-        }
+    let list = match openai_in::content(content, at)? {
+        ContentIn::Null => return Ok(Vec::new()),
+        ContentIn::Text(s) => return Ok(text_part(s).into_iter().collect()),
+        ContentIn::Parts(list) => list,
     };
     let mut out = Vec::with_capacity(list.len());
-    for (j, p) in list.iter().enumerate() {
-        let param = format!("{at}.content[{j}]");
-        let kind = p.get("type").and_then(Value::as_str).unwrap_or("?");
-        match kind {
-            "text" | "refusal" => match p.get(kind).and_then(Value::as_str) {
-                Some(text) => out.extend(text_part(text)),
-                None => return Err(invalid(format!("a {kind} part needs `{kind}`"), param)),
-            },
-            "image_url" if images => {
-                let image = p.get("image_url");
-                let url = image.and_then(|i| i.get("url")).or(image).and_then(Value::as_str);
-                let url = url.ok_or_else(|| invalid("an image_url part needs `image_url.url`", &param))?;
-                out.push(image_part(url, &param)?);
-            }
-            _ => {
-                let message = format!("content parts of type `{kind}` are not supported here by gemini");
-                return Err(invalid(message, param));
-            }
+    each_part(list, at, |part, _, param| {
+        match part {
+            PartIn::Text(text) => out.extend(text_part(text)),
+            PartIn::Image(image) if images => out.push(image_part(image.url(param)?, param)?),
+            other => return Err(openai_in::unsupported_part(&other, "gemini", param)),
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -122,33 +87,34 @@ fn text_part(text: &str) -> Option<Part<'_>> {
 /// `data:<mime>;base64,<data>` becomes `inlineData`, an http(s) URL `fileData` with a mime type
 /// guessed from the extension (default `image/jpeg`).
 fn image_part<'a>(url: &'a str, param: &str) -> Result<Part<'a>, AdapterError> {
-    if let Some(rest) = url.strip_prefix("data:") {
-        let (header, data) = rest
-            .split_once(',')
-            .ok_or_else(|| invalid("malformed data: URL", param))?;
-        let mime_type = header
-            .strip_suffix(";base64")
-            .filter(|m| !m.is_empty())
-            .ok_or_else(|| invalid("image data: URLs must be base64 with a media type", param))?;
-        return Ok(Part::InlineData(Blob { mime_type, data }));
+    match image_url(url, param)? {
+        ImageUrl::Data { media_type, data } => {
+            let mime_type = media_type
+                .filter(|m| !m.is_empty())
+                .ok_or_else(|| invalid("image data: URLs must be base64 with a media type", param))?;
+            Ok(Part::InlineData(Blob { mime_type, data }))
+        }
+        ImageUrl::Http(url) => Ok(file_part(url)),
+        ImageUrl::Other => Err(invalid("image URLs must be http(s) or data: URLs", param)),
     }
-    if url.starts_with("https://") || url.starts_with("http://") {
-        let path = url.split(['?', '#']).next().unwrap_or_default();
-        let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-        let mime_type = match ext.as_deref() {
-            Some("png") => "image/png",
-            Some("gif") => "image/gif",
-            Some("webp") => "image/webp",
-            Some("heic") => "image/heic",
-            Some("heif") => "image/heif",
-            _ => "image/jpeg",
-        };
-        return Ok(Part::FileData(FileData {
-            mime_type,
-            file_uri: url,
-        }));
-    }
-    Err(invalid("image URLs must be http(s) or data: URLs", param))
+}
+
+/// An http(s) image URL as `fileData`, its mime type guessed from the extension.
+fn file_part(url: &str) -> Part<'_> {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    let mime_type = match ext.as_deref() {
+        Some("png") => "image/png",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        Some("heic") => "image/heic",
+        Some("heif") => "image/heif",
+        _ => "image/jpeg",
+    };
+    Part::FileData(FileData {
+        mime_type,
+        file_uri: url,
+    })
 }
 
 /// A model turn as Gemini answered it: signed thoughts (`thinking_blocks` with text) first, then the
@@ -194,30 +160,14 @@ fn model_parts<'a>(m: &'a Value, at: &str) -> Result<Vec<Part<'a>>, AdapterError
             thought_signature: Some(signature),
         })
     }));
-    for (j, call) in tool_calls(m, at)?.iter().enumerate() {
-        let param = format!("{at}.tool_calls[{j}]");
-        let function = call.get("function");
-        let name = function.and_then(|f| f.get("name")).and_then(Value::as_str);
-        let name = name.ok_or_else(|| invalid("a tool call needs `function.name`", &param))?;
-        let arguments = function
-            .and_then(|f| f.get("arguments"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let args = if arguments.trim().is_empty() {
-            Value::Object(Map::new())
-        } else {
-            match serde_json::from_str::<Value>(arguments) {
-                Ok(v @ Value::Object(_)) => v,
-                _ => {
-                    return Err(invalid(
-                        "tool call arguments must be a JSON object",
-                        format!("{param}.function.arguments"),
-                    ))
-                }
-            }
-        };
+    for call in each_tool_call(m, at)? {
+        let param = call.param.as_str();
+        let name = call
+            .name
+            .ok_or_else(|| invalid("a tool call needs `function.name`", param))?;
+        let args = call.arguments_object()?;
         let call_fn = FunctionCall { name, args };
-        out.push(match call_signature(call, &param)? {
+        out.push(match call_signature(call.raw, param)? {
             Some(signature) => Part::Signed(SignedPart {
                 data: SignedData::FunctionCall(call_fn),
                 thought: false,
@@ -257,17 +207,6 @@ fn call_signature<'a>(call: &'a Value, param: &str) -> Result<Option<&'a str>, A
     Ok(None)
 }
 
-fn tool_calls<'a>(m: &'a Value, at: &str) -> Result<&'a [Value], AdapterError> {
-    match m.get("tool_calls") {
-        None | Some(Value::Null) => Ok(&[]),
-        Some(Value::Array(calls)) => Ok(calls),
-        Some(_) => Err(invalid(
-            "`tool_calls` must be an array",
-            format!("{at}.tool_calls"),
-        )),
-    }
-}
-
 /// A `tool` message: the function name comes from the earlier tool call with the same id.
 fn function_response<'a>(
     list: &'a [Value],
@@ -276,11 +215,7 @@ fn function_response<'a>(
     content: &'a Value,
     at: &str,
 ) -> Result<Part<'a>, AdapterError> {
-    let param = format!("{at}.tool_call_id");
-    let id = m
-        .get("tool_call_id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid("a tool message needs `tool_call_id`", &param))?;
+    let id = tool_call_id(m, at)?;
     let name = list[..i]
         .iter()
         .rev()
@@ -289,7 +224,12 @@ fn function_response<'a>(
         .flatten()
         .find(|c| c.get("id").and_then(Value::as_str) == Some(id))
         .and_then(|c| c.get("function")?.get("name")?.as_str())
-        .ok_or_else(|| invalid(format!("no earlier tool call has the id `{id}`"), &param))?;
+        .ok_or_else(|| {
+            invalid(
+                format!("no earlier tool call has the id `{id}`"),
+                format!("{at}.tool_call_id"),
+            )
+        })?;
     let text = match content {
         Value::String(s) => s.clone(),
         Value::Array(items) => items
@@ -308,25 +248,13 @@ fn function_response<'a>(
 type ToolsAndConfig<'a> = (Vec<Tool<'a>>, Option<ToolConfig<'a>>);
 
 fn convert_tools(body: &Map<String, Value>) -> Result<ToolsAndConfig<'_>, AdapterError> {
-    let list = match body.get("tools") {
-        None | Some(Value::Null) => return Ok((Vec::new(), None)),
-        Some(Value::Array(list)) => list,
-        Some(_) => return Err(invalid("`tools` must be an array", "tools")),
-    };
+    let list = openai_in::tools(body)?;
     let mut declarations = Vec::with_capacity(list.len());
     for (i, t) in list.iter().enumerate() {
-        let f = t
-            .get("function")
-            .filter(|_| t.get("type").and_then(Value::as_str) == Some("function"));
-        let name = f.and_then(|f| f.get("name")).and_then(Value::as_str);
-        let (Some(f), Some(name)) = (f, name) else {
-            return Err(invalid(
-                "only function tools with a name are supported by gemini",
-                format!("tools[{i}]"),
-            ));
-        };
+        let f = function_tool(t, i, "gemini")?;
         // Gemini rejects an OBJECT schema without properties: a function without parameters.
         let parameters = f
+            .raw
             .get("parameters")
             .filter(|p| {
                 p.get("properties")
@@ -335,8 +263,8 @@ fn convert_tools(body: &Map<String, Value>) -> Result<ToolsAndConfig<'_>, Adapte
             })
             .map(to_schema);
         declarations.push(FunctionDeclaration {
-            name,
-            description: f.get("description").and_then(Value::as_str),
+            name: f.name,
+            description: f.description,
             parameters,
         });
     }
@@ -351,22 +279,32 @@ fn convert_tools(body: &Map<String, Value>) -> Result<ToolsAndConfig<'_>, Adapte
             },
         })
     };
-    let choice = match body.get("tool_choice") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s == "auto" => config("AUTO", Vec::new()),
-        Some(Value::String(s)) if s == "none" => config("NONE", Vec::new()),
-        Some(Value::String(s)) if s == "required" => config("ANY", Vec::new()),
-        Some(v) => match v
-            .get("function")
-            .and_then(|f| f.get("name"))
-            .and_then(Value::as_str)
-        {
-            Some(name) => config("ANY", vec![name]),
-            None => return Err(invalid("unknown `tool_choice`", "tool_choice")),
-        },
+    let choice = match openai_in::tool_choice(body)? {
+        ToolChoiceIn::Unset => None,
+        ToolChoiceIn::Auto => config("AUTO", Vec::new()),
+        ToolChoiceIn::None => config("NONE", Vec::new()),
+        ToolChoiceIn::Required => config("ANY", Vec::new()),
+        ToolChoiceIn::Function(name) => config("ANY", vec![name]),
     };
     let tools = vec![Tool {
         function_declarations: declarations,
     }];
     Ok((tools, choice))
+}
+
+impl<'a> Turn for Content<'a> {
+    type Role = Role;
+    type Block = Part<'a>;
+    fn has_role(&self, role: Role) -> bool {
+        self.role == Some(role)
+    }
+    fn blocks_mut(&mut self) -> &mut Vec<Part<'a>> {
+        &mut self.parts
+    }
+    fn new(role: Role, parts: Vec<Part<'a>>) -> Self {
+        Content {
+            role: Some(role),
+            parts,
+        }
+    }
 }
