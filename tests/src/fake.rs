@@ -41,9 +41,68 @@ pub struct Recorded {
     pub body: Value,
 }
 
+/// Every request a fake received, in order.
+#[derive(Default)]
+pub struct Requests(Mutex<Vec<Recorded>>);
+
+impl Requests {
+    pub fn record(&self, path: String, headers: &HeaderMap, body: &Value) {
+        self.0.lock().expect("lock").push(Recorded {
+            path,
+            headers: headers.clone(),
+            body: body.clone(),
+        });
+    }
+
+    pub fn all(&self) -> Vec<Recorded> {
+        self.0.lock().expect("lock").clone()
+    }
+}
+
+/// `body` as a JSON answer with `status` (500 if `status` is not one).
+pub fn json_answer(status: u16, body: Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(body)).into_response()
+}
+
+/// A fake server on its own task, serving until dropped.
+pub struct Running {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A listener on `addr` (`127.0.0.1:0` for an ephemeral port).
+pub async fn listen(addr: &str) -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind(addr).await.expect("bind fake")
+}
+
+/// Serves `app` on `listener`.
+pub fn serve_on(listener: tokio::net::TcpListener, app: Router) -> Running {
+    let addr = listener.local_addr().expect("addr");
+    // Nagle off, as a real provider's edge has it: otherwise small SSE writes wait for a delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Running { addr, task }
+}
+
+/// Serves `app` on an ephemeral port of 127.0.0.1.
+pub async fn serve(app: Router) -> Running {
+    serve_on(listen("127.0.0.1:0").await, app)
+}
+
 #[derive(Default)]
 pub struct FakeState {
-    pub requests: Mutex<Vec<Recorded>>,
+    pub requests: Requests,
     pub cancellations: Mutex<Vec<Instant>>,
     pub completions: Mutex<usize>,
 }
@@ -51,13 +110,7 @@ pub struct FakeState {
 pub struct FakeProvider {
     pub addr: SocketAddr,
     pub state: Arc<FakeState>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeProvider {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Running,
 }
 
 impl FakeProvider {
@@ -74,16 +127,12 @@ impl FakeProvider {
             .route("/v1/embeddings", post(embeddings))
             .route("/openai/deployments/{deployment}/chat/completions", post(chat))
             .with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind fake");
-        let addr = listener.local_addr().expect("addr");
-        // Nagle off, as a real provider's edge has it: otherwise small SSE writes wait for a delayed ACK.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeProvider { addr, state, task }
+        let server = serve_on(listen(addr).await, app);
+        FakeProvider {
+            addr: server.addr,
+            state,
+            _server: server,
+        }
     }
 
     pub fn base_url(&self) -> String {
@@ -91,7 +140,7 @@ impl FakeProvider {
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
-        self.state.requests.lock().expect("lock").clone()
+        self.state.requests.all()
     }
 
     pub fn cancellations(&self) -> Vec<Instant> {
@@ -129,13 +178,10 @@ impl Drop for DropWatch {
 }
 
 fn record(state: &FakeState, uri: &Uri, headers: &HeaderMap, body: &Value) {
-    state.requests.lock().expect("lock").push(Recorded {
-        path: uri
-            .path_and_query()
-            .map_or_else(|| uri.path().to_string(), |p| p.to_string()),
-        headers: headers.clone(),
-        body: body.clone(),
-    });
+    let path = uri
+        .path_and_query()
+        .map_or_else(|| uri.path().to_string(), |p| p.to_string());
+    state.requests.record(path, headers, body);
 }
 
 fn last_user_text(body: &Value) -> String {
@@ -165,12 +211,10 @@ fn usage() -> Value {
 }
 
 fn error(status: u16, message: &str, kind: &str, param: Option<&str>) -> Response {
-    let body = json!({"error": {"message": message, "type": kind, "param": param, "code": null}});
-    (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        axum::Json(body),
+    json_answer(
+        status,
+        json!({"error": {"message": message, "type": kind, "param": param, "code": null}}),
     )
-        .into_response()
 }
 
 fn sse(frames: Vec<(Duration, Option<String>)>, watch: DropWatch) -> Response {

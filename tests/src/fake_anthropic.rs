@@ -13,16 +13,12 @@
 //!
 //! Every request is recorded (path, headers, JSON body).
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
     extract::State,
-    http::{HeaderMap, StatusCode, Uri},
+    http::{HeaderMap, Uri},
     response::{IntoResponse, Response},
     routing::post,
     Router,
@@ -30,38 +26,26 @@ use axum::{
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::fake::Recorded;
+use crate::fake::{json_answer, serve, Recorded, Requests, Running};
 
 pub struct FakeAnthropic {
     pub addr: SocketAddr,
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeAnthropic {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    requests: Arc<Requests>,
+    _server: Running,
 }
 
 impl FakeAnthropic {
     pub async fn start() -> FakeAnthropic {
-        let requests = Arc::new(Mutex::new(Vec::new()));
+        let requests = Arc::new(Requests::default());
         let app = Router::new()
             .route("/v1/messages", post(messages))
             .with_state(Arc::clone(&requests));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake");
-        let addr = listener.local_addr().expect("addr");
-        // Nagle off, as a real provider's edge has it: otherwise small SSE writes wait for a delayed ACK.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeAnthropic { addr, requests, task }
+        let server = serve(app).await;
+        FakeAnthropic {
+            addr: server.addr,
+            requests,
+            _server: server,
+        }
     }
 
     /// The provider `base_url` to configure: `http://ADDR/v1`.
@@ -70,7 +54,7 @@ impl FakeAnthropic {
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().expect("lock").clone()
+        self.requests.all()
     }
 }
 
@@ -84,8 +68,7 @@ pub const REDACTED: &str = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3
 fn error(status: u16, kind: &str, message: &str) -> Response {
     let body =
         json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_fake"});
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(body)).into_response()
+    json_answer(status, body)
 }
 
 /// The texts of the last user turn: text blocks and tool results.
@@ -116,17 +99,13 @@ fn tool_use() -> Value {
 }
 
 async fn messages(
-    State(requests): State<Arc<Mutex<Vec<Recorded>>>>,
+    State(requests): State<Arc<Requests>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    requests.lock().expect("lock").push(Recorded {
-        path: uri.path().to_string(),
-        headers: headers.clone(),
-        body: body.clone(),
-    });
+    requests.record(uri.path().to_string(), &headers, &body);
     if !headers.contains_key("x-api-key") {
         return error(401, "authentication_error", "x-api-key header is required");
     }

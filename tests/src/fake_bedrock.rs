@@ -35,7 +35,7 @@ use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use axum::{
     body::Body,
     extract::State,
-    http::{HeaderMap, Method, StatusCode, Uri},
+    http::{HeaderMap, Method, Uri},
     response::{IntoResponse, Response},
     routing::post,
     Router,
@@ -45,7 +45,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::fake::Recorded;
+use crate::fake::{json_answer, serve, Recorded, Requests, Running};
 
 /// The credentials and region the fake accepts.
 #[derive(Debug, Clone)]
@@ -60,7 +60,7 @@ pub struct AwsAccount {
 
 struct Shared {
     account: AwsAccount,
-    requests: Mutex<Vec<Recorded>>,
+    requests: Requests,
     answers: Mutex<Vec<Answer>>,
 }
 
@@ -78,37 +78,26 @@ pub enum Answer {
 pub struct FakeBedrock {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeBedrock {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Running,
 }
 
 impl FakeBedrock {
     pub async fn start(account: AwsAccount) -> FakeBedrock {
         let shared = Arc::new(Shared {
             account,
-            requests: Mutex::new(Vec::new()),
+            requests: Requests::default(),
             answers: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/model/{model}/converse", post(converse))
             .route("/model/{model}/converse-stream", post(converse))
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake");
-        let addr = listener.local_addr().expect("addr");
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeBedrock { addr, shared, task }
+        let server = serve(app).await;
+        FakeBedrock {
+            addr: server.addr,
+            shared,
+            _server: server,
+        }
     }
 
     /// The provider `base_url` to configure.
@@ -117,7 +106,7 @@ impl FakeBedrock {
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
-        self.shared.requests.lock().expect("lock").clone()
+        self.shared.requests.all()
     }
 
     /// Every answer, in order.
@@ -127,9 +116,8 @@ impl FakeBedrock {
 }
 
 fn error(status: u16, kind: &str, message: &str) -> (Response, Answer) {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = json!({ "message": message });
-    let mut res = (status, axum::Json(body.clone())).into_response();
+    let mut res = json_answer(status, body.clone());
     res.headers_mut()
         .insert("x-amzn-errortype", kind.parse().expect("header"));
     let answer = Answer::Error {
@@ -344,11 +332,9 @@ fn reply(
     body: &Bytes,
 ) -> (Response, Answer) {
     let json_body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    shared.requests.lock().expect("lock").push(Recorded {
-        path: uri.path().to_string(),
-        headers: headers.clone(),
-        body: json_body.clone(),
-    });
+    shared
+        .requests
+        .record(uri.path().to_string(), headers, &json_body);
     if let Err(message) = verify_signature(&shared.account, method, uri, headers, body) {
         let kind = if message.contains("signature") {
             "InvalidSignatureException"

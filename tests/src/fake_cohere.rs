@@ -14,16 +14,12 @@
 //! with `base64` among the `embedding_types` a `base64` list is sent beside `float`. Every request is
 //! recorded (path, headers, JSON body).
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
     extract::State,
-    http::{HeaderMap, StatusCode, Uri},
+    http::{HeaderMap, Uri},
     response::{IntoResponse, Response},
     routing::post,
     Router,
@@ -31,40 +27,29 @@ use axum::{
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::fake::Recorded;
+use crate::fake::{json_answer, serve, Recorded, Requests, Running};
 
 pub struct FakeCohere {
     pub addr: SocketAddr,
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    task: tokio::task::JoinHandle<()>,
+    requests: Arc<Requests>,
+    _server: Running,
 }
 
-impl Drop for FakeCohere {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-type Shared = Arc<Mutex<Vec<Recorded>>>;
+type Shared = Arc<Requests>;
 
 impl FakeCohere {
     pub async fn start() -> FakeCohere {
-        let requests: Shared = Arc::new(Mutex::new(Vec::new()));
+        let requests: Shared = Arc::default();
         let app = Router::new()
             .route("/v2/chat", post(chat))
             .route("/v2/embed", post(embed))
             .with_state(Arc::clone(&requests));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake");
-        let addr = listener.local_addr().expect("addr");
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeCohere { addr, requests, task }
+        let server = serve(app).await;
+        FakeCohere {
+            addr: server.addr,
+            requests,
+            _server: server,
+        }
     }
 
     /// The provider `base_url` to configure: `http://ADDR` (paths carry `/v2`).
@@ -73,7 +58,7 @@ impl FakeCohere {
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().expect("lock").clone()
+        self.requests.all()
     }
 }
 
@@ -83,8 +68,7 @@ pub const TOOL_PLAN: &str = "I will check the weather.";
 
 fn error(status: u16, message: &str) -> Response {
     let body = json!({"id": "f4c3b2a1-0000-4000-8000-fakeerror001", "message": message});
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(body)).into_response()
+    json_answer(status, body)
 }
 
 /// Records the request and applies the checks every endpoint shares; `Err` is the refusal (status,
@@ -96,11 +80,7 @@ fn receive(
     body: &Bytes,
 ) -> Result<Value, (u16, &'static str)> {
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    requests.lock().expect("lock").push(Recorded {
-        path: uri.path().to_string(),
-        headers: headers.clone(),
-        body: body.clone(),
-    });
+    requests.record(uri.path().to_string(), headers, &body);
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

@@ -17,53 +17,37 @@
 //! `batchEmbedContents` answers one vector `[len(text), 0.5, -0.25]` per request. Every request is
 //! recorded (path with query, headers, JSON body).
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
     extract::State,
-    http::{HeaderMap, StatusCode, Uri},
+    http::{HeaderMap, Uri},
     response::{IntoResponse, Response},
     Router,
 };
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::fake::Recorded;
+use crate::fake::{json_answer, serve, Recorded, Requests, Running};
 
 pub struct FakeGemini {
     pub addr: SocketAddr,
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeGemini {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    requests: Arc<Requests>,
+    _server: Running,
 }
 
 impl FakeGemini {
     pub async fn start() -> FakeGemini {
-        let requests = Arc::new(Mutex::new(Vec::new()));
+        let requests = Arc::new(Requests::default());
         // `{model}:{method}` is one path segment, so the handler parses the path itself.
         let app = Router::new().fallback(handle).with_state(Arc::clone(&requests));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake");
-        let addr = listener.local_addr().expect("addr");
-        // Nagle off, as a real provider's edge has it: otherwise small SSE writes wait for a delayed ACK.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeGemini { addr, requests, task }
+        let server = serve(app).await;
+        FakeGemini {
+            addr: server.addr,
+            requests,
+            _server: server,
+        }
     }
 
     /// The provider `base_url` to configure: `http://ADDR/v1beta`.
@@ -72,7 +56,7 @@ impl FakeGemini {
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().expect("lock").clone()
+        self.requests.all()
     }
 }
 
@@ -104,10 +88,10 @@ fn signed_parts() -> [Value; 2] {
     [json!({"text": THOUGHT, "thought": true}), call]
 }
 
-fn error(status: u16, code: &str, message: &str) -> Response {
+/// A Google API error body: `{"error": {"code", "message", "status"}}`.
+pub fn error(status: u16, code: &str, message: &str) -> Response {
     let body = json!({"error": {"code": status, "message": message, "status": code}});
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(body)).into_response()
+    json_answer(status, body)
 }
 
 /// The texts of the last user turn: text parts and function responses (as JSON).
@@ -153,17 +137,17 @@ fn function_call() -> Value {
 }
 
 async fn handle(
-    State(requests): State<Arc<Mutex<Vec<Recorded>>>>,
+    State(requests): State<Arc<Requests>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    requests.lock().expect("lock").push(Recorded {
-        path: uri.path_and_query().map(ToString::to_string).unwrap_or_default(),
-        headers: headers.clone(),
-        body: body.clone(),
-    });
+    requests.record(
+        uri.path_and_query().map(ToString::to_string).unwrap_or_default(),
+        &headers,
+        &body,
+    );
     if !headers.contains_key("x-goog-api-key") {
         return error(
             403,

@@ -37,7 +37,7 @@ use std::{
 use axum::{
     body::Body,
     extract::State,
-    http::{HeaderMap, StatusCode, Uri},
+    http::{HeaderMap, Uri},
     response::{IntoResponse, Response},
     Router,
 };
@@ -45,7 +45,10 @@ use bytes::Bytes;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 
-use crate::fake::Recorded;
+use crate::{
+    fake::{json_answer, listen, serve_on, Recorded, Requests, Running},
+    fake_gemini::error as google_error,
+};
 
 pub const CLIENT_EMAIL: &str = "tollgate-test@p-test.iam.gserviceaccount.com";
 pub const KEY_ID: &str = "5f1c0ffee0ddba11fa11ba5eba11ad0fdeadbeef";
@@ -133,7 +136,7 @@ struct Tokens {
 }
 
 struct Shared {
-    requests: Mutex<Vec<Recorded>>,
+    requests: Requests,
     tokens: Mutex<Tokens>,
     token_requests: AtomicUsize,
     expires_in: AtomicU64,
@@ -144,24 +147,16 @@ struct Shared {
 pub struct FakeVertex {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeVertex {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Running,
 }
 
 impl FakeVertex {
     /// Starts the fake; its token endpoint accepts assertions signed by `keys`.
     pub async fn start(keys: &TestKeys) -> FakeVertex {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake");
+        let listener = listen("127.0.0.1:0").await;
         let addr = listener.local_addr().expect("addr");
         let shared = Arc::new(Shared {
-            requests: Mutex::new(Vec::new()),
+            requests: Requests::default(),
             tokens: Mutex::new(Tokens::default()),
             token_requests: AtomicUsize::new(0),
             expires_in: AtomicU64::new(3599),
@@ -170,13 +165,12 @@ impl FakeVertex {
         });
         // `{model}:{method}` is one path segment, so the handler parses the path itself.
         let app = Router::new().fallback(handle).with_state(Arc::clone(&shared));
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeVertex { addr, shared, task }
+        let server = serve_on(listener, app);
+        FakeVertex {
+            addr,
+            shared,
+            _server: server,
+        }
     }
 
     /// The token endpoint: `http://ADDR/token`.
@@ -190,7 +184,7 @@ impl FakeVertex {
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
-        self.shared.requests.lock().expect("lock").clone()
+        self.shared.requests.all()
     }
 
     /// Token requests received so far (valid or not).
@@ -230,16 +224,9 @@ impl FakeVertex {
     }
 }
 
-fn google_error(status: u16, code: &str, message: &str) -> Response {
-    let body = json!({"error": {"code": status, "message": message, "status": code}});
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(body)).into_response()
-}
-
 fn anthropic_error(status: u16, kind: &str, message: &str) -> Response {
     let body = json!({"type": "error", "error": {"type": kind, "message": message}});
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(body)).into_response()
+    json_answer(status, body)
 }
 
 fn unix_now() -> u64 {
@@ -285,16 +272,11 @@ async fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     let n = shared.token_requests.fetch_add(1, Ordering::SeqCst) + 1;
     let bad = |why: String, problems: &mut Vec<String>| {
         problems.push(why.clone());
-        (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({"error": "invalid_grant", "error_description": why})),
-        )
-            .into_response()
+        json_answer(400, json!({"error": "invalid_grant", "error_description": why}))
     };
     let mut tokens = shared.tokens.lock().expect("lock");
     if let Some((status, body)) = tokens.fail.clone() {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return (status, axum::Json(body)).into_response();
+        return json_answer(status, body);
     }
     let form_type = headers
         .get("content-type")
@@ -353,11 +335,8 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
         return token(&shared, &headers, &raw).await;
     }
     let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    shared.requests.lock().expect("lock").push(Recorded {
-        path: uri.path_and_query().map(ToString::to_string).unwrap_or_default(),
-        headers: headers.clone(),
-        body: body.clone(),
-    });
+    let path = uri.path_and_query().map(ToString::to_string).unwrap_or_default();
+    shared.requests.record(path, &headers, &body);
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
