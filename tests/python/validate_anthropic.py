@@ -22,38 +22,24 @@ with their JSON paths), then `spec: N passed, M failed`.
 Exit status: 0 all valid, 1 some body invalid (or DIR holds no body file), 2 setup problem.
 """
 
-import json
-import os
 import sys
 import time
 
-import jsonschema
-from jsonschema.exceptions import relevance
-from referencing import Registry
-from referencing.jsonschema import DRAFT202012
+import specval
 
 SPEC_URI = "urn:anthropic-spec"
 REQUEST_SCHEMA = "CreateMessageParams"
 ENDPOINT = "messages"
-MAX_ERRORS_SHOWN = 3
-
-
-def fail_setup(message):
-    print("validate_anthropic: " + message, file=sys.stderr)
-    sys.exit(2)
 
 
 def build_validator(spec):
-    schemas = spec.get("components", {}).get("schemas", {})
-    if REQUEST_SCHEMA not in schemas:
-        fail_setup("schema not found in spec: " + REQUEST_SCHEMA)
-    ref = spec.get("paths", {}).get("/v1/messages", {}).get("post", {}).get("requestBody", {})
-    ref = ref.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
+    if REQUEST_SCHEMA not in spec.get("components", {}).get("schemas", {}):
+        specval.fail_setup("schema not found in spec: " + REQUEST_SCHEMA)
+    ref = specval.request_ref(spec, "/v1/messages")
     if not ref.endswith("/" + REQUEST_SCHEMA):
-        fail_setup("POST /v1/messages no longer takes %s (it takes %r)" % (REQUEST_SCHEMA, ref))
-    registry = Registry().with_resource(SPEC_URI, DRAFT202012.create_resource(spec))
-    schema = {"$ref": SPEC_URI + "#/components/schemas/" + REQUEST_SCHEMA}
-    return jsonschema.Draft202012Validator(schema, registry=registry)
+        specval.fail_setup("POST /v1/messages no longer takes %s (it takes %r)" % (REQUEST_SCHEMA, ref))
+    pointers = {REQUEST_SCHEMA: "#/components/schemas/" + REQUEST_SCHEMA}
+    return specval.validators(SPEC_URI, spec, pointers)[REQUEST_SCHEMA]
 
 
 def blocks_of(message):
@@ -113,46 +99,12 @@ def rule_errors(body):
     return errors
 
 
-def short(text, limit=220):
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-DISCRIMINATORS = ("type", "role")
-
-
-def wrong_branch(error):
-    """True when a oneOf/anyOf branch failed because it is plainly the wrong alternative:
-    the value has another JSON type, or its `type`/`role` tag names another variant."""
-    if error.validator == "type" and not error.relative_path:
-        return True
-    return (error.validator in ("enum", "const") and len(error.relative_path) == 1
-            and error.relative_path[0] in DISCRIMINATORS)
-
-
-def deepest(error):
-    """For a failed anyOf/oneOf, descend into the one alternative that the body evidently
-    meant (all others failing on their type or tag) to give a readable message."""
-    while error.context:
-        branches = {}
-        for sub in error.context:
-            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
-        plausible = [errs for errs in branches.values() if not any(wrong_branch(e) for e in errs)]
-        if len(plausible) != 1:
-            break
-        error = min(plausible[0], key=relevance)
-    return error
+deepest = specval.descend(specval.tagged_wrong_branch(("type", "role")))
 
 
 def validate(validator, body, schema_only=False):
     """Return a list of (json_path, message); empty when the body is valid."""
-    found = []
-    for error in sorted(validator.iter_errors(body), key=relevance):
-        inner = deepest(error)
-        message = short(inner.message)
-        if inner is not error:
-            message = short(error.message, 100) + " <- " + inner.json_path + ": " + message
-        found.append((error.json_path, message))
+    found = specval.schema_errors(validator, body, deepest)
     if not schema_only:
         found.extend(rule_errors(body))
     return found
@@ -198,67 +150,22 @@ SELF_CHECK = [
 ]
 
 
-def self_check(validator):
-    problems = []
-    for body, should_be_valid, what in SELF_CHECK:
-        errors = validate(validator, body)
-        if should_be_valid and errors:
-            problems.append("%s should pass but failed: %s" % (what, errors[0][1]))
-        if not should_be_valid and not errors:
-            problems.append("%s should fail but passed" % what)
-    if problems:
-        fail_setup("self-check failed, validation is not working:\n  " + "\n  ".join(problems))
-
-
 def main(argv):
-    args = [a for a in argv[1:] if not a.startswith("--")]
-    flags = [a for a in argv[1:] if a.startswith("--")]
-    if len(args) != 2 or [f for f in flags if f != "--schema-only"]:
-        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+    parsed = specval.parse_args(argv, __doc__, 2)
+    if parsed is None:
         return 2
-    spec_path, body_dir = args
-    schema_only = "--schema-only" in flags
-    if not os.path.isdir(body_dir):
-        fail_setup("not a directory: " + body_dir)
-
+    (spec_path, body_dir), schema_only, _ = parsed
     started = time.monotonic()
-    try:
-        with open(spec_path, "rb") as f:
-            spec = json.load(f)
-    except (OSError, ValueError) as e:
-        fail_setup("cannot load spec %s: %s" % (spec_path, e))
-    validator = build_validator(spec)
-    self_check(validator)
-    print("spec loaded and self-checked in %.2fs: %s" % (time.monotonic() - started, spec_path))
+    validator = build_validator(specval.load_spec(spec_path))
+    specval.self_check(SELF_CHECK, lambda body: validate(validator, body))
+    specval.loaded(started, spec_path)
 
-    names = sorted(n for n in os.listdir(body_dir) if n.endswith(".json"))
-    passed = failed = 0
-    for name in names:
-        if not name.endswith("." + ENDPOINT + ".json") or name.count(".") < 2:
-            print("INVALID %s: name is not <anything>.%s.json" % (name, ENDPOINT))
-            failed += 1
-            continue
-        try:
-            with open(os.path.join(body_dir, name), "rb") as f:
-                body = json.load(f)
-        except (OSError, ValueError) as e:
-            print("INVALID %s: not JSON: %s" % (name, short(e)))
-            failed += 1
-            continue
-        errors = validate(validator, body, schema_only)
-        if not errors:
-            print("OK %s" % name)
-            passed += 1
-            continue
-        failed += 1
-        print("INVALID %s (%s, %d error%s)" % (name, REQUEST_SCHEMA, len(errors), "" if len(errors) == 1 else "s"))
-        for path, message in errors[:MAX_ERRORS_SHOWN]:
-            print("    %s: %s" % (path, message))
+    def check(name, path):
+        if specval.endpoint_of(name) != ENDPOINT:
+            raise specval.Invalid("name is not <anything>.%s.json" % ENDPOINT)
+        return REQUEST_SCHEMA, validate(validator, specval.read_json(path), schema_only)
 
-    if not names:
-        print("no request bodies (*.json) in " + body_dir)
-    print("spec: %d passed, %d failed" % (passed, failed))
-    return 1 if failed or not names else 0
+    return specval.check_dir(body_dir, check)
 
 
 if __name__ == "__main__":

@@ -39,14 +39,10 @@ Exit status: 0 all valid, 1 some body invalid (or DIR holds no body file), 2 set
 import base64
 import binascii
 import json
-import os
 import sys
 import time
 
-import jsonschema
-from jsonschema.exceptions import relevance
-from referencing import Registry
-from referencing.jsonschema import DRAFT202012
+import specval
 
 SPEC_URI = "urn:bedrock-runtime-spec"
 OPERATIONS = {
@@ -54,28 +50,19 @@ OPERATIONS = {
     "converse": ("/model/{modelId}/converse", "ConverseRequest"),
     "converse-stream": ("/model/{modelId}/converse-stream", "ConverseStreamRequest"),
 }
-MAX_ERRORS_SHOWN = 3
-
-
-def fail_setup(message):
-    print("validate_bedrock: " + message, file=sys.stderr)
-    sys.exit(2)
 
 
 def build_validators(spec):
     schemas = spec.get("components", {}).get("schemas", {})
-    registry = Registry().with_resource(SPEC_URI, DRAFT202012.create_resource(spec))
-    validators = {}
     for suffix, (path, name) in OPERATIONS.items():
         if name not in schemas:
-            fail_setup("schema not found in spec: " + name)
-        body = spec.get("paths", {}).get(path, {}).get("post", {}).get("requestBody", {})
-        ref = body.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
+            specval.fail_setup("schema not found in spec: " + name)
+        ref = specval.request_ref(spec, path)
         if not ref.endswith("/" + name):
-            fail_setup("POST %s no longer takes %s (it takes %r)" % (path, name, ref))
-        schema = {"$ref": SPEC_URI + "#/components/schemas/" + name}
-        validators[suffix] = (name, jsonschema.Draft202012Validator(schema, registry=registry))
-    return validators
+            specval.fail_setup("POST %s no longer takes %s (it takes %r)" % (path, name, ref))
+    pointers = {suffix: "#/components/schemas/" + name for suffix, (_, name) in OPERATIONS.items()}
+    built = specval.validators(SPEC_URI, spec, pointers)
+    return {suffix: (name, built[suffix]) for suffix, (_, name) in OPERATIONS.items()}
 
 
 def blocks_of(message):
@@ -166,11 +153,6 @@ def rule_errors(body):
     return errors
 
 
-def short(text, limit=220):
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def wrong_branch(error):
     """True when a oneOf branch failed because it is plainly the wrong alternative: the value has
     another JSON type, or lacks the branch's one required member (the union's tag)."""
@@ -179,28 +161,12 @@ def wrong_branch(error):
     return error.validator in ("required", "additionalProperties") and not error.relative_path
 
 
-def deepest(error):
-    """For a failed oneOf, descend into the one alternative the body evidently meant."""
-    while error.context:
-        branches = {}
-        for sub in error.context:
-            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
-        plausible = [errs for errs in branches.values() if not any(wrong_branch(e) for e in errs)]
-        if len(plausible) != 1:
-            break
-        error = min(plausible[0], key=relevance)
-    return error
+deepest = specval.descend(wrong_branch)
 
 
 def validate(validator, body, schema_only=False):
     """Return a list of (json_path, message); empty when the body is valid."""
-    found = []
-    for error in sorted(validator.iter_errors(body), key=relevance):
-        inner = deepest(error)
-        message = short(inner.message)
-        if inner is not error:
-            message = short(error.message, 100) + " <- " + inner.json_path + ": " + message
-        found.append((error.json_path, message))
+    found = specval.schema_errors(validator, body, deepest)
     if not schema_only:
         found.extend(rule_errors(body))
     return found
@@ -334,18 +300,6 @@ SELF_CHECK = [
 ]
 
 
-def self_check(validators):
-    problems = []
-    for op, body, should_be_valid, what in SELF_CHECK:
-        errors = validate(validators[op][1], body)
-        if should_be_valid and errors:
-            problems.append("%s should pass but failed: %s %s" % (what, errors[0][0], errors[0][1]))
-        if not should_be_valid and not errors:
-            problems.append("%s should fail but passed" % what)
-    if problems:
-        fail_setup("self-check failed, validation is not working:\n  " + "\n  ".join(problems))
-
-
 GOOD_ANSWER = {"output": {"message": {"role": "assistant", "content": [
     {"reasoningContent": {"reasoningText": {"text": "hm", "signature": "c2ln"}}},
     {"text": "hi"}, {"toolUse": {"toolUseId": "t1", "name": "f", "input": {"a": 1}}}]}},
@@ -381,16 +335,8 @@ SELF_CHECK_ANSWERS = [
 ]
 
 
-def answers_self_check(model):
-    problems = []
-    for kind, value, should_be_valid, what in SELF_CHECK_ANSWERS:
-        errors = model.errors("ConverseResponse", value) if kind == "response" else model.stream_errors(value)
-        if should_be_valid and errors:
-            problems.append("%s should pass but failed: %s %s" % (what, errors[0][0], errors[0][1]))
-        if not should_be_valid and not errors:
-            problems.append("%s should fail but passed" % what)
-    if problems:
-        fail_setup("answer self-check failed, validation is not working:\n  " + "\n  ".join(problems))
+def answer_self_check_errors(model, kind, value):
+    return model.errors("ConverseResponse", value) if kind == "response" else model.stream_errors(value)
 
 
 def operation_of(name):
@@ -400,102 +346,46 @@ def operation_of(name):
     return None
 
 
-def check_answer_file(model, body_dir, name, passed, failed):
-    """Validates one recorded answer (`.response.json`) or stream (`.events.jsonl`)."""
-    try:
-        with open(os.path.join(body_dir, name), "rb") as f:
-            if name.endswith(".jsonl"):
-                value = [json.loads(line) for line in f.read().splitlines() if line.strip()]
-            else:
-                value = json.load(f)
-    except (OSError, ValueError) as e:
-        print("INVALID %s: not JSON: %s" % (name, short(e)))
-        return passed, failed + 1
+def answer_errors(model, name, path):
+    """What a recorded answer (`.response.json`, `.error.json`) or stream (`.events.jsonl`) is
+    checked as, and its errors."""
+    value = specval.read_json(path, lines=name.endswith(".jsonl"))
     if name.endswith(".jsonl"):
-        errors, what = model.stream_errors(value), "ConverseStreamOutput"
-    elif name.endswith(".error.json"):
+        return "ConverseStreamOutput", model.stream_errors(value)
+    if name.endswith(".error.json"):
         what = name[: -len(".error.json")].rsplit(".", 1)[-1]
         shape = model.shapes.get(what, {})
-        errors = model.errors(what, value) if shape.get("exception") else [("$", what + " is no exception")]
-    else:
-        errors, what = model.errors("ConverseResponse", value), "ConverseResponse"
-    if not errors:
-        print("OK %s" % name)
-        return passed + 1, failed
-    print("INVALID %s (%s, %d error%s)" % (name, what, len(errors), "" if len(errors) == 1 else "s"))
-    for path, message in errors[:MAX_ERRORS_SHOWN]:
-        print("    %s: %s" % (path, message))
-    return passed, failed + 1
+        return what, model.errors(what, value) if shape.get("exception") else [("$", what + " is no exception")]
+    return "ConverseResponse", model.errors("ConverseResponse", value)
 
 
 def main(argv):
-    args = [a for a in argv[1:] if not a.startswith("--")]
-    flags = [a for a in argv[1:] if a.startswith("--")]
-    model_flags = [f for f in flags if f.startswith("--service-model=")]
-    if len(args) != 2 or [f for f in flags if f != "--schema-only" and f not in model_flags] or len(model_flags) > 1:
-        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+    parsed = specval.parse_args(argv, __doc__, 2, ("--service-model",))
+    if parsed is None:
         return 2
-    spec_path, body_dir = args
-    schema_only = "--schema-only" in flags
+    (spec_path, body_dir), schema_only, values = parsed
     service_model = None
-    if model_flags:
-        path = model_flags[0].split("=", 1)[1]
-        try:
-            with open(path, "rb") as f:
-                service_model = ServiceModel(json.load(f))
-        except (OSError, ValueError) as e:
-            fail_setup("cannot load service model %s: %s" % (path, e))
-        answers_self_check(service_model)
-    if not os.path.isdir(body_dir):
-        fail_setup("not a directory: " + body_dir)
+    if "--service-model" in values:
+        service_model = ServiceModel(specval.load_spec(values["--service-model"], what="service model"))
+        specval.self_check(SELF_CHECK_ANSWERS, lambda kind, value: answer_self_check_errors(service_model, kind, value),
+                           "answer self-check")
 
     started = time.monotonic()
-    try:
-        with open(spec_path, "rb") as f:
-            spec = json.load(f)
-    except (OSError, ValueError) as e:
-        fail_setup("cannot load spec %s: %s" % (spec_path, e))
-    validators = build_validators(spec)
-    self_check(validators)
-    print("spec loaded and self-checked in %.2fs: %s" % (time.monotonic() - started, spec_path))
+    validators = build_validators(specval.load_spec(spec_path))
+    specval.self_check(SELF_CHECK, lambda op, body: validate(validators[op][1], body))
+    specval.loaded(started, spec_path)
 
-    suffixes = (".json", ".events.jsonl") if service_model is not None else (".json",)
-    names = sorted(n for n in os.listdir(body_dir) if n.endswith(suffixes))
-    passed = failed = 0
-    for name in names:
-        if service_model is not None and name.endswith(".events.jsonl"):
-            passed, failed = check_answer_file(service_model, body_dir, name, passed, failed)
-            continue
-        if service_model is not None and name.endswith((".response.json", ".error.json")):
-            passed, failed = check_answer_file(service_model, body_dir, name, passed, failed)
-            continue
+    def check(name, path):
+        if service_model is not None and name.endswith((".events.jsonl", ".response.json", ".error.json")):
+            return answer_errors(service_model, name, path)
         op = operation_of(name)
         if op is None:
-            print("INVALID %s: name is not <anything>.converse.json or <anything>.converse-stream.json" % name)
-            failed += 1
-            continue
-        try:
-            with open(os.path.join(body_dir, name), "rb") as f:
-                body = json.load(f)
-        except (OSError, ValueError) as e:
-            print("INVALID %s: not JSON: %s" % (name, short(e)))
-            failed += 1
-            continue
+            raise specval.Invalid("name is not <anything>.converse.json or <anything>.converse-stream.json")
         schema_name, validator = validators[op]
-        errors = validate(validator, body, schema_only)
-        if not errors:
-            print("OK %s" % name)
-            passed += 1
-            continue
-        failed += 1
-        print("INVALID %s (%s, %d error%s)" % (name, schema_name, len(errors), "" if len(errors) == 1 else "s"))
-        for path, message in errors[:MAX_ERRORS_SHOWN]:
-            print("    %s: %s" % (path, message))
+        return schema_name, validate(validator, specval.read_json(path), schema_only)
 
-    if not names:
-        print("no request bodies (*.json) in " + body_dir)
-    print("spec: %d passed, %d failed" % (passed, failed))
-    return 1 if failed or not names else 0
+    suffixes = (".json", ".events.jsonl") if service_model is not None else (".json",)
+    return specval.check_dir(body_dir, check, suffixes)
 
 
 if __name__ == "__main__":

@@ -28,25 +28,15 @@ Exit status: 0 all valid, 1 some body invalid (or DIR holds no body file), 2 set
 """
 
 import copy
-import json
-import os
 import sys
 import time
 
-import jsonschema
 import yaml
-from jsonschema.exceptions import relevance
-from referencing import Registry
-from referencing.jsonschema import DRAFT202012
+
+import specval
 
 SPEC_URI = "urn:cohere-spec"
 ENDPOINTS = {"chat": "/v2/chat", "embed": "/v2/embed"}
-MAX_ERRORS_SHOWN = 3
-
-
-def fail_setup(message):
-    print("validate_cohere: " + message, file=sys.stderr)
-    sys.exit(2)
 
 
 class StrictBoolLoader(yaml.SafeLoader):
@@ -95,7 +85,7 @@ def request_schema(spec, path):
     op = spec.get("paths", {}).get(path, {}).get("post", {})
     schema = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
     if not isinstance(schema, dict):
-        fail_setup("no JSON request schema for POST " + path)
+        specval.fail_setup("no JSON request schema for POST " + path)
     return schema
 
 
@@ -103,13 +93,9 @@ def build_validators(spec):
     spec = copy.deepcopy(spec)
     schemas = {name: request_schema(spec, path) for name, path in ENDPOINTS.items()}
     adjust(spec)
-    registry = Registry().with_resource(SPEC_URI, DRAFT202012.create_resource(spec))
-    validators = {}
-    for name, path in ENDPOINTS.items():
-        pointer = "#/paths/" + path.replace("~", "~0").replace("/", "~1") + \
-            "/post/requestBody/content/application~1json/schema"
-        validators[name] = jsonschema.Draft202012Validator({"$ref": SPEC_URI + pointer}, registry=registry)
-    return validators, schemas
+    pointers = {name: "#/paths/" + path.replace("~", "~0").replace("/", "~1")
+                + "/post/requestBody/content/application~1json/schema" for name, path in ENDPOINTS.items()}
+    return specval.validators(SPEC_URI, spec, pointers), schemas
 
 
 def rule_errors(endpoint, body):
@@ -137,22 +123,9 @@ def rule_errors(endpoint, body):
     return errors
 
 
-def short(text, limit=220):
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def validate(validators, endpoint, body, schema_only=False):
     """Return a list of (json_path, message); empty when the body is valid."""
-    found = []
-    for error in sorted(validators[endpoint].iter_errors(body), key=relevance):
-        inner = error
-        while inner.context:
-            inner = min(inner.context, key=relevance)
-        message = short(inner.message)
-        if inner is not error:
-            message = short(error.message, 100) + " <- " + inner.json_path + ": " + message
-        found.append((error.json_path, message))
+    found = specval.schema_errors(validators[endpoint], body, specval.most_relevant)
     if not schema_only:
         found.extend(rule_errors(endpoint, body))
     return found
@@ -203,70 +176,24 @@ SELF_CHECK = [
 ]
 
 
-def self_check(validators):
-    problems = []
-    for endpoint, body, should_be_valid, what in SELF_CHECK:
-        errors = validate(validators, endpoint, body)
-        if should_be_valid and errors:
-            problems.append("%s should pass but failed: %s %s" % (what, errors[0][0], errors[0][1]))
-        if not should_be_valid and not errors:
-            problems.append("%s should fail but passed" % what)
-    if problems:
-        fail_setup("self-check failed, validation is not working:\n  " + "\n  ".join(problems))
-
-
 def main(argv):
-    args = [a for a in argv[1:] if not a.startswith("--")]
-    flags = [a for a in argv[1:] if a.startswith("--")]
-    if len(args) != 2 or [f for f in flags if f != "--schema-only"]:
-        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+    parsed = specval.parse_args(argv, __doc__, 2)
+    if parsed is None:
         return 2
-    spec_path, body_dir = args
-    schema_only = "--schema-only" in flags
-    if not os.path.isdir(body_dir):
-        fail_setup("not a directory: " + body_dir)
-
+    (spec_path, body_dir), schema_only, _ = parsed
     started = time.monotonic()
-    try:
-        with open(spec_path, "rb") as f:
-            spec = yaml.load(f, Loader=StrictBoolLoader)
-    except (OSError, yaml.YAMLError) as e:
-        fail_setup("cannot load spec %s: %s" % (spec_path, e))
+    spec = specval.load_spec(spec_path, lambda f: yaml.load(f, Loader=StrictBoolLoader), (OSError, yaml.YAMLError))
     validators, _ = build_validators(spec)
-    self_check(validators)
-    print("spec loaded and self-checked in %.2fs: %s" % (time.monotonic() - started, spec_path))
+    specval.self_check(SELF_CHECK, lambda endpoint, body: validate(validators, endpoint, body))
+    specval.loaded(started, spec_path)
 
-    names = sorted(n for n in os.listdir(body_dir) if n.endswith(".json"))
-    passed = failed = 0
-    for name in names:
-        parts = name.split(".")
-        endpoint = parts[-2] if len(parts) >= 3 else None
+    def check(name, path):
+        endpoint = specval.endpoint_of(name)
         if endpoint not in ENDPOINTS:
-            print("INVALID %s: name is not <anything>.chat.json or <anything>.embed.json" % name)
-            failed += 1
-            continue
-        try:
-            with open(os.path.join(body_dir, name), "rb") as f:
-                body = json.load(f)
-        except (OSError, ValueError) as e:
-            print("INVALID %s: not JSON: %s" % (name, short(e)))
-            failed += 1
-            continue
-        errors = validate(validators, endpoint, body, schema_only)
-        if not errors:
-            print("OK %s" % name)
-            passed += 1
-            continue
-        failed += 1
-        print("INVALID %s (POST %s, %d error%s)" % (name, ENDPOINTS[endpoint], len(errors),
-                                                     "" if len(errors) == 1 else "s"))
-        for path, message in errors[:MAX_ERRORS_SHOWN]:
-            print("    %s: %s" % (path, message))
+            raise specval.Invalid("name is not <anything>.chat.json or <anything>.embed.json")
+        return "POST " + ENDPOINTS[endpoint], validate(validators, endpoint, specval.read_json(path), schema_only)
 
-    if not names:
-        print("no request bodies (*.json) in " + body_dir)
-    print("spec: %d passed, %d failed" % (passed, failed))
-    return 1 if failed or not names else 0
+    return specval.check_dir(body_dir, check)
 
 
 if __name__ == "__main__":

@@ -31,15 +31,10 @@ their JSON paths), then `spec: N passed, M failed`.
 Exit status: 0 all valid, 1 some body invalid (or DIR holds no body file), 2 setup problem.
 """
 
-import json
-import os
 import sys
 import time
 
-import jsonschema
-from jsonschema.exceptions import relevance
-from referencing import Registry
-from referencing.jsonschema import DRAFT202012
+import specval
 
 NATIVE_URI = "urn:gemini-native-spec"
 CHAT_SCHEMA = "GenerateContentRequest"
@@ -47,31 +42,16 @@ EMBED_SCHEMA = "BatchEmbedContentsRequest"
 CHAT_PATH = "/v1beta/models/{model}:generateContent"
 EMBED_PATH = "/models/{modelsId}:batchEmbedContents"
 ENDPOINTS = ("generateContent", "batchEmbedContents")
-MAX_ERRORS_SHOWN = 3
-
-
-def fail_setup(message):
-    print("validate_gemini: " + message, file=sys.stderr)
-    sys.exit(2)
-
-
-def request_ref(spec, path):
-    body = spec.get("paths", {}).get(path, {}).get("post", {}).get("requestBody", {})
-    return body.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
 
 
 def build_validators(native, discovery):
-    if not request_ref(native, CHAT_PATH).endswith("/" + CHAT_SCHEMA):
-        fail_setup("POST %s no longer takes %s" % (CHAT_PATH, CHAT_SCHEMA))
-    if not request_ref(discovery, EMBED_PATH).endswith("/" + EMBED_SCHEMA):
-        fail_setup("POST %s no longer takes %s" % (EMBED_PATH, EMBED_SCHEMA))
-    registry = Registry().with_resource(NATIVE_URI, DRAFT202012.create_resource(native))
-    chat = jsonschema.Draft202012Validator(
-        {"$ref": NATIVE_URI + "#/components/schemas/" + CHAT_SCHEMA}, registry=registry)
+    if not specval.request_ref(native, CHAT_PATH).endswith("/" + CHAT_SCHEMA):
+        specval.fail_setup("POST %s no longer takes %s" % (CHAT_PATH, CHAT_SCHEMA))
+    if not specval.request_ref(discovery, EMBED_PATH).endswith("/" + EMBED_SCHEMA):
+        specval.fail_setup("POST %s no longer takes %s" % (EMBED_PATH, EMBED_SCHEMA))
+    chat = specval.validators(NATIVE_URI, native, {"chat": "#/components/schemas/" + CHAT_SCHEMA})["chat"]
     # The discovery document is OpenAPI 3.0; its schemas use no keyword 2020-12 reads differently.
-    embed_registry = Registry().with_resource("urn:discovery", DRAFT202012.create_resource(discovery))
-    embed = jsonschema.Draft202012Validator(
-        {"$ref": "urn:discovery#/components/schemas/" + EMBED_SCHEMA}, registry=embed_registry)
+    embed = specval.validators("urn:discovery", discovery, {"embed": "#/components/schemas/" + EMBED_SCHEMA})["embed"]
     d = discovery["components"]["schemas"]
     rules = {
         "schema_keys": set(d["Schema"]["properties"]),
@@ -139,14 +119,9 @@ def embed_rules(body, rules):
     return errors
 
 
-def short(text, limit=220):
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def validate(validator, body, extra_rules, schema_only=False):
     """Return a list of (json_path, message); empty when the body is valid."""
-    found = [(e.json_path, short(e.message)) for e in sorted(validator.iter_errors(body), key=relevance)]
+    found = specval.schema_errors(validator, body)
     if not schema_only:
         found.extend(extra_rules(body))
     return found
@@ -185,77 +160,28 @@ EMBED_SELF_CHECK = [
 ]
 
 
-def self_check(chat, embed, rules):
-    problems = []
-    for validator, extra, cases in ((chat, lambda b: chat_rules(b, rules), CHAT_SELF_CHECK),
-                                    (embed, lambda b: embed_rules(b, rules), EMBED_SELF_CHECK)):
-        for body, should_be_valid, what in cases:
-            errors = validate(validator, body, extra)
-            if should_be_valid and errors:
-                problems.append("%s should pass but failed: %s" % (what, errors[0][1]))
-            if not should_be_valid and not errors:
-                problems.append("%s should fail but passed" % what)
-    if problems:
-        fail_setup("self-check failed, validation is not working:\n  " + "\n  ".join(problems))
-
-
-def load(path):
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        fail_setup("cannot load spec %s: %s" % (path, e))
-
-
 def main(argv):
-    args = [a for a in argv[1:] if not a.startswith("--")]
-    flags = [a for a in argv[1:] if a.startswith("--")]
-    if len(args) != 3 or [f for f in flags if f != "--schema-only"]:
-        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+    parsed = specval.parse_args(argv, __doc__, 3)
+    if parsed is None:
         return 2
-    native_path, discovery_path, body_dir = args
-    schema_only = "--schema-only" in flags
-    if not os.path.isdir(body_dir):
-        fail_setup("not a directory: " + body_dir)
-
+    (native_path, discovery_path, body_dir), schema_only, _ = parsed
     started = time.monotonic()
-    chat, embed, rules = build_validators(load(native_path), load(discovery_path))
-    self_check(chat, embed, rules)
-    print("spec loaded and self-checked in %.2fs: %s, %s" % (time.monotonic() - started, native_path, discovery_path))
+    chat, embed, rules = build_validators(specval.load_spec(native_path), specval.load_spec(discovery_path))
+    checks = {"generateContent": (CHAT_SCHEMA, chat, lambda b: chat_rules(b, rules)),
+              "batchEmbedContents": (EMBED_SCHEMA, embed, lambda b: embed_rules(b, rules))}
+    specval.self_check([(chat, checks["generateContent"][2], *case) for case in CHAT_SELF_CHECK]
+                       + [(embed, checks["batchEmbedContents"][2], *case) for case in EMBED_SELF_CHECK],
+                       lambda validator, extra, body: validate(validator, body, extra))
+    specval.loaded(started, native_path, discovery_path)
 
-    names = sorted(n for n in os.listdir(body_dir) if n.endswith(".json"))
-    passed = failed = 0
-    for name in names:
-        parts = name.split(".")
-        endpoint = parts[-2] if len(parts) >= 3 else ""
+    def check(name, path):
+        endpoint = specval.endpoint_of(name)
         if endpoint not in ENDPOINTS:
-            print("INVALID %s: name is not <anything>.{%s}.json" % (name, ",".join(ENDPOINTS)))
-            failed += 1
-            continue
-        try:
-            with open(os.path.join(body_dir, name), "rb") as f:
-                body = json.load(f)
-        except (OSError, ValueError) as e:
-            print("INVALID %s: not JSON: %s" % (name, short(e)))
-            failed += 1
-            continue
-        if endpoint == "generateContent":
-            schema, errors = CHAT_SCHEMA, validate(chat, body, lambda b: chat_rules(b, rules), schema_only)
-        else:
-            schema, errors = EMBED_SCHEMA, validate(embed, body, lambda b: embed_rules(b, rules), schema_only)
-        if not errors:
-            print("OK %s" % name)
-            passed += 1
-            continue
-        failed += 1
-        print("INVALID %s (%s, %d error%s)" % (name, schema, len(errors), "" if len(errors) == 1 else "s"))
-        for path, message in errors[:MAX_ERRORS_SHOWN]:
-            print("    %s: %s" % (path, message))
+            raise specval.Invalid("name is not <anything>.{%s}.json" % ",".join(ENDPOINTS))
+        schema, validator, extra = checks[endpoint]
+        return schema, validate(validator, specval.read_json(path), extra, schema_only)
 
-    if not names:
-        print("no request bodies (*.json) in " + body_dir)
-    print("spec: %d passed, %d failed" % (passed, failed))
-    return 1 if failed or not names else 0
+    return specval.check_dir(body_dir, check)
 
 
 if __name__ == "__main__":

@@ -21,15 +21,10 @@ with their JSON paths), then `spec: N passed, M failed`.
 Exit status: 0 all valid, 1 some body invalid (or DIR holds no body file), 2 setup problem.
 """
 
-import json
-import os
 import sys
 import time
 
-import jsonschema
-from jsonschema.exceptions import relevance
-from referencing import Registry
-from referencing.jsonschema import DRAFT202012
+import specval
 
 SPEC_URI = "urn:openai-spec"
 
@@ -39,22 +34,14 @@ ENDPOINT_SCHEMAS = {
     "embeddings": "CreateEmbeddingRequest",
 }
 
-MAX_ERRORS_SHOWN = 3
-
-
-def fail_setup(message):
-    print("validate_openai: " + message, file=sys.stderr)
-    sys.exit(2)
-
 
 def load_spec(path):
-    with open(path, "rb") as f:
-        if path.endswith(".json"):
-            return json.load(f)
-        import yaml
+    if path.endswith(".json"):
+        return specval.load_spec(path)
+    import yaml
 
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        return yaml.load(f, Loader=loader)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return specval.load_spec(path, lambda f: yaml.load(f, Loader=loader), (OSError, yaml.YAMLError))
 
 
 def nullable_to_json_schema(node):
@@ -90,14 +77,11 @@ def build_validators(spec):
     schemas = spec.get("components", {}).get("schemas", {})
     missing = [name for name in ENDPOINT_SCHEMAS.values() if name not in schemas]
     if missing:
-        fail_setup("schemas not found in spec: " + ", ".join(missing))
-    registry = Registry().with_resource(SPEC_URI, DRAFT202012.create_resource(spec))
-    validators = {}
-    for endpoint, name in ENDPOINT_SCHEMAS.items():
-        schema = {"$ref": SPEC_URI + "#/components/schemas/" + name}
-        validator = jsonschema.Draft202012Validator(schema, registry=registry)
-        validators[endpoint] = (validator, declared_properties(schemas, schemas[name]))
-    return validators
+        specval.fail_setup("schemas not found in spec: " + ", ".join(missing))
+    pointers = {endpoint: "#/components/schemas/" + name for endpoint, name in ENDPOINT_SCHEMAS.items()}
+    built = specval.validators(SPEC_URI, spec, pointers)
+    return {endpoint: (built[endpoint], declared_properties(schemas, schemas[name]))
+            for endpoint, name in ENDPOINT_SCHEMAS.items()}
 
 
 def declared_properties(schemas, schema):
@@ -129,48 +113,13 @@ def rule_errors(endpoint, body, known_params):
     return errors
 
 
-def short(text, limit=220):
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-DISCRIMINATORS = ("type", "role", "object")
-
-
-def wrong_branch(error):
-    """True when a oneOf/anyOf branch failed because it is plainly the wrong alternative:
-    the value has another JSON type, or its `type`/`role` tag names another variant."""
-    if error.validator == "type" and not error.relative_path:
-        return True
-    return (error.validator in ("enum", "const") and len(error.relative_path) == 1
-            and error.relative_path[0] in DISCRIMINATORS)
-
-
-def deepest(error):
-    """For a failed anyOf/oneOf, descend into the one alternative that the body evidently
-    meant (all others failing on their type or tag) to give a readable message."""
-    while error.context:
-        branches = {}
-        for sub in error.context:
-            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
-        plausible = [errs for errs in branches.values() if not any(wrong_branch(e) for e in errs)]
-        if len(plausible) != 1:
-            break
-        error = min(plausible[0], key=relevance)
-    return error
+deepest = specval.descend(specval.tagged_wrong_branch(("type", "role", "object")))
 
 
 def validate(validators, endpoint, body, schema_only=False):
     """Return a list of (json_path, message); empty when the body is valid."""
-    found = []
     validator, known_params = validators[endpoint]
-    errors = sorted(validator.iter_errors(body), key=relevance)
-    for error in errors:
-        inner = deepest(error)
-        message = short(inner.message)
-        if inner is not error:
-            message = short(error.message, 100) + " <- " + inner.json_path + ": " + message
-        found.append((error.json_path, message))
+    found = specval.schema_errors(validator, body, deepest)
     if not schema_only:
         found.extend(rule_errors(endpoint, body, known_params))
     return found
@@ -194,74 +143,23 @@ SELF_CHECK = [
 ]
 
 
-def self_check(validators):
-    problems = []
-    for endpoint, body, should_be_valid, what in SELF_CHECK:
-        errors = validate(validators, endpoint, body)
-        if should_be_valid and errors:
-            problems.append("%s should pass but failed: %s" % (what, errors[0][1]))
-        if not should_be_valid and not errors:
-            problems.append("%s should fail but passed" % what)
-    if problems:
-        fail_setup("self-check failed, validation is not working:\n  " + "\n  ".join(problems))
-
-
-def endpoint_of(filename):
-    parts = filename.split(".")
-    return parts[-2] if len(parts) >= 3 else None
-
-
 def main(argv):
-    args = [a for a in argv[1:] if not a.startswith("--")]
-    flags = [a for a in argv[1:] if a.startswith("--")]
-    unknown = [f for f in flags if f != "--schema-only"]
-    if len(args) != 2 or unknown:
-        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+    parsed = specval.parse_args(argv, __doc__, 2)
+    if parsed is None:
         return 2
-    spec_path, body_dir = args
-    schema_only = "--schema-only" in flags
-    if not os.path.isdir(body_dir):
-        fail_setup("not a directory: " + body_dir)
-
+    (spec_path, body_dir), schema_only, _ = parsed
     started = time.monotonic()
-    try:
-        spec = nullable_to_json_schema(load_spec(spec_path))
-    except Exception as e:  # OSError, JSON or YAML syntax errors
-        fail_setup("cannot load spec %s: %s" % (spec_path, e))
-    validators = build_validators(spec)
-    self_check(validators)
-    print("spec loaded and self-checked in %.2fs: %s" % (time.monotonic() - started, spec_path))
+    validators = build_validators(nullable_to_json_schema(load_spec(spec_path)))
+    specval.self_check(SELF_CHECK, lambda endpoint, body: validate(validators, endpoint, body))
+    specval.loaded(started, spec_path)
 
-    names = sorted(n for n in os.listdir(body_dir) if n.endswith(".json"))
-    passed = failed = 0
-    for name in names:
-        endpoint = endpoint_of(name)
+    def check(name, path):
+        endpoint = specval.endpoint_of(name)
         if endpoint not in ENDPOINT_SCHEMAS:
-            print("INVALID %s: name is not <anything>.<%s>.json" % (name, "|".join(ENDPOINT_SCHEMAS)))
-            failed += 1
-            continue
-        try:
-            with open(os.path.join(body_dir, name), "rb") as f:
-                body = json.load(f)
-        except (OSError, ValueError) as e:
-            print("INVALID %s: not JSON: %s" % (name, short(e)))
-            failed += 1
-            continue
-        errors = validate(validators, endpoint, body, schema_only)
-        if not errors:
-            print("OK %s" % name)
-            passed += 1
-            continue
-        failed += 1
-        print("INVALID %s (%s, %d error%s)" % (name, ENDPOINT_SCHEMAS[endpoint], len(errors),
-                                              "" if len(errors) == 1 else "s"))
-        for path, message in errors[:MAX_ERRORS_SHOWN]:
-            print("    %s: %s" % (path, message))
+            raise specval.Invalid("name is not <anything>.<%s>.json" % "|".join(ENDPOINT_SCHEMAS))
+        return ENDPOINT_SCHEMAS[endpoint], validate(validators, endpoint, specval.read_json(path), schema_only)
 
-    if not names:
-        print("no request bodies (*.json) in " + body_dir)
-    print("spec: %d passed, %d failed" % (passed, failed))
-    return 1 if failed or not names else 0
+    return specval.check_dir(body_dir, check)
 
 
 if __name__ == "__main__":
