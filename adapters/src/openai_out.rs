@@ -1,10 +1,15 @@
-//! The OpenAI shapes native adapters write: the `usage` object and `chat.completion.chunk` pieces.
-//! One definition for every translating adapter (Anthropic, Gemini, ...).
+//! The OpenAI shapes native adapters write: the `usage` object, `chat.completion.chunk` pieces and
+//! the [`ChunkWriter`] every stream translator writes them with (role chunk first, usage chunk only
+//! when asked), and the [`Numbering`] of tool calls and thinking blocks. One definition for every
+//! translating adapter (Anthropic, Bedrock, Cohere, Gemini).
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
 use serde::Serialize;
 use tollgate_schemas::TokenUsage;
+
+use crate::{reasoning::ThinkingBlockDelta, AdapterError};
 
 /// OpenAI's `usage` object.
 #[derive(Debug, Serialize)]
@@ -101,4 +106,275 @@ pub(crate) struct FunctionDelta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<&'a str>,
     pub arguments: Cow<'a, str>,
+}
+
+impl<'a> Delta<'a> {
+    /// A `content` fragment.
+    pub fn content(text: &'a str) -> Self {
+        Delta {
+            content: Some(text),
+            ..Delta::default()
+        }
+    }
+
+    /// One `tool_calls` fragment.
+    pub fn tool_call(call: ToolCallDelta<'a>) -> Self {
+        Delta {
+            tool_calls: vec![call],
+            ..Delta::default()
+        }
+    }
+
+    /// One `thinking_blocks` fragment (a signature or a redacted block).
+    pub fn thinking(block: ThinkingBlockDelta<'a>) -> Self {
+        Delta {
+            thinking_blocks: vec![block],
+            ..Delta::default()
+        }
+    }
+
+    /// Thinking text: `reasoning_content`, and the same text as thinking block `block`'s fragment.
+    pub fn reasoning(block: u32, text: &'a str) -> Self {
+        Delta {
+            reasoning_content: Some(text),
+            thinking_blocks: vec![ThinkingBlockDelta::text(block, text)],
+            ..Delta::default()
+        }
+    }
+}
+
+impl<'a> ToolCallDelta<'a> {
+    /// The first fragment of tool call `index`: its id, type and name, and `arguments`.
+    pub fn start(index: u32, id: Cow<'a, str>, name: &'a str, arguments: Cow<'a, str>) -> Self {
+        ToolCallDelta {
+            index,
+            id: Some(id),
+            kind: Some("function"),
+            function: FunctionDelta {
+                name: Some(name),
+                arguments,
+            },
+        }
+    }
+
+    /// A later fragment of tool call `index`: more of its arguments.
+    pub fn arguments(index: u32, arguments: &'a str) -> Self {
+        ToolCallDelta {
+            index,
+            id: None,
+            kind: None,
+            function: FunctionDelta {
+                name: None,
+                arguments: Cow::Borrowed(arguments),
+            },
+        }
+    }
+}
+
+/// Writes one stream's `chat.completion.chunk`s: every chunk carries the same id, model and
+/// `created`; the first chunk of choice 0 carries `role: assistant`; the usage-only chunk goes out
+/// only when the client asked for it (`stream_options.include_usage`).
+#[derive(Debug)]
+pub(crate) struct ChunkWriter {
+    client_wants_usage: bool,
+    /// The completion id (empty until the provider names one).
+    pub id: String,
+    /// The model (empty when unknown).
+    pub model: String,
+    created: u64,
+    role_sent: bool,
+}
+
+impl ChunkWriter {
+    pub fn new(client_wants_usage: bool, id: String, model: String) -> Self {
+        ChunkWriter {
+            client_wants_usage,
+            id,
+            model,
+            created: now_secs(),
+            role_sent: false,
+        }
+    }
+
+    /// The model, when known.
+    pub fn model(&self) -> Option<&str> {
+        (!self.model.is_empty()).then_some(self.model.as_str())
+    }
+
+    /// A chunk for choice 0 with `delta` and `finish_reason`.
+    pub fn push(
+        &mut self,
+        delta: Delta<'_>,
+        finish_reason: Option<&'static str>,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), AdapterError> {
+        let choice = self.choice(0, delta, finish_reason);
+        self.write(vec![choice], None, out)
+    }
+
+    /// Choice `index` of a chunk; the first choice this writer makes carries the role.
+    pub fn choice<'d>(
+        &mut self,
+        index: u32,
+        delta: Delta<'d>,
+        finish_reason: Option<&'static str>,
+    ) -> ChunkChoice<'d> {
+        Self::choice_with(&mut self.role_sent, index, delta, finish_reason)
+    }
+
+    /// Choice `index` of a chunk; `role_sent` is the choice's own flag (for streams of several
+    /// choices).
+    pub fn choice_with<'d>(
+        role_sent: &mut bool,
+        index: u32,
+        mut delta: Delta<'d>,
+        finish_reason: Option<&'static str>,
+    ) -> ChunkChoice<'d> {
+        if !*role_sent {
+            *role_sent = true;
+            delta.role = Some("assistant");
+        }
+        ChunkChoice {
+            index,
+            delta,
+            logprobs: (),
+            finish_reason,
+        }
+    }
+
+    /// The chunk as it goes out, before it is written (for a provider that adds fields).
+    pub fn chunk<'c>(&'c self, choices: Vec<ChunkChoice<'c>>, usage: Option<OpenAiUsage>) -> Chunk<'c> {
+        Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices,
+            usage,
+        }
+    }
+
+    /// Writes one chunk of `choices` (and `usage`).
+    pub fn write(
+        &self,
+        choices: Vec<ChunkChoice<'_>>,
+        usage: Option<OpenAiUsage>,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), AdapterError> {
+        let bytes = serde_json::to_vec(&self.chunk(choices, usage))
+            .map_err(|e| AdapterError::StreamError(e.to_string()))?;
+        out.push(Bytes::from(bytes));
+        Ok(())
+    }
+
+    /// The usage-only chunk at the end of the stream, when the client asked for it and the usage
+    /// is known.
+    pub fn usage(&self, usage: Option<TokenUsage>, out: &mut Vec<Bytes>) -> Result<(), AdapterError> {
+        match usage {
+            Some(u) if self.client_wants_usage => self.write(Vec::new(), Some(OpenAiUsage::from(&u)), out),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Numbers provider items (content blocks, tool calls) 0, 1, ... in the order they first appear,
+/// as OpenAI numbers tool calls and thinking blocks, while providers number all their blocks.
+#[derive(Debug, Default)]
+pub(crate) struct Numbering(Vec<(u64, u32)>);
+
+impl Numbering {
+    /// The number of provider item `item`, if it has one.
+    pub fn get(&self, item: u64) -> Option<u32> {
+        self.0.iter().find(|(b, _)| *b == item).map(|(_, i)| *i)
+    }
+
+    /// Gives provider item `item` the next number.
+    pub fn assign(&mut self, item: u64) -> u32 {
+        let i = u32::try_from(self.0.len()).unwrap_or(u32::MAX);
+        self.0.push((item, i));
+        i
+    }
+
+    /// The number of `item`, given now when it has none yet.
+    pub fn get_or_assign(&mut self, item: u64) -> u32 {
+        match self.get(item) {
+            Some(i) => i,
+            None => self.assign(item),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+    use serde_json::Value;
+
+    use super::*;
+
+    fn json(b: &Bytes) -> Value {
+        serde_json::from_slice(b).unwrap()
+    }
+
+    #[test]
+    fn the_first_chunk_has_the_role_and_usage_goes_out_only_when_asked() {
+        let mut out = Vec::new();
+        let mut w = ChunkWriter::new(false, "id-1".into(), String::new());
+        w.push(Delta::content("a"), None, &mut out).unwrap();
+        w.push(Delta::default(), Some("stop"), &mut out).unwrap();
+        let usage = TokenUsage {
+            input: 3,
+            output: 4,
+            ..TokenUsage::default()
+        };
+        w.usage(Some(usage), &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        let first = json(&out[0]);
+        assert_eq!(first["id"], "id-1");
+        assert_eq!(first["object"], "chat.completion.chunk");
+        assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(first["choices"][0]["delta"]["content"], "a");
+        let second = json(&out[1]);
+        assert!(second["choices"][0]["delta"].get("role").is_none());
+        assert_eq!(second["choices"][0]["finish_reason"], "stop");
+        assert_eq!(w.model(), None);
+
+        let w = ChunkWriter::new(true, "id-2".into(), "m".into());
+        w.usage(None, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        w.usage(Some(usage), &mut out).unwrap();
+        let last = json(&out[2]);
+        assert_eq!(last["choices"], serde_json::json!([]));
+        assert_eq!(last["usage"]["total_tokens"], 7);
+        assert_eq!(last["model"], "m");
+    }
+
+    #[test]
+    fn numbering_counts_in_order_of_first_appearance() {
+        let mut n = Numbering::default();
+        assert_eq!(n.get(5), None);
+        assert_eq!(n.assign(5), 0);
+        assert_eq!(n.get_or_assign(2), 1);
+        assert_eq!(n.get_or_assign(5), 0);
+        assert_eq!(n.get(2), Some(1));
+    }
+
+    #[test]
+    fn tool_call_fragments() {
+        let start = serde_json::to_value(ToolCallDelta::start(
+            1,
+            Cow::Borrowed("c"),
+            "f",
+            Cow::Borrowed(""),
+        ))
+        .unwrap();
+        assert_eq!(
+            start,
+            serde_json::json!({"index": 1, "id": "c", "type": "function", "function": {"name": "f", "arguments": ""}})
+        );
+        let more = serde_json::to_value(ToolCallDelta::arguments(1, "{}")).unwrap();
+        assert_eq!(
+            more,
+            serde_json::json!({"index": 1, "function": {"arguments": "{}"}})
+        );
+    }
 }

@@ -19,7 +19,7 @@ use super::{
     types::{BlockDelta, ContentBlock, StreamEvent, Usage},
 };
 use crate::{
-    openai_out::{now_secs, Chunk, ChunkChoice, Delta, FunctionDelta, OpenAiUsage, ToolCallDelta},
+    openai_out::{ChunkWriter, Delta, Numbering, ToolCallDelta},
     reasoning::ThinkingBlockDelta,
     stream::SseEvent,
     AdapterError, StreamTranslator,
@@ -27,17 +27,14 @@ use crate::{
 
 /// State of one translated stream.
 pub struct AnthropicStream {
-    client_wants_usage: bool,
-    id: String,
-    model: Option<String>,
-    created: u64,
-    role_sent: bool,
-    /// (Anthropic block index, OpenAI tool-call index) of each `tool_use` block seen.
-    tool_blocks: Vec<(u64, u32)>,
+    /// Chunk id and model (from `message_start`) and role.
+    chunks: ChunkWriter,
+    /// OpenAI tool-call index of each `tool_use` block (by Anthropic block index).
+    tool_blocks: Numbering,
     /// Block indices of the `tool_use` blocks that streamed some input JSON.
     tool_input_seen: Vec<u64>,
-    /// (Anthropic block index, `thinking_blocks` index) of each thinking or redacted block seen.
-    thinking_blocks: Vec<(u64, u32)>,
+    /// `thinking_blocks` index of each thinking or redacted block.
+    thinking_blocks: Numbering,
     usage: Option<Usage>,
     done: bool,
 }
@@ -45,55 +42,13 @@ pub struct AnthropicStream {
 impl AnthropicStream {
     pub fn new(client_wants_usage: bool) -> Self {
         AnthropicStream {
-            client_wants_usage,
-            id: String::new(),
-            model: None,
-            created: now_secs(),
-            role_sent: false,
-            tool_blocks: Vec::new(),
+            chunks: ChunkWriter::new(client_wants_usage, String::new(), String::new()),
+            tool_blocks: Numbering::default(),
             tool_input_seen: Vec::new(),
-            thinking_blocks: Vec::new(),
+            thinking_blocks: Numbering::default(),
             usage: None,
             done: false,
         }
-    }
-
-    fn push(
-        &mut self,
-        mut delta: Delta<'_>,
-        finish_reason: Option<&'static str>,
-        out: &mut Vec<Bytes>,
-    ) -> Result<(), AdapterError> {
-        if !self.role_sent {
-            self.role_sent = true;
-            delta.role = Some("assistant");
-        }
-        let choice = ChunkChoice {
-            index: 0,
-            delta,
-            logprobs: (),
-            finish_reason,
-        };
-        self.write(vec![choice], None, out)
-    }
-
-    fn write(
-        &self,
-        choices: Vec<ChunkChoice<'_>>,
-        usage: Option<OpenAiUsage>,
-        out: &mut Vec<Bytes>,
-    ) -> Result<(), AdapterError> {
-        let chunk = Chunk {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: self.model.as_deref().unwrap_or_default(),
-            choices,
-            usage,
-        };
-        let bytes = serde_json::to_vec(&chunk).map_err(|e| AdapterError::StreamError(e.to_string()))?;
-        out.push(Bytes::from(bytes));
-        Ok(())
     }
 
     /// Stream usage is cumulative: later values replace earlier ones, absent ones are kept.
@@ -114,35 +69,9 @@ impl AnthropicStream {
         }
     }
 
-    fn tool_index(&self, block: u64) -> Option<u32> {
-        self.tool_blocks
-            .iter()
-            .find(|(b, _)| *b == block)
-            .map(|(_, i)| *i)
-    }
-
-    fn thinking_index(&self, block: u64) -> Option<u32> {
-        self.thinking_blocks
-            .iter()
-            .find(|(b, _)| *b == block)
-            .map(|(_, i)| *i)
-    }
-
-    /// Numbers a new thinking (or redacted) block.
-    fn start_thinking(&mut self, block: u64) -> u32 {
-        let i = u32::try_from(self.thinking_blocks.len()).unwrap_or(u32::MAX);
-        self.thinking_blocks.push((block, i));
-        i
-    }
-
     /// A thinking text fragment: `reasoning_content` and the block's `thinking_blocks` fragment.
     fn push_thinking(&mut self, block: u32, text: &str, out: &mut Vec<Bytes>) -> Result<(), AdapterError> {
-        let delta = Delta {
-            reasoning_content: Some(text),
-            thinking_blocks: vec![ThinkingBlockDelta::text(block, text)],
-            ..Delta::default()
-        };
-        self.push(delta, None, out)
+        self.chunks.push(Delta::reasoning(block, text), None, out)
     }
 }
 
@@ -155,112 +84,64 @@ impl StreamTranslator for AnthropicStream {
             .map_err(|e| AdapterError::BadUpstreamBody(format!("stream event: {e}")))?;
         match parsed {
             StreamEvent::MessageStart { message } => {
-                self.id = message.id;
-                self.model = Some(message.model).filter(|m| !m.is_empty());
+                self.chunks.id = message.id;
+                self.chunks.model = message.model;
                 self.merge_usage(message.usage);
             }
             StreamEvent::ContentBlockStart { index, content_block } => match content_block {
                 ContentBlock::ToolUse { id, name, .. } => {
-                    let tool = u32::try_from(self.tool_blocks.len()).unwrap_or(u32::MAX);
-                    self.tool_blocks.push((index, tool));
-                    let call = ToolCallDelta {
-                        index: tool,
-                        id: Some(Cow::Borrowed(&id)),
-                        kind: Some("function"),
-                        function: FunctionDelta {
-                            name: Some(&name),
-                            arguments: Cow::Borrowed(""),
-                        },
-                    };
-                    let delta = Delta {
-                        tool_calls: vec![call],
-                        ..Delta::default()
-                    };
-                    self.push(delta, None, out)?;
+                    let tool = self.tool_blocks.assign(index);
+                    let call = ToolCallDelta::start(tool, Cow::Borrowed(&id), &name, Cow::Borrowed(""));
+                    self.chunks.push(Delta::tool_call(call), None, out)?;
                 }
                 ContentBlock::Text { text } if !text.is_empty() => {
-                    let delta = Delta {
-                        content: Some(&text),
-                        ..Delta::default()
-                    };
-                    self.push(delta, None, out)?;
+                    self.chunks.push(Delta::content(&text), None, out)?;
                 }
                 ContentBlock::Thinking { thinking, signature } => {
-                    let block = self.start_thinking(index);
+                    let block = self.thinking_blocks.assign(index);
                     if !thinking.is_empty() {
                         self.push_thinking(block, &thinking, out)?;
                     }
                     if let Some(sig) = signature.as_deref().filter(|s| !s.is_empty()) {
-                        let delta = Delta {
-                            thinking_blocks: vec![ThinkingBlockDelta::signature(block, sig)],
-                            ..Delta::default()
-                        };
-                        self.push(delta, None, out)?;
+                        let delta = Delta::thinking(ThinkingBlockDelta::signature(block, sig));
+                        self.chunks.push(delta, None, out)?;
                     }
                 }
                 ContentBlock::RedactedThinking { data } => {
-                    let block = self.start_thinking(index);
-                    let delta = Delta {
-                        thinking_blocks: vec![ThinkingBlockDelta::redacted(block, &data)],
-                        ..Delta::default()
-                    };
-                    self.push(delta, None, out)?;
+                    let block = self.thinking_blocks.assign(index);
+                    let delta = Delta::thinking(ThinkingBlockDelta::redacted(block, &data));
+                    self.chunks.push(delta, None, out)?;
                 }
                 _ => {}
             },
             StreamEvent::ContentBlockDelta { index, delta } => match delta {
                 BlockDelta::TextDelta { text } => {
-                    let delta = Delta {
-                        content: Some(&text),
-                        ..Delta::default()
-                    };
-                    self.push(delta, None, out)?;
+                    self.chunks.push(Delta::content(&text), None, out)?;
                 }
                 BlockDelta::ThinkingDelta { thinking } => {
                     // A delta without its block start is numbered as a block of its own.
-                    let block = match self.thinking_index(index) {
-                        Some(b) => b,
-                        None => self.start_thinking(index),
-                    };
+                    let block = self.thinking_blocks.get_or_assign(index);
                     if !thinking.is_empty() {
                         self.push_thinking(block, &thinking, out)?;
                     }
                 }
                 BlockDelta::SignatureDelta { signature } => {
-                    let block = match self.thinking_index(index) {
-                        Some(b) => b,
-                        None => self.start_thinking(index),
-                    };
+                    let block = self.thinking_blocks.get_or_assign(index);
                     if !signature.is_empty() {
-                        let delta = Delta {
-                            thinking_blocks: vec![ThinkingBlockDelta::signature(block, &signature)],
-                            ..Delta::default()
-                        };
-                        self.push(delta, None, out)?;
+                        let delta = Delta::thinking(ThinkingBlockDelta::signature(block, &signature));
+                        self.chunks.push(delta, None, out)?;
                     }
                 }
                 BlockDelta::InputJsonDelta { partial_json } => {
                     // Server-tool blocks stream input too; only client tool calls are forwarded.
-                    let Some(tool) = self.tool_index(index).filter(|_| !partial_json.is_empty()) else {
+                    let Some(tool) = self.tool_blocks.get(index).filter(|_| !partial_json.is_empty()) else {
                         return Ok(());
                     };
                     if !self.tool_input_seen.contains(&index) {
                         self.tool_input_seen.push(index);
                     }
-                    let call = ToolCallDelta {
-                        index: tool,
-                        id: None,
-                        kind: None,
-                        function: FunctionDelta {
-                            name: None,
-                            arguments: Cow::Borrowed(&partial_json),
-                        },
-                    };
-                    let delta = Delta {
-                        tool_calls: vec![call],
-                        ..Delta::default()
-                    };
-                    self.push(delta, None, out)?;
+                    let call = ToolCallDelta::arguments(tool, &partial_json);
+                    self.chunks.push(Delta::tool_call(call), None, out)?;
                 }
                 BlockDelta::Other => {}
             },
@@ -269,15 +150,12 @@ impl StreamTranslator for AnthropicStream {
                     self.merge_usage(u);
                 }
                 if let Some(reason) = delta.stop_reason.as_deref() {
-                    self.push(Delta::default(), Some(finish_reason(reason)), out)?;
+                    self.chunks
+                        .push(Delta::default(), Some(finish_reason(reason)), out)?;
                 }
             }
             StreamEvent::MessageStop => {
-                if self.client_wants_usage {
-                    if let Some(u) = self.usage() {
-                        self.write(Vec::new(), Some(OpenAiUsage::from(&u)), out)?;
-                    }
-                }
+                self.chunks.usage(self.usage(), out)?;
                 self.done = true;
             }
             StreamEvent::Error { error } => {
@@ -291,23 +169,12 @@ impl StreamTranslator for AnthropicStream {
                 // A tool without parameters streams no input JSON at all (only an empty delta): its
                 // arguments must still be `{}`, which is what clients parse.
                 if let Some(tool) = self
-                    .tool_index(index)
+                    .tool_blocks
+                    .get(index)
                     .filter(|_| !self.tool_input_seen.contains(&index))
                 {
-                    let call = ToolCallDelta {
-                        index: tool,
-                        id: None,
-                        kind: None,
-                        function: FunctionDelta {
-                            name: None,
-                            arguments: Cow::Borrowed("{}"),
-                        },
-                    };
-                    let delta = Delta {
-                        tool_calls: vec![call],
-                        ..Delta::default()
-                    };
-                    self.push(delta, None, out)?;
+                    let call = ToolCallDelta::arguments(tool, "{}");
+                    self.chunks.push(Delta::tool_call(call), None, out)?;
                 }
             }
             StreamEvent::ContentBlockStop { index: None } | StreamEvent::Ping | StreamEvent::Unknown => {}
@@ -320,7 +187,7 @@ impl StreamTranslator for AnthropicStream {
     }
 
     fn model(&self) -> Option<&str> {
-        self.model.as_deref()
+        self.chunks.model()
     }
 
     fn finished(&self) -> bool {

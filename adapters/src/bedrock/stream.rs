@@ -26,7 +26,7 @@ use super::{
 };
 use crate::{
     eventstream::{ERROR_PREFIX, EXCEPTION_PREFIX},
-    openai_out::{now_secs, Chunk, ChunkChoice, Delta, FunctionDelta, OpenAiUsage, ToolCallDelta},
+    openai_out::{ChunkWriter, Delta, Numbering, ToolCallDelta},
     reasoning::ThinkingBlockDelta,
     stream::SseEvent,
     AdapterError, StreamTranslator,
@@ -34,15 +34,12 @@ use crate::{
 
 /// State of one translated stream.
 pub struct BedrockStream {
-    client_wants_usage: bool,
-    id: String,
-    model: String,
-    created: u64,
-    role_sent: bool,
-    /// (Bedrock block index, OpenAI tool-call index) of each `toolUse` block seen.
-    tool_blocks: Vec<(u64, u32)>,
-    /// (Bedrock block index, `thinking_blocks` index) of each reasoning block seen.
-    thinking_blocks: Vec<(u64, u32)>,
+    /// Chunk id (made up: Converse has none), model (the one the request went to) and role.
+    chunks: ChunkWriter,
+    /// OpenAI tool-call index of each `toolUse` block (by Bedrock block index).
+    tool_blocks: Numbering,
+    /// `thinking_blocks` index of each reasoning block.
+    thinking_blocks: Numbering,
     stopped: bool,
     usage: Option<Usage>,
     done: bool,
@@ -57,82 +54,13 @@ impl BedrockStream {
     /// `model` is the model id the request went to (Converse streams do not name it).
     pub fn new(client_wants_usage: bool, model: &str) -> Self {
         BedrockStream {
-            client_wants_usage,
-            id: completion_id(),
-            model: model.to_string(),
-            created: now_secs(),
-            role_sent: false,
-            tool_blocks: Vec::new(),
-            thinking_blocks: Vec::new(),
+            chunks: ChunkWriter::new(client_wants_usage, completion_id(), model.to_string()),
+            tool_blocks: Numbering::default(),
+            thinking_blocks: Numbering::default(),
             stopped: false,
             usage: None,
             done: false,
         }
-    }
-
-    fn push(
-        &mut self,
-        mut delta: Delta<'_>,
-        finish_reason: Option<&'static str>,
-        out: &mut Vec<Bytes>,
-    ) -> Result<(), AdapterError> {
-        if !self.role_sent {
-            self.role_sent = true;
-            delta.role = Some("assistant");
-        }
-        let choice = ChunkChoice {
-            index: 0,
-            delta,
-            logprobs: (),
-            finish_reason,
-        };
-        self.write(vec![choice], None, out)
-    }
-
-    fn write(
-        &self,
-        choices: Vec<ChunkChoice<'_>>,
-        usage: Option<OpenAiUsage>,
-        out: &mut Vec<Bytes>,
-    ) -> Result<(), AdapterError> {
-        let chunk = Chunk {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: &self.model,
-            choices,
-            usage,
-        };
-        let bytes = serde_json::to_vec(&chunk).map_err(|e| AdapterError::StreamError(e.to_string()))?;
-        out.push(Bytes::from(bytes));
-        Ok(())
-    }
-
-    fn tool_index(&self, block: u64) -> Option<u32> {
-        self.tool_blocks
-            .iter()
-            .find(|(b, _)| *b == block)
-            .map(|(_, i)| *i)
-    }
-
-    /// The `thinking_blocks` index of Bedrock block `block`, numbering it when new.
-    fn thinking_index(&mut self, block: u64) -> u32 {
-        if let Some((_, i)) = self.thinking_blocks.iter().find(|(b, _)| *b == block) {
-            return *i;
-        }
-        let i = u32::try_from(self.thinking_blocks.len()).unwrap_or(u32::MAX);
-        self.thinking_blocks.push((block, i));
-        i
-    }
-
-    fn finish(&mut self, out: &mut Vec<Bytes>) -> Result<(), AdapterError> {
-        if self.client_wants_usage {
-            if let Some(u) = self.usage() {
-                self.write(Vec::new(), Some(OpenAiUsage::from(&u)), out)?;
-            }
-        }
-        self.done = true;
-        Ok(())
     }
 }
 
@@ -158,84 +86,51 @@ impl StreamTranslator for BedrockStream {
             "contentBlockStart" => {
                 let start: ContentBlockStartEvent = parse(event, name)?;
                 if let Some(tool) = start.start.tool_use {
-                    let index = u32::try_from(self.tool_blocks.len()).unwrap_or(u32::MAX);
-                    self.tool_blocks.push((start.content_block_index, index));
-                    let call = ToolCallDelta {
-                        index,
-                        id: Some(Cow::Borrowed(&tool.tool_use_id)),
-                        kind: Some("function"),
-                        function: FunctionDelta {
-                            name: Some(&tool.name),
-                            arguments: Cow::Borrowed(""),
-                        },
-                    };
-                    let delta = Delta {
-                        tool_calls: vec![call],
-                        ..Delta::default()
-                    };
-                    self.push(delta, None, out)?;
+                    let index = self.tool_blocks.assign(start.content_block_index);
+                    let id = Cow::Borrowed(tool.tool_use_id.as_str());
+                    let call = ToolCallDelta::start(index, id, &tool.name, Cow::Borrowed(""));
+                    self.chunks.push(Delta::tool_call(call), None, out)?;
                 }
             }
             "contentBlockDelta" => {
                 let d: ContentBlockDeltaEvent = parse(event, name)?;
                 if let Some(text) = d.delta.text.as_deref().filter(|t| !t.is_empty()) {
-                    let delta = Delta {
-                        content: Some(text),
-                        ..Delta::default()
-                    };
-                    self.push(delta, None, out)?;
+                    self.chunks.push(Delta::content(text), None, out)?;
                 }
                 if let Some(r) = &d.delta.reasoning_content {
-                    let block = self.thinking_index(d.content_block_index);
+                    let block = self.thinking_blocks.get_or_assign(d.content_block_index);
                     let fragment = match (&r.text, &r.signature, &r.redacted_content) {
-                        (Some(t), _, _) if !t.is_empty() => Some(Delta {
-                            reasoning_content: Some(t),
-                            thinking_blocks: vec![ThinkingBlockDelta::text(block, t)],
-                            ..Delta::default()
-                        }),
-                        (_, Some(sig), _) if !sig.is_empty() => Some(Delta {
-                            thinking_blocks: vec![ThinkingBlockDelta::signature(block, sig)],
-                            ..Delta::default()
-                        }),
-                        (_, _, Some(data)) if !data.is_empty() => Some(Delta {
-                            thinking_blocks: vec![ThinkingBlockDelta::redacted(block, data)],
-                            ..Delta::default()
-                        }),
+                        (Some(t), _, _) if !t.is_empty() => Some(Delta::reasoning(block, t)),
+                        (_, Some(sig), _) if !sig.is_empty() => {
+                            Some(Delta::thinking(ThinkingBlockDelta::signature(block, sig)))
+                        }
+                        (_, _, Some(data)) if !data.is_empty() => {
+                            Some(Delta::thinking(ThinkingBlockDelta::redacted(block, data)))
+                        }
                         _ => None,
                     };
                     if let Some(delta) = fragment {
-                        self.push(delta, None, out)?;
+                        self.chunks.push(delta, None, out)?;
                     }
                 }
                 if let Some(input) = d.delta.tool_use.as_ref().map(|t| t.input.as_str()) {
-                    let tool = self.tool_index(d.content_block_index).ok_or_else(|| {
+                    let tool = self.tool_blocks.get(d.content_block_index).ok_or_else(|| {
                         AdapterError::BadUpstreamBody(format!(
                             "tool input for block {} that started no tool use",
                             d.content_block_index
                         ))
                     })?;
                     if !input.is_empty() {
-                        let call = ToolCallDelta {
-                            index: tool,
-                            id: None,
-                            kind: None,
-                            function: FunctionDelta {
-                                name: None,
-                                arguments: Cow::Borrowed(input),
-                            },
-                        };
-                        let delta = Delta {
-                            tool_calls: vec![call],
-                            ..Delta::default()
-                        };
-                        self.push(delta, None, out)?;
+                        let call = ToolCallDelta::arguments(tool, input);
+                        self.chunks.push(Delta::tool_call(call), None, out)?;
                     }
                 }
             }
             "messageStop" => {
                 let stop: MessageStopEvent = parse(event, name)?;
                 self.stopped = true;
-                self.push(Delta::default(), Some(finish_reason(&stop.stop_reason)), out)?;
+                let finish = Some(finish_reason(&stop.stop_reason));
+                self.chunks.push(Delta::default(), finish, out)?;
             }
             "metadata" => {
                 let meta: MetadataEvent = parse(event, name)?;
@@ -244,7 +139,8 @@ impl StreamTranslator for BedrockStream {
                 }
                 // Metadata follows messageStop and closes the stream.
                 if self.stopped {
-                    self.finish(out)?;
+                    self.chunks.usage(self.usage(), out)?;
+                    self.done = true;
                 }
             }
             // contentBlockStop, and events added later.

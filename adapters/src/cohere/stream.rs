@@ -19,23 +19,17 @@ use super::{
     types::{Delta, StreamEvent, Usage},
 };
 use crate::{
-    openai_out::{
-        now_secs, Chunk, ChunkChoice, Delta as OutDelta, FunctionDelta, OpenAiUsage, ToolCallDelta,
-    },
+    openai_out::{ChunkWriter, Delta as OutDelta, Numbering, ToolCallDelta},
     stream::SseEvent,
     AdapterError, StreamTranslator,
 };
 
 /// State of one translated stream.
 pub struct CohereStream {
-    client_wants_usage: bool,
-    id: String,
-    /// The model the request went to (Cohere's stream does not name it).
-    model: String,
-    created: u64,
-    role_sent: bool,
-    /// (Cohere tool-call index, OpenAI tool-call index) of each call started.
-    tool_calls: Vec<(u64, u32)>,
+    /// Chunk id, model (the one the request went to: Cohere's stream does not name it) and role.
+    chunks: ChunkWriter,
+    /// OpenAI tool-call index of each Cohere tool-call index, numbered as the calls start.
+    tool_calls: Numbering,
     usage: Option<Usage>,
     done: bool,
 }
@@ -43,53 +37,11 @@ pub struct CohereStream {
 impl CohereStream {
     pub fn new(client_wants_usage: bool, model: &str) -> Self {
         CohereStream {
-            client_wants_usage,
-            id: String::new(),
-            model: model.to_string(),
-            created: now_secs(),
-            role_sent: false,
-            tool_calls: Vec::new(),
+            chunks: ChunkWriter::new(client_wants_usage, String::new(), model.to_string()),
+            tool_calls: Numbering::default(),
             usage: None,
             done: false,
         }
-    }
-
-    fn push(
-        &mut self,
-        mut delta: OutDelta<'_>,
-        finish_reason: Option<&'static str>,
-        out: &mut Vec<Bytes>,
-    ) -> Result<(), AdapterError> {
-        if !self.role_sent {
-            self.role_sent = true;
-            delta.role = Some("assistant");
-        }
-        let choice = ChunkChoice {
-            index: 0,
-            delta,
-            logprobs: (),
-            finish_reason,
-        };
-        self.write(vec![choice], None, out)
-    }
-
-    fn write(
-        &self,
-        choices: Vec<ChunkChoice<'_>>,
-        usage: Option<OpenAiUsage>,
-        out: &mut Vec<Bytes>,
-    ) -> Result<(), AdapterError> {
-        let chunk = Chunk {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: &self.model,
-            choices,
-            usage,
-        };
-        let bytes = serde_json::to_vec(&chunk).map_err(|e| AdapterError::StreamError(e.to_string()))?;
-        out.push(Bytes::from(bytes));
-        Ok(())
     }
 
     fn text(
@@ -108,7 +60,7 @@ impl CohereStream {
             reasoning_content: reasoning,
             ..OutDelta::default()
         };
-        self.push(delta, None, out)
+        self.chunks.push(delta, None, out)
     }
 
     fn tool_call(
@@ -123,29 +75,27 @@ impl CohereStream {
             .and_then(|f| f.get("arguments"))
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let tool = match self.tool_calls.iter().find(|(c, _)| *c == index) {
-            Some((_, t)) if !start => *t,
+        let tool = match self.tool_calls.get(index) {
+            Some(t) if !start => t,
             Some(_) => {
                 return Err(AdapterError::BadUpstreamBody(format!(
                     "tool call {index} started twice"
                 )))
             }
-            None if start => {
-                let t = u32::try_from(self.tool_calls.len()).unwrap_or(u32::MAX);
-                self.tool_calls.push((index, t));
-                t
-            }
+            None if start => self.tool_calls.assign(index),
             None => {
                 return Err(AdapterError::BadUpstreamBody(format!(
                     "tool call {index} was never started"
                 )))
             }
         };
-        let (id, name) = if start {
+        let call = if start {
             let id = call.get("id").and_then(Value::as_str);
             let name = function.and_then(|f| f.get("name")).and_then(Value::as_str);
             match (id, name) {
-                (Some(id), Some(name)) => (Some(Cow::Borrowed(id)), Some(name)),
+                (Some(id), Some(name)) => {
+                    ToolCallDelta::start(tool, Cow::Borrowed(id), name, Cow::Borrowed(arguments))
+                }
                 _ => {
                     return Err(AdapterError::BadUpstreamBody(
                         "tool-call-start without id or name".into(),
@@ -155,21 +105,9 @@ impl CohereStream {
         } else if arguments.is_empty() {
             return Ok(());
         } else {
-            (None, None)
+            ToolCallDelta::arguments(tool, arguments)
         };
-        let delta = OutDelta {
-            tool_calls: vec![ToolCallDelta {
-                index: tool,
-                kind: id.as_ref().map(|_| "function"),
-                id,
-                function: FunctionDelta {
-                    name,
-                    arguments: Cow::Borrowed(arguments),
-                },
-            }],
-            ..OutDelta::default()
-        };
-        self.push(delta, None, out)
+        self.chunks.push(OutDelta::tool_call(call), None, out)
     }
 
     fn end(&mut self, delta: Delta, out: &mut Vec<Bytes>) -> Result<(), AdapterError> {
@@ -186,12 +124,8 @@ impl CohereStream {
                 )))
             }
         };
-        self.push(OutDelta::default(), Some(finish), out)?;
-        if self.client_wants_usage {
-            if let Some(usage) = self.usage() {
-                self.write(Vec::new(), Some(OpenAiUsage::from(&usage)), out)?;
-            }
-        }
+        self.chunks.push(OutDelta::default(), Some(finish), out)?;
+        self.chunks.usage(self.usage(), out)?;
         self.done = true;
         Ok(())
     }
@@ -209,7 +143,7 @@ impl StreamTranslator for CohereStream {
         match parsed.kind.as_str() {
             "message-start" => {
                 if let Some(id) = parsed.id {
-                    self.id = id;
+                    self.chunks.id = id;
                 }
             }
             "content-start" | "content-delta" => {
@@ -238,7 +172,7 @@ impl StreamTranslator for CohereStream {
     }
 
     fn model(&self) -> Option<&str> {
-        (!self.model.is_empty()).then_some(self.model.as_str())
+        self.chunks.model()
     }
 
     fn finished(&self) -> bool {

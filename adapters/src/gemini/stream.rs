@@ -24,7 +24,7 @@ use super::{
     types::{GenerateContentResponse, UsageMetadata},
 };
 use crate::{
-    openai_out::{now_secs, Chunk, ChunkChoice, Delta, FunctionDelta, OpenAiUsage, ToolCallDelta},
+    openai_out::{ChunkChoice, ChunkWriter, Delta, ToolCallDelta},
     reasoning::ThinkingBlockDelta,
     stream::SseEvent,
     AdapterError, StreamTranslator,
@@ -42,10 +42,8 @@ struct ChoiceState {
 
 /// State of one translated stream.
 pub struct GeminiStream {
-    client_wants_usage: bool,
-    id: String,
-    model: Option<String>,
-    created: u64,
+    /// Chunk id and model (from the first response naming them); the role is per choice.
+    chunks: ChunkWriter,
     choices: Vec<ChoiceState>,
     /// Function calls seen so far: the next call's OpenAI index.
     calls: u32,
@@ -56,10 +54,7 @@ pub struct GeminiStream {
 impl GeminiStream {
     pub fn new(client_wants_usage: bool) -> Self {
         GeminiStream {
-            client_wants_usage,
-            id: String::new(),
-            model: None,
-            created: now_secs(),
+            chunks: ChunkWriter::new(client_wants_usage, String::new(), String::new()),
             choices: Vec::new(),
             calls: 0,
             usage: None,
@@ -92,26 +87,16 @@ impl GeminiStream {
         out: &mut Vec<Bytes>,
     ) -> Result<(), AdapterError> {
         let choice = self.choice_chunk(index, delta, finish_reason);
-        self.write(vec![choice], None, out)
+        self.chunks.write(vec![choice], None, out)
     }
 
     fn choice_chunk<'d>(
         &mut self,
         index: u32,
-        mut delta: Delta<'d>,
+        delta: Delta<'d>,
         finish_reason: Option<&'static str>,
     ) -> ChunkChoice<'d> {
-        let state = self.choice(index);
-        if !state.role_sent {
-            state.role_sent = true;
-            delta.role = Some("assistant");
-        }
-        ChunkChoice {
-            index,
-            delta,
-            logprobs: (),
-            finish_reason,
-        }
+        ChunkWriter::choice_with(&mut self.choice(index).role_sent, index, delta, finish_reason)
     }
 
     /// A whole function call; its thought signature goes in the tool call's
@@ -127,14 +112,7 @@ impl GeminiStream {
             return self.push(index, delta, None, out);
         };
         let choice = self.choice_chunk(index, delta, None);
-        let chunk = Chunk {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: self.model.as_deref().unwrap_or_default(),
-            choices: vec![choice],
-            usage: None,
-        };
+        let chunk = self.chunks.chunk(vec![choice], None);
         let err = |e: serde_json::Error| AdapterError::StreamError(e.to_string());
         let mut v = serde_json::to_value(&chunk).map_err(err)?;
         if let Some(Value::Object(call)) = v.pointer_mut("/choices/0/delta/tool_calls/0") {
@@ -162,12 +140,7 @@ impl GeminiStream {
                 signature,
             } => {
                 if !text.is_empty() {
-                    let delta = Delta {
-                        reasoning_content: Some(text),
-                        thinking_blocks: vec![ThinkingBlockDelta::text(block, text)],
-                        ..Delta::default()
-                    };
-                    self.push(index, delta, None, out)?;
+                    self.push(index, Delta::reasoning(block, text), None, out)?;
                 }
                 (block, signature)
             }
@@ -175,33 +148,11 @@ impl GeminiStream {
         };
         match signature {
             Some(sig) => {
-                let delta = Delta {
-                    thinking_blocks: vec![ThinkingBlockDelta::signature(block, sig)],
-                    ..Delta::default()
-                };
+                let delta = Delta::thinking(ThinkingBlockDelta::signature(block, sig));
                 self.push(index, delta, None, out)
             }
             None => Ok(()),
         }
-    }
-
-    fn write(
-        &self,
-        choices: Vec<ChunkChoice<'_>>,
-        usage: Option<OpenAiUsage>,
-        out: &mut Vec<Bytes>,
-    ) -> Result<(), AdapterError> {
-        let chunk = Chunk {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: self.model.as_deref().unwrap_or_default(),
-            choices,
-            usage,
-        };
-        let bytes = serde_json::to_vec(&chunk).map_err(|e| AdapterError::StreamError(e.to_string()))?;
-        out.push(Bytes::from(bytes));
-        Ok(())
     }
 }
 
@@ -219,11 +170,11 @@ impl StreamTranslator for GeminiStream {
                 .unwrap_or_else(|| "upstream stream error".to_string());
             return Err(AdapterError::StreamError(message));
         }
-        if self.id.is_empty() {
-            self.id = res.response_id.unwrap_or_default();
+        if self.chunks.id.is_empty() {
+            self.chunks.id = res.response_id.unwrap_or_default();
         }
         if let Some(m) = res.model_version.filter(|m| !m.is_empty()) {
-            self.model = Some(m);
+            self.chunks.model = m;
         }
         if let Some(u) = res.usage_metadata {
             self.usage = Some(u);
@@ -233,34 +184,19 @@ impl StreamTranslator for GeminiStream {
             for part in c.content.iter().flat_map(|c| &c.parts) {
                 let step = self.choice(index).thoughts.step(part);
                 if let Some(f) = &part.function_call {
-                    let call = ToolCallDelta {
-                        index: self.calls,
-                        id: Some(Cow::Owned(call_id(self.calls as usize))),
-                        kind: Some("function"),
-                        function: FunctionDelta {
-                            name: Some(&f.name),
-                            arguments: Cow::Owned(
-                                arguments(f.args.as_ref())
-                                    .map_err(|e| AdapterError::StreamError(e.to_string()))?,
-                            ),
-                        },
-                    };
+                    let args =
+                        arguments(f.args.as_ref()).map_err(|e| AdapterError::StreamError(e.to_string()))?;
+                    let id = Cow::Owned(call_id(self.calls as usize));
+                    let call = ToolCallDelta::start(self.calls, id, &f.name, Cow::Owned(args));
                     self.calls += 1;
                     self.choice(index).called_tools = true;
-                    let delta = Delta {
-                        tool_calls: vec![call],
-                        ..Delta::default()
-                    };
+                    let delta = Delta::tool_call(call);
                     self.push_call(index, delta, part.thought_signature.as_deref(), out)?;
                     continue;
                 }
                 if !part.thought {
                     if let Some(t) = part.text.as_deref().filter(|t| !t.is_empty()) {
-                        let delta = Delta {
-                            content: Some(t),
-                            ..Delta::default()
-                        };
-                        self.push(index, delta, None, out)?;
+                        self.push(index, Delta::content(t), None, out)?;
                     }
                 }
                 self.push_thought(index, step, out)?;
@@ -281,11 +217,7 @@ impl StreamTranslator for GeminiStream {
             self.push(0, Delta::default(), Some("content_filter"), out)?;
         }
         if !self.choices.is_empty() && self.choices.iter().all(|c| c.finished) {
-            if self.client_wants_usage {
-                if let Some(u) = self.usage() {
-                    self.write(Vec::new(), Some(OpenAiUsage::from(&u)), out)?;
-                }
-            }
+            self.chunks.usage(self.usage(), out)?;
             self.done = true;
         }
         Ok(())
@@ -296,7 +228,7 @@ impl StreamTranslator for GeminiStream {
     }
 
     fn model(&self) -> Option<&str> {
-        self.model.as_deref()
+        self.chunks.model()
     }
 
     fn finished(&self) -> bool {
