@@ -236,6 +236,23 @@ impl Gateway {
         self.post(key, "/v1/chat/completions", body).await
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let res = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        res.text().await.expect("metrics text")
+    }
+
+    /// GETs `path` with `key` as the bearer token.
+    pub async fn get(&self, key: &str, path: &str) -> reqwest::Response {
+        let res = self.http.get(self.url(path)).bearer_auth(key).send().await;
+        res.unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     /// POSTs `body` as JSON to `path` with `key` as the bearer token.
     pub async fn post(&self, key: &str, path: &str, body: Value) -> reqwest::Response {
         self.http

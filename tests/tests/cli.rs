@@ -301,15 +301,7 @@ async fn config_reloads_on_sighup_and_on_file_change_and_refuses_invalid_files()
     .unwrap();
     assert!(eventually("renamed", 200).await, "file change not picked up");
     assert_eq!(status_of("added").await, 404);
-    let metrics = gw
-        .http
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("tollgate_config_reload_failures_total 1")
             || metrics.contains("tollgate_config_reload_failures_total 2"),

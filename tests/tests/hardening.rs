@@ -27,13 +27,7 @@ async fn the_admin_api_can_live_on_its_own_listener() {
         ],
     )
     .await;
-    let on_main = gw
-        .http
-        .get(gw.url("/admin/keys"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let on_main = gw.get(ADMIN_KEY, "/admin/keys").await;
     assert_eq!(on_main.status(), 404, "no admin API on the public listener");
     let admin = format!("http://127.0.0.1:{admin_port}");
     let created: Value = gw
@@ -229,40 +223,12 @@ async fn no_secret_appears_in_any_output() {
         "/admin/usage/summary",
         "/admin/billing/export?format=csv",
     ] {
-        bodies.push_str(
-            &gw.http
-                .get(gw.url(path))
-                .bearer_auth(ADMIN_KEY)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap(),
-        );
+        bodies.push_str(&gw.get(ADMIN_KEY, path).await.text().await.unwrap());
     }
-    bodies.push_str(
-        &gw.http
-            .get(gw.url("/admin/keys"))
-            .bearer_auth("wrong-admin")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    bodies.push_str(&gw.get("wrong-admin", "/admin/keys").await.text().await.unwrap());
     gw.wait_events(6).await;
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    let metrics = gw
-        .http
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     let outputs = [
         ("logs", gw.logs()),
         ("metrics", metrics),

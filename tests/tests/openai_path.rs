@@ -239,13 +239,7 @@ async fn one_usage_event_per_request_with_filters_and_paging() {
     assert!(future["data"].as_array().unwrap().is_empty());
     let past = gw.events("to=946684800").await;
     assert!(past["data"].as_array().unwrap().is_empty());
-    let bad = gw
-        .http
-        .get(gw.url("/admin/usage/events?from=yesterday"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let bad = gw.get(ADMIN_KEY, "/admin/usage/events?from=yesterday").await;
     assert_eq!(bad.status(), 400);
 }
 
@@ -570,13 +564,7 @@ async fn client_disconnect_aborts_a_streaming_upstream_call() {
 #[tokio::test]
 async fn models_lists_only_what_the_key_may_use() {
     let (_fake, gw, key) = setup().await;
-    let r = gw
-        .http
-        .get(gw.url("/v1/models"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let r = gw.get(&key, "/v1/models").await;
     let v: Value = r.json().await.unwrap();
     let ids: Vec<&str> = v["data"]
         .as_array()
@@ -585,21 +573,9 @@ async fn models_lists_only_what_the_key_may_use() {
         .map(|m| m["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec!["gpt-test", "tools-test", "embed-test", "echo"]);
-    let r = gw
-        .http
-        .get(gw.url("/v1/models/gpt-test"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let r = gw.get(&key, "/v1/models/gpt-test").await;
     assert_eq!(r.json::<Value>().await.unwrap()["id"], "gpt-test");
-    let r = gw
-        .http
-        .get(gw.url("/v1/models/secret-model"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let r = gw.get(&key, "/v1/models/secret-model").await;
     expect_error(r, 404, None, Some("model_not_found")).await;
     let r = gw.http.get(gw.url("/v1/models")).send().await.unwrap();
     expect_error(r, 401, None, None).await;
@@ -609,15 +585,12 @@ async fn models_lists_only_what_the_key_may_use() {
 async fn embeddings_and_legacy_completions_pass_through() {
     let (fake, gw, key) = setup().await;
     let r = gw
-        .http
-        .post(gw.url("/v1/embeddings"))
-        .bearer_auth(&key)
-        .json(
-            &json!({"model": "embed-test", "input": ["a", "b"], "encoding_format": "float", "dimensions": 3}),
+        .post(
+            &key,
+            "/v1/embeddings",
+            json!({"model": "embed-test", "input": ["a", "b"], "encoding_format": "float", "dimensions": 3}),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["data"].as_array().unwrap().len(), 2);
@@ -628,13 +601,12 @@ async fn embeddings_and_legacy_completions_pass_through() {
         json!({"model": "up-embed", "input": ["a", "b"], "encoding_format": "float", "dimensions": 3})
     );
     let r = gw
-        .http
-        .post(gw.url("/v1/completions"))
-        .bearer_auth(&key)
-        .json(&json!({"model": "gpt-test", "prompt": "say hi", "max_tokens": 5}))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            &key,
+            "/v1/completions",
+            json!({"model": "gpt-test", "prompt": "say hi", "max_tokens": 5}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.json::<Value>().await.unwrap()["choices"][0]["text"],
@@ -679,30 +651,11 @@ async fn admin_api_needs_the_admin_token_and_revocation_takes_effect() {
     let (_fake, gw, key) = setup().await;
     let r = gw.http.get(gw.url("/admin/keys")).send().await.unwrap();
     expect_error(r, 401, None, None).await;
-    let r = gw
-        .http
-        .get(gw.url("/admin/keys"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let r = gw.get(&key, "/admin/keys").await;
     expect_error(r, 401, None, None).await;
-    let r = gw
-        .http
-        .post(gw.url("/admin/keys"))
-        .bearer_auth(ADMIN_KEY)
-        .json(&json!({"models": []}))
-        .send()
-        .await
-        .unwrap();
+    let r = gw.post(ADMIN_KEY, "/admin/keys", json!({"models": []})).await;
     expect_error(r, 400, None, None).await;
-    let r = gw
-        .http
-        .get(gw.url("/admin/keys"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let r = gw.get(ADMIN_KEY, "/admin/keys").await;
     let text = r.text().await.unwrap();
     assert!(!text.contains(&key), "key secret listed");
     let list: Value = serde_json::from_str(&text).unwrap();
@@ -740,15 +693,7 @@ async fn health_ready_and_metrics() {
     gw.chat(&key, json!({"model": "gpt-test", "messages": user("x")}))
         .await;
     gw.wait_events(1).await;
-    let text = gw
-        .http
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gw.metrics().await;
     assert!(text.contains(r#"tollgate_requests_total{endpoint="chat",model="gpt-test",provider="fake",status="200",error_type=""} 1"#), "{text}");
     assert!(
         text.contains(r#"tollgate_tokens_total{model="gpt-test",provider="fake",class="cached_input"} 3"#)
@@ -768,13 +713,12 @@ async fn bodies_are_stored_only_for_keys_that_opt_in_and_only_while_retained() {
         .await;
     let opted_key = opted["key"].as_str().unwrap();
     let bad = gw
-        .http
-        .post(gw.url("/admin/keys"))
-        .bearer_auth(ADMIN_KEY)
-        .json(&json!({"name": "x", "body_retention": "forever"}))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            ADMIN_KEY,
+            "/admin/keys",
+            json!({"name": "x", "body_retention": "forever"}),
+        )
+        .await;
     expect_error(bad, 400, None, None).await;
     assert_eq!(
         gw.chat(
@@ -801,14 +745,7 @@ async fn bodies_are_stored_only_for_keys_that_opt_in_and_only_while_retained() {
     let events = gw.wait_events(3).await;
     let body = |id: String| {
         let gw = &gw;
-        async move {
-            gw.http
-                .get(gw.url(&format!("/admin/usage/events/{id}/body")))
-                .bearer_auth(ADMIN_KEY)
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { gw.get(ADMIN_KEY, &format!("/admin/usage/events/{id}/body")).await }
     };
     let id = |i: usize| events[i]["id"].as_str().unwrap().to_string();
     // Newest first: [plain, streamed, first].

@@ -31,13 +31,7 @@ async fn replicas(url: &str, prefix: &str, extra: &str) -> (FakeProvider, Gatewa
 async fn known_by(gw: &Gateway, key: &str) -> Duration {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(3) {
-        let r = gw
-            .http
-            .get(gw.url("/v1/models"))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap();
+        let r = gw.get(key, "/v1/models").await;
         if r.status() == 200 {
             return start.elapsed();
         }
@@ -314,15 +308,7 @@ async fn redis_outage_follows_each_limits_fail_mode_and_recovers() {
     assert_eq!(statuses, vec![200, 200, 200, 429]);
     let r = gw.chat(&budgeted, chat_body("x")).await;
     assert_eq!(r.status(), 503);
-    let metrics = gw
-        .http
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("tollgate_quota_store_fallbacks_total 4"),
         "{metrics}"
@@ -390,15 +376,7 @@ async fn teams_limit_their_keys_and_every_admin_action_is_audited() {
     let r = gw.chat(k2key, chat_body("a")).await;
     assert_eq!(r.status(), 429, "the team's 2 rpm covers both keys");
     assert!(r.text().await.unwrap().contains("team"));
-    let metrics = gw
-        .http
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains(r#"tollgate_limit_rejections_total{limit="requests"} 1"#),
         "{metrics}"

@@ -137,15 +137,7 @@ breaker_cooldown_ms = 400
         assert_eq!(gw.chat(&key, ask("flaky")).await.status(), 200);
     }
     assert_eq!(failing(&fake), 2, "an open circuit is skipped");
-    let metrics = gw
-        .http
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains(r#"tollgate_circuit_state{target="fake/fail-500"} 2"#),
         "{metrics}"

@@ -133,15 +133,7 @@ async fn a_clickhouse_outage_loses_nothing_and_duplicates_nothing() {
     send(&gw, &key, 150).await;
     // The events wait in the spool while ClickHouse is down; readiness stays green (the spool works).
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let metrics = gw
-        .http
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("tollgate_usage_events_written_total 250"),
         "{metrics}"
@@ -180,15 +172,7 @@ async fn a_killed_gateway_replays_its_spool_on_restart() {
     // Wait until all 60 are in the spool (recorded), then kill the gateway without any shutdown.
     let start = Instant::now();
     loop {
-        let m = gw
-            .http
-            .get(gw.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = gw.metrics().await;
         if m.contains("tollgate_usage_events_written_total 70") {
             break;
         }
@@ -310,12 +294,11 @@ async fn opt_in_bodies_live_in_their_own_clickhouse_table() {
         .unwrap()
         .to_string();
     let body: serde_json::Value = gw
-        .http
-        .get(gw.url(&format!("/admin/usage/events/{id}/body")))
-        .bearer_auth(tollgate_tests::gateway::ADMIN_KEY)
-        .send()
+        .get(
+            tollgate_tests::gateway::ADMIN_KEY,
+            &format!("/admin/usage/events/{id}/body"),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
