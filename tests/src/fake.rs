@@ -100,6 +100,53 @@ pub async fn serve(app: Router) -> Running {
     serve_on(listen("127.0.0.1:0").await, app)
 }
 
+/// A fake whose only state is the requests it received: the Anthropic, Cohere and Gemini fakes.
+pub struct Recording {
+    pub addr: SocketAddr,
+    base_path: &'static str,
+    requests: Arc<Requests>,
+    _server: Running,
+}
+
+impl Recording {
+    /// Serves `routes`, whose handlers record into the `State<Arc<Requests>>`; the provider
+    /// `base_url` is `http://ADDR<base_path>`.
+    pub async fn start(routes: Router<Arc<Requests>>, base_path: &'static str) -> Recording {
+        let requests = Arc::new(Requests::default());
+        let server = serve(routes.with_state(Arc::clone(&requests))).await;
+        Recording {
+            addr: server.addr,
+            base_path,
+            requests,
+            _server: server,
+        }
+    }
+
+    /// The provider `base_url` to configure.
+    pub fn base_url(&self) -> String {
+        format!("http://{}{}", self.addr, self.base_path)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.all()
+    }
+}
+
+/// An SSE answer of `frames`, sent a few milliseconds apart so the gateway sees them as separate
+/// reads.
+pub fn sse_paced(frames: Vec<String>) -> Response {
+    let stream = futures_util::stream::unfold(frames.into_iter(), |mut it| async move {
+        let f = it.next()?;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        Some((Ok::<Bytes, std::io::Error>(Bytes::from(f)), it))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(stream))
+        .expect("response")
+}
+
 #[derive(Default)]
 pub struct FakeState {
     pub requests: Requests,

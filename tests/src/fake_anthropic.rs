@@ -13,10 +13,9 @@
 //!
 //! Every request is recorded (path, headers, JSON body).
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{ops::Deref, sync::Arc};
 
 use axum::{
-    body::Body,
     extract::State,
     http::{HeaderMap, Uri},
     response::{IntoResponse, Response},
@@ -26,35 +25,23 @@ use axum::{
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::fake::{json_answer, serve, Recorded, Requests, Running};
+use crate::fake::{json_answer, sse_paced, Recording, Requests};
 
-pub struct FakeAnthropic {
-    pub addr: SocketAddr,
-    requests: Arc<Requests>,
-    _server: Running,
-}
+pub struct FakeAnthropic(Recording);
 
 impl FakeAnthropic {
+    /// Serves on an ephemeral port; the provider `base_url` to configure is `http://ADDR/v1`.
     pub async fn start() -> FakeAnthropic {
-        let requests = Arc::new(Requests::default());
-        let app = Router::new()
-            .route("/v1/messages", post(messages))
-            .with_state(Arc::clone(&requests));
-        let server = serve(app).await;
-        FakeAnthropic {
-            addr: server.addr,
-            requests,
-            _server: server,
-        }
+        let routes = Router::new().route("/v1/messages", post(messages));
+        FakeAnthropic(Recording::start(routes, "/v1").await)
     }
+}
 
-    /// The provider `base_url` to configure: `http://ADDR/v1`.
-    pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
-    }
+impl Deref for FakeAnthropic {
+    type Target = Recording;
 
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.requests.all()
+    fn deref(&self) -> &Recording {
+        &self.0
     }
 }
 
@@ -199,7 +186,7 @@ fn stream(model: &str, text: &str) -> Response {
                         json!({"type": "error",
                         "error": {"type": "overloaded_error", "message": "Overloaded"}}),
                     ));
-                    return sse(frames);
+                    return sse_paced(frames);
                 }
             }
             "end_turn"
@@ -215,7 +202,7 @@ fn stream(model: &str, text: &str) -> Response {
         "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 7}}),
     ));
     frames.push(frame("message_stop", json!({"type": "message_stop"})));
-    sse(frames)
+    sse_paced(frames)
 }
 
 /// The `thinking-tools` answer streamed: thinking in three deltas and its signature, the redacted
@@ -275,19 +262,5 @@ fn thinking_stream(model: &str) -> Response {
         "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 7}}),
     ));
     frames.push(frame("message_stop", json!({"type": "message_stop"})));
-    sse(frames)
-}
-
-/// Sends the frames a few milliseconds apart, so the gateway sees them as separate reads.
-fn sse(frames: Vec<String>) -> Response {
-    let stream = futures_util::stream::unfold(frames.into_iter(), |mut it| async move {
-        let f = it.next()?;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        Some((Ok::<Bytes, std::io::Error>(Bytes::from(f)), it))
-    });
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .header("cache-control", "no-cache")
-        .body(Body::from_stream(stream))
-        .expect("response")
+    sse_paced(frames)
 }

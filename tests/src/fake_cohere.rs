@@ -14,10 +14,9 @@
 //! with `base64` among the `embedding_types` a `base64` list is sent beside `float`. Every request is
 //! recorded (path, headers, JSON body).
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{ops::Deref, sync::Arc};
 
 use axum::{
-    body::Body,
     extract::State,
     http::{HeaderMap, Uri},
     response::{IntoResponse, Response},
@@ -27,38 +26,26 @@ use axum::{
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::fake::{json_answer, serve, Recorded, Requests, Running};
+use crate::fake::{json_answer, sse_paced, Recording, Requests};
 
-pub struct FakeCohere {
-    pub addr: SocketAddr,
-    requests: Arc<Requests>,
-    _server: Running,
-}
-
-type Shared = Arc<Requests>;
+pub struct FakeCohere(Recording);
 
 impl FakeCohere {
+    /// Serves on an ephemeral port; the provider `base_url` to configure is `http://ADDR` (paths
+    /// carry `/v2`).
     pub async fn start() -> FakeCohere {
-        let requests: Shared = Arc::default();
-        let app = Router::new()
+        let routes = Router::new()
             .route("/v2/chat", post(chat))
-            .route("/v2/embed", post(embed))
-            .with_state(Arc::clone(&requests));
-        let server = serve(app).await;
-        FakeCohere {
-            addr: server.addr,
-            requests,
-            _server: server,
-        }
+            .route("/v2/embed", post(embed));
+        FakeCohere(Recording::start(routes, "").await)
     }
+}
 
-    /// The provider `base_url` to configure: `http://ADDR` (paths carry `/v2`).
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
+impl Deref for FakeCohere {
+    type Target = Recording;
 
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.requests.all()
+    fn deref(&self) -> &Recording {
+        &self.0
     }
 }
 
@@ -74,7 +61,7 @@ fn error(status: u16, message: &str) -> Response {
 /// Records the request and applies the checks every endpoint shares; `Err` is the refusal (status,
 /// message).
 fn receive(
-    requests: &Shared,
+    requests: &Requests,
     uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
@@ -119,7 +106,7 @@ fn usage(output: u64) -> Value {
            "tokens": {"input_tokens": 80, "output_tokens": output}, "cached_tokens": 5})
 }
 
-async fn chat(State(requests): State<Shared>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn chat(State(requests): State<Arc<Requests>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let body = match receive(&requests, &uri, &headers, &body) {
         Ok(b) => b,
         Err((status, message)) => return error(status, message),
@@ -193,7 +180,7 @@ fn stream(model: &str, text: &str) -> Response {
                         json!({"type": "message-end", "delta": {"finish_reason": "ERROR",
                         "error": "internal server error", "usage": usage(1)}}),
                     ));
-                    return sse(frames);
+                    return sse_paced(frames);
                 }
             }
             frames.push(frame(json!({"type": "content-end", "index": 0})));
@@ -203,24 +190,10 @@ fn stream(model: &str, text: &str) -> Response {
     frames.push(frame(
         json!({"type": "message-end", "delta": {"finish_reason": finish, "usage": usage(7)}}),
     ));
-    sse(frames)
+    sse_paced(frames)
 }
 
-/// Sends the frames a few milliseconds apart, so the gateway sees them as separate reads.
-fn sse(frames: Vec<String>) -> Response {
-    let stream = futures_util::stream::unfold(frames.into_iter(), |mut it| async move {
-        let f = it.next()?;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        Some((Ok::<Bytes, std::io::Error>(Bytes::from(f)), it))
-    });
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .header("cache-control", "no-cache")
-        .body(Body::from_stream(stream))
-        .expect("response")
-}
-
-async fn embed(State(requests): State<Shared>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn embed(State(requests): State<Arc<Requests>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let body = match receive(&requests, &uri, &headers, &body) {
         Ok(b) => b,
         Err((status, message)) => return error(status, message),

@@ -17,10 +17,9 @@
 //! `batchEmbedContents` answers one vector `[len(text), 0.5, -0.25]` per request. Every request is
 //! recorded (path with query, headers, JSON body).
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{ops::Deref, sync::Arc};
 
 use axum::{
-    body::Body,
     extract::State,
     http::{HeaderMap, Uri},
     response::{IntoResponse, Response},
@@ -29,34 +28,24 @@ use axum::{
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::fake::{json_answer, serve, Recorded, Requests, Running};
+use crate::fake::{json_answer, sse_paced, Recording, Requests};
 
-pub struct FakeGemini {
-    pub addr: SocketAddr,
-    requests: Arc<Requests>,
-    _server: Running,
-}
+pub struct FakeGemini(Recording);
 
 impl FakeGemini {
+    /// Serves on an ephemeral port; the provider `base_url` to configure is `http://ADDR/v1beta`.
     pub async fn start() -> FakeGemini {
-        let requests = Arc::new(Requests::default());
         // `{model}:{method}` is one path segment, so the handler parses the path itself.
-        let app = Router::new().fallback(handle).with_state(Arc::clone(&requests));
-        let server = serve(app).await;
-        FakeGemini {
-            addr: server.addr,
-            requests,
-            _server: server,
-        }
+        let routes = Router::new().fallback(handle);
+        FakeGemini(Recording::start(routes, "/v1beta").await)
     }
+}
 
-    /// The provider `base_url` to configure: `http://ADDR/v1beta`.
-    pub fn base_url(&self) -> String {
-        format!("http://{}/v1beta", self.addr)
-    }
+impl Deref for FakeGemini {
+    type Target = Recording;
 
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.requests.all()
+    fn deref(&self) -> &Recording {
+        &self.0
     }
 }
 
@@ -241,26 +230,12 @@ fn stream(model: &str, text: &str) -> Response {
                 if model == "error-event" {
                     frames.push(frame(&json!({"error": {"code": 503,
                         "message": "The model is overloaded.", "status": "UNAVAILABLE"}})));
-                    return sse(frames);
+                    return sse_paced(frames);
                 }
             }
             let finish = if model == "blocked" { "SAFETY" } else { "STOP" };
             frames.push(frame(&answer(model, json!([{"text": ""}]), Some(finish), 7)));
         }
     }
-    sse(frames)
-}
-
-/// Sends the frames a few milliseconds apart, so the gateway sees them as separate reads.
-fn sse(frames: Vec<String>) -> Response {
-    let stream = futures_util::stream::unfold(frames.into_iter(), |mut it| async move {
-        let f = it.next()?;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        Some((Ok::<Bytes, std::io::Error>(Bytes::from(f)), it))
-    });
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .header("cache-control", "no-cache")
-        .body(Body::from_stream(stream))
-        .expect("response")
+    sse_paced(frames)
 }

@@ -35,7 +35,6 @@ use std::{
 };
 
 use axum::{
-    body::Body,
     extract::State,
     http::{HeaderMap, Uri},
     response::{IntoResponse, Response},
@@ -46,7 +45,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 
 use crate::{
-    fake::{json_answer, listen, serve_on, Recorded, Requests, Running},
+    fake::{json_answer, listen, serve_on, sse_paced, Recorded, Requests, Running},
     fake_gemini::error as google_error,
 };
 
@@ -397,7 +396,7 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
         // scrub the minted token from what it forwards and logs.
         let error = json!({"type": "error", "error": {"type": "api_error",
             "message": format!("token {bearer} was revoked mid-stream")}});
-        return sse(vec![format!("event: error\ndata: {error}\n\n")]);
+        return sse_paced(vec![format!("event: error\ndata: {error}\n\n")]);
     }
     match (publisher, method.as_str()) {
         ("google", "generateContent") => gemini_answer(&model, &body, false),
@@ -493,7 +492,7 @@ fn gemini_answer(model: &str, body: &Value, stream: bool) -> Response {
             {"functionCall": {"name": "get_time", "args": {"tz": "CET"}}}]);
         let answer = gemini_chunk(model, calls, Some("STOP"), 8);
         return match stream {
-            true => sse(vec![format!("data: {answer}\r\n\r\n")]),
+            true => sse_paced(vec![format!("data: {answer}\r\n\r\n")]),
             false => axum::Json(answer).into_response(),
         };
     }
@@ -512,7 +511,7 @@ fn gemini_answer(model: &str, body: &Value, stream: bool) -> Response {
     }
     let last = gemini_chunk(model, json!([{"text": ""}]), Some("STOP"), 6);
     frames.push(format!("data: {last}\r\n\r\n"));
-    sse(frames)
+    sse_paced(frames)
 }
 
 fn claude_usage(output: u64) -> Value {
@@ -624,19 +623,5 @@ fn claude_answer(model: &str, body: &Value, stream: bool) -> Response {
             "usage": {"output_tokens": 7}}),
     ));
     frames.push(frame("message_stop", json!({"type": "message_stop"})));
-    sse(frames)
-}
-
-/// Sends the frames a few milliseconds apart, so the gateway sees them as separate reads.
-fn sse(frames: Vec<String>) -> Response {
-    let stream = futures_util::stream::unfold(frames.into_iter(), |mut it| async move {
-        let f = it.next()?;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        Some((Ok::<Bytes, std::io::Error>(Bytes::from(f)), it))
-    });
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .header("cache-control", "no-cache")
-        .body(Body::from_stream(stream))
-        .expect("response")
+    sse_paced(frames)
 }
