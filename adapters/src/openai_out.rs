@@ -1,4 +1,5 @@
-//! The OpenAI shapes native adapters write: the `usage` object, `chat.completion.chunk` pieces and
+//! The OpenAI shapes native adapters write: the `usage` object, the `chat.completion` (built from an
+//! [`Answer`]), `chat.completion.chunk` pieces and
 //! the [`ChunkWriter`] every stream translator writes them with (role chunk first, usage chunk only
 //! when asked), and the [`Numbering`] of tool calls and thinking blocks. One definition for every
 //! translating adapter (Anthropic, Bedrock, Cohere, Gemini).
@@ -9,7 +10,12 @@ use bytes::Bytes;
 use serde::Serialize;
 use tollgate_schemas::TokenUsage;
 
-use crate::{reasoning::ThinkingBlockDelta, AdapterError};
+use serde_json::Value;
+
+use crate::{
+    reasoning::{ThinkingBlock, ThinkingBlockDelta},
+    AdapterError,
+};
 
 /// OpenAI's `usage` object.
 #[derive(Debug, Serialize)]
@@ -106,6 +112,170 @@ pub(crate) struct FunctionDelta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<&'a str>,
     pub arguments: Cow<'a, str>,
+}
+
+/// One `chat.completion`; `choices` is an array (or a `Vec`) of [`Choice`]s.
+#[derive(Serialize)]
+pub(crate) struct Completion<'a, C> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: C,
+    usage: OpenAiUsage,
+}
+
+/// The `chat.completion` bytes of an answer with `choices` and `usage`, created now.
+pub(crate) fn completion_bytes<C: Serialize>(
+    id: &str,
+    model: &str,
+    choices: C,
+    usage: &TokenUsage,
+) -> Result<Bytes, AdapterError> {
+    let completion = Completion {
+        id,
+        object: "chat.completion",
+        created: now_secs(),
+        model,
+        choices,
+        usage: OpenAiUsage::from(usage),
+    };
+    let bytes = serde_json::to_vec(&completion).map_err(|e| AdapterError::BadUpstreamBody(e.to_string()))?;
+    Ok(Bytes::from(bytes))
+}
+
+/// One choice of a `chat.completion`.
+#[derive(Serialize)]
+pub(crate) struct Choice<'a> {
+    index: u32,
+    message: AssistantMessage<'a>,
+    logprobs: (),
+    finish_reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct AssistantMessage<'a> {
+    role: &'static str,
+    content: Option<String>,
+    refusal: (),
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<String>,
+    /// Thinking with its signatures, and redacted thinking, for the client to send back (see
+    /// `reasoning.rs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    thinking_blocks: Vec<ThinkingBlock<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCall<'a>>,
+    /// Cohere's citations (an extension field OpenAI clients ignore).
+    #[serde(skip_serializing_if = "<[Value]>::is_empty")]
+    citations: &'a [Value],
+}
+
+/// A tool call of an answer.
+#[derive(Serialize)]
+pub(crate) struct ToolCall<'a> {
+    id: Cow<'a, str>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionCall<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_specific_fields: Option<ProviderFields<'a>>,
+}
+
+#[derive(Serialize)]
+struct FunctionCall<'a> {
+    name: &'a str,
+    arguments: Cow<'a, str>,
+}
+
+impl<'a> ToolCall<'a> {
+    pub fn new(id: impl Into<Cow<'a, str>>, name: &'a str, arguments: impl Into<Cow<'a, str>>) -> Self {
+        ToolCall {
+            id: id.into(),
+            kind: "function",
+            function: FunctionCall {
+                name,
+                arguments: arguments.into(),
+            },
+            provider_specific_fields: None,
+        }
+    }
+
+    /// With LiteLLM's `provider_specific_fields` (a Gemini thought signature), when there are any.
+    pub fn with_fields(mut self, fields: Option<ProviderFields<'a>>) -> Self {
+        self.provider_specific_fields = fields;
+        self
+    }
+}
+
+/// LiteLLM's `provider_specific_fields` of a tool call: the `thoughtSignature` of its Gemini part.
+#[derive(Debug, Serialize)]
+pub(crate) struct ProviderFields<'a> {
+    pub thought_signature: &'a str,
+}
+
+impl<'a> ProviderFields<'a> {
+    pub(crate) fn of(signature: Option<&'a str>) -> Option<Self> {
+        signature
+            .filter(|s| !s.is_empty())
+            .map(|thought_signature| ProviderFields { thought_signature })
+    }
+}
+
+/// An answer's assistant message as the translating adapters collect it, block by block.
+#[derive(Default)]
+pub(crate) struct Answer<'a> {
+    /// The text (`content`).
+    pub text: String,
+    /// The thinking text (`reasoning_content`), when there is any.
+    pub reasoning: Option<String>,
+    pub thinking_blocks: Vec<ThinkingBlock<'a>>,
+    pub tool_calls: Vec<ToolCall<'a>>,
+    pub citations: &'a [Value],
+}
+
+impl<'a> Answer<'a> {
+    /// Thinking text, added to `reasoning_content`.
+    pub fn push_reasoning(&mut self, text: &str) {
+        self.reasoning.get_or_insert_with(String::new).push_str(text);
+    }
+
+    /// A signed thinking block: its text to `reasoning_content`, and the block (with its
+    /// signature, when not empty) to `thinking_blocks`.
+    pub fn push_thinking(&mut self, thinking: &'a str, signature: Option<&'a str>) {
+        self.push_reasoning(thinking);
+        self.thinking_blocks.push(ThinkingBlock::Thinking {
+            thinking: Cow::Borrowed(thinking),
+            signature: signature.filter(|s| !s.is_empty()).map(Cow::Borrowed),
+        });
+    }
+
+    /// A redacted thinking block.
+    pub fn push_redacted(&mut self, data: &'a str) {
+        self.thinking_blocks.push(ThinkingBlock::RedactedThinking {
+            data: Cow::Borrowed(data),
+        });
+    }
+
+    /// Choice `index` with this message. `content` is `null` only when the answer is tool calls
+    /// and nothing else.
+    pub fn choice(self, index: u32, finish_reason: &'a str) -> Choice<'a> {
+        let content = (!self.text.is_empty() || self.tool_calls.is_empty()).then_some(self.text);
+        Choice {
+            index,
+            message: AssistantMessage {
+                role: "assistant",
+                content,
+                refusal: (),
+                reasoning_content: self.reasoning,
+                thinking_blocks: self.thinking_blocks,
+                tool_calls: self.tool_calls,
+                citations: self.citations,
+            },
+            logprobs: (),
+            finish_reason,
+        }
+    }
 }
 
 impl<'a> Delta<'a> {
@@ -346,6 +516,31 @@ mod tests {
         assert_eq!(last["choices"], serde_json::json!([]));
         assert_eq!(last["usage"]["total_tokens"], 7);
         assert_eq!(last["model"], "m");
+    }
+
+    #[test]
+    fn an_answer_of_tool_calls_only_has_null_content() {
+        let mut answer = Answer::default();
+        answer.push_thinking("hm", Some(""));
+        answer.push_redacted("xx");
+        answer.tool_calls.push(ToolCall::new("c1", "f", "{}"));
+        let usage = TokenUsage::default();
+        let body = completion_bytes("id", "m", [answer.choice(0, "tool_calls")], &usage).unwrap();
+        let v = json(&body);
+        assert_eq!(v["object"], "chat.completion");
+        let message = &v["choices"][0]["message"];
+        assert_eq!(message["content"], Value::Null);
+        assert_eq!(message["reasoning_content"], "hm");
+        assert_eq!(
+            message["thinking_blocks"],
+            serde_json::json!([{"type": "thinking", "thinking": "hm"}, {"type": "redacted_thinking", "data": "xx"}])
+        );
+        assert_eq!(message["tool_calls"][0]["function"]["name"], "f");
+        assert!(message.get("citations").is_none());
+        let empty =
+            json(&completion_bytes("id", "m", [Answer::default().choice(0, "stop")], &usage).unwrap());
+        assert_eq!(empty["choices"][0]["message"]["content"], "");
+        assert!(empty["choices"][0]["message"].get("tool_calls").is_none());
     }
 
     #[test]

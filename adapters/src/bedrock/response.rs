@@ -1,19 +1,13 @@
 //! Bedrock `ConverseResponse` -> OpenAI `chat.completion`, and the usage and finish-reason mappings
 //! the stream translator shares.
 
-use std::{
-    borrow::Cow,
-    sync::atomic::{AtomicU64, Ordering},
-};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
-use serde::Serialize;
 use tollgate_schemas::TokenUsage;
 
 use super::types::{ConverseResponse, Usage};
 use crate::{
-    openai_out::{now_secs, OpenAiUsage},
-    reasoning::ThinkingBlock,
+    openai_out::{completion_bytes, Answer, ToolCall},
     AdapterError, Parsed,
 };
 
@@ -53,89 +47,23 @@ pub(crate) fn completion_id() -> String {
     format!("chatcmpl-bedrock-{nanos:x}{seq:04x}")
 }
 
-#[derive(Serialize)]
-struct ChatCompletion<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: [Choice<'a>; 1],
-    usage: OpenAiUsage,
-}
-
-#[derive(Serialize)]
-struct Choice<'a> {
-    index: u32,
-    message: AssistantMessage<'a>,
-    logprobs: (),
-    finish_reason: &'static str,
-}
-
-#[derive(Serialize)]
-struct AssistantMessage<'a> {
-    role: &'static str,
-    content: Option<String>,
-    refusal: (),
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_content: Option<String>,
-    /// Reasoning with its signatures, and redacted reasoning, for the client to send back.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    thinking_blocks: Vec<ThinkingBlock<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCall<'a>>,
-}
-
-#[derive(Serialize)]
-struct ToolCall<'a> {
-    id: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionCall<'a>,
-}
-
-#[derive(Serialize)]
-struct FunctionCall<'a> {
-    name: &'a str,
-    arguments: String,
-}
-
 /// Converts a non-streaming answer into OpenAI's `chat.completion` bytes. `model` is the model id
 /// the request went to (Converse does not echo it).
 pub(crate) fn convert(body: &[u8], model: &str) -> Result<Parsed, AdapterError> {
     let resp: ConverseResponse =
         serde_json::from_slice(body).map_err(|e| AdapterError::BadUpstreamBody(e.to_string()))?;
     let blocks = resp.output.message.map(|m| m.content).unwrap_or_default();
-    let mut text = String::new();
-    let mut reasoning: Option<String> = None;
-    let mut thinking_blocks = Vec::new();
-    let mut tool_calls = Vec::new();
+    let mut answer = Answer::default();
     for block in &blocks {
         if let Some(t) = &block.text {
-            text.push_str(t);
+            answer.text.push_str(t);
         }
-        if let Some(r) = block
-            .reasoning_content
-            .as_ref()
-            .and_then(|r| r.reasoning_text.as_ref())
-        {
-            reasoning.get_or_insert_with(String::new).push_str(&r.text);
-            thinking_blocks.push(ThinkingBlock::Thinking {
-                thinking: Cow::Borrowed(&r.text),
-                signature: r
-                    .signature
-                    .as_deref()
-                    .filter(|s| !s.is_empty())
-                    .map(Cow::Borrowed),
-            });
+        let reasoning = block.reasoning_content.as_ref();
+        if let Some(r) = reasoning.and_then(|r| r.reasoning_text.as_ref()) {
+            answer.push_thinking(&r.text, r.signature.as_deref());
         }
-        if let Some(data) = block
-            .reasoning_content
-            .as_ref()
-            .and_then(|r| r.redacted_content.as_deref())
-        {
-            thinking_blocks.push(ThinkingBlock::RedactedThinking {
-                data: Cow::Borrowed(data),
-            });
+        if let Some(data) = reasoning.and_then(|r| r.redacted_content.as_deref()) {
+            answer.push_redacted(data);
         }
         if let Some(t) = &block.tool_use {
             let input = if t.input.is_null() {
@@ -143,42 +71,16 @@ pub(crate) fn convert(body: &[u8], model: &str) -> Result<Parsed, AdapterError> 
             } else {
                 serde_json::to_string(&t.input).map_err(|e| AdapterError::BadUpstreamBody(e.to_string()))?
             };
-            tool_calls.push(ToolCall {
-                id: &t.tool_use_id,
-                kind: "function",
-                function: FunctionCall {
-                    name: &t.name,
-                    arguments: input,
-                },
-            });
+            answer
+                .tool_calls
+                .push(ToolCall::new(t.tool_use_id.as_str(), &t.name, input));
         }
     }
     let usage = token_usage(&resp.usage);
-    let content = (!text.is_empty() || tool_calls.is_empty()).then_some(text);
-    let id = completion_id();
-    let out = ChatCompletion {
-        id: &id,
-        object: "chat.completion",
-        created: now_secs(),
-        model,
-        choices: [Choice {
-            index: 0,
-            message: AssistantMessage {
-                role: "assistant",
-                content,
-                refusal: (),
-                reasoning_content: reasoning,
-                thinking_blocks,
-                tool_calls,
-            },
-            logprobs: (),
-            finish_reason: finish_reason(&resp.stop_reason),
-        }],
-        usage: OpenAiUsage::from(&usage),
-    };
-    let bytes = serde_json::to_vec(&out).map_err(|e| AdapterError::BadUpstreamBody(e.to_string()))?;
+    let choice = answer.choice(0, finish_reason(&resp.stop_reason));
+    let body = completion_bytes(&completion_id(), model, [choice], &usage)?;
     Ok(Parsed {
-        body: Bytes::from(bytes),
+        body,
         usage: Some(usage),
         model: None,
     })

@@ -1,14 +1,11 @@
 //! Cohere `ChatResponseV2` -> OpenAI `chat.completion`, and the usage and finish-reason mappings the
 //! stream translator shares.
 
-use bytes::Bytes;
-use serde::Serialize;
-use serde_json::Value;
 use tollgate_schemas::TokenUsage;
 
 use super::types::{ChatResponse, ContentItem, Usage};
 use crate::{
-    openai_out::{now_secs, OpenAiUsage},
+    openai_out::{completion_bytes, Answer, ToolCall},
     AdapterError, Parsed,
 };
 
@@ -54,53 +51,6 @@ pub(crate) fn count(v: f64) -> u64 {
     }
 }
 
-#[derive(Serialize)]
-struct ChatCompletion<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    /// Cohere's answer does not name the model: the model the request went to.
-    model: &'a str,
-    choices: [Choice<'a>; 1],
-    usage: OpenAiUsage,
-}
-
-#[derive(Serialize)]
-struct Choice<'a> {
-    index: u32,
-    message: AssistantMessage<'a>,
-    logprobs: (),
-    finish_reason: &'static str,
-}
-
-#[derive(Serialize)]
-struct AssistantMessage<'a> {
-    role: &'static str,
-    content: Option<String>,
-    refusal: (),
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_content: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCall<'a>>,
-    /// Cohere's citations (an extension field OpenAI clients ignore).
-    #[serde(skip_serializing_if = "<[Value]>::is_empty")]
-    citations: &'a [Value],
-}
-
-#[derive(Serialize)]
-struct ToolCall<'a> {
-    id: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionCall<'a>,
-}
-
-#[derive(Serialize)]
-struct FunctionCall<'a> {
-    name: &'a str,
-    arguments: &'a str,
-}
-
 fn bad(e: impl std::fmt::Display) -> AdapterError {
     AdapterError::BadUpstreamBody(e.to_string())
 }
@@ -114,16 +64,19 @@ pub(crate) fn convert(body: &[u8], model: &str) -> Result<Parsed, AdapterError> 
     };
     let msg = &res.message;
     // The tool plan is the text an assistant says before calling tools: OpenAI's `content`.
-    let mut text = msg.tool_plan.clone().unwrap_or_default();
-    let mut thinking: Option<String> = None;
+    let mut answer = Answer {
+        text: msg.tool_plan.clone().unwrap_or_default(),
+        citations: &msg.citations,
+        tool_calls: Vec::with_capacity(msg.tool_calls.len()),
+        ..Answer::default()
+    };
     for item in &msg.content {
         match item {
-            ContentItem::Text { text: t } => text.push_str(t),
-            ContentItem::Thinking { thinking: t } => thinking.get_or_insert_with(String::new).push_str(t),
+            ContentItem::Text { text } => answer.text.push_str(text),
+            ContentItem::Thinking { thinking } => answer.push_reasoning(thinking),
             ContentItem::Other => {}
         }
     }
-    let mut tool_calls = Vec::with_capacity(msg.tool_calls.len());
     for call in &msg.tool_calls {
         let function = call.function.as_ref();
         let name = function.and_then(|f| f.name.as_deref());
@@ -131,37 +84,12 @@ pub(crate) fn convert(body: &[u8], model: &str) -> Result<Parsed, AdapterError> 
             return Err(bad("a tool call without id or name"));
         };
         let arguments = function.and_then(|f| f.arguments.as_deref()).unwrap_or("{}");
-        tool_calls.push(ToolCall {
-            id,
-            kind: "function",
-            function: FunctionCall { name, arguments },
-        });
+        answer.tool_calls.push(ToolCall::new(id, name, arguments));
     }
     let usage = res.usage.as_ref().map(token_usage).unwrap_or_default();
-    let content = (!text.is_empty() || tool_calls.is_empty()).then_some(text);
-    let out = ChatCompletion {
-        id: &res.id,
-        object: "chat.completion",
-        created: now_secs(),
-        model,
-        choices: [Choice {
-            index: 0,
-            message: AssistantMessage {
-                role: "assistant",
-                content,
-                refusal: (),
-                reasoning_content: thinking,
-                tool_calls,
-                citations: &msg.citations,
-            },
-            logprobs: (),
-            finish_reason: finish,
-        }],
-        usage: OpenAiUsage::from(&usage),
-    };
-    let bytes = serde_json::to_vec(&out).map_err(bad)?;
+    let body = completion_bytes(&res.id, model, [answer.choice(0, finish)], &usage)?;
     Ok(Parsed {
-        body: Bytes::from(bytes),
+        body,
         usage: Some(usage),
         model: (!model.is_empty()).then(|| model.to_string()),
     })

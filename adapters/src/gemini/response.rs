@@ -3,15 +3,16 @@
 
 use std::borrow::Cow;
 
-use crate::openai_out::{now_secs, OpenAiUsage};
-use crate::reasoning::ThinkingBlock;
-use bytes::Bytes;
-use serde::Serialize;
 use serde_json::Value;
 use tollgate_schemas::TokenUsage;
 
 use super::types::{GenerateContentResponse, OutPart, UsageMetadata};
-use crate::{AdapterError, Parsed};
+pub(crate) use crate::openai_out::ProviderFields;
+use crate::{
+    openai_out::{completion_bytes, Answer, ToolCall},
+    reasoning::ThinkingBlock,
+    AdapterError, Parsed,
+};
 
 /// OpenAI's `finish_reason` for a Gemini `finishReason` (`tool_calls` is decided by the caller).
 pub(crate) fn finish_reason(reason: &str) -> &'static str {
@@ -53,62 +54,6 @@ pub(crate) fn arguments(args: Option<&Value>) -> Result<String, serde_json::Erro
     match args {
         None | Some(Value::Null) => Ok("{}".to_string()),
         Some(v) => serde_json::to_string(v),
-    }
-}
-
-#[derive(Serialize)]
-struct ChatCompletion<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: Vec<Choice<'a>>,
-    usage: OpenAiUsage,
-}
-
-#[derive(Serialize)]
-struct Choice<'a> {
-    index: u32,
-    message: AssistantMessage<'a>,
-    logprobs: (),
-    finish_reason: &'a str,
-}
-
-#[derive(Serialize)]
-struct AssistantMessage<'a> {
-    role: &'static str,
-    content: Option<String>,
-    refusal: (),
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_content: Option<String>,
-    /// Thoughts and signatures of non-call parts (see [`ThoughtBlocks`]).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    thinking_blocks: Vec<ThinkingBlock<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCall<'a>>,
-}
-
-#[derive(Serialize)]
-struct ToolCall<'a> {
-    id: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionCall,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    provider_specific_fields: Option<ProviderFields<'a>>,
-}
-
-/// LiteLLM's `provider_specific_fields` of a tool call: the `thoughtSignature` of its part.
-#[derive(Debug, Serialize)]
-pub(crate) struct ProviderFields<'a> {
-    pub thought_signature: &'a str,
-}
-
-impl<'a> ProviderFields<'a> {
-    pub(crate) fn of(signature: Option<&'a str>) -> Option<Self> {
-        signature
-            .filter(|s| !s.is_empty())
-            .map(|thought_signature| ProviderFields { thought_signature })
     }
 }
 
@@ -180,12 +125,6 @@ impl ThoughtBlocks {
     }
 }
 
-#[derive(Serialize)]
-struct FunctionCall {
-    name: String,
-    arguments: String,
-}
-
 fn bad(e: impl std::fmt::Display) -> AdapterError {
     AdapterError::BadUpstreamBody(e.to_string())
 }
@@ -197,8 +136,7 @@ pub(crate) fn convert(body: &[u8]) -> Result<Parsed, AdapterError> {
     let mut calls = 0;
     let mut choices = Vec::with_capacity(res.candidates.len().max(1));
     for (i, c) in res.candidates.iter().enumerate() {
-        let (mut text, mut thought, mut tool_calls) = (String::new(), None::<String>, Vec::new());
-        let (mut grouping, mut thinking_blocks) = (ThoughtBlocks::default(), Vec::<ThinkingBlock<'_>>::new());
+        let (mut answer, mut grouping) = (Answer::default(), ThoughtBlocks::default());
         for part in c.content.iter().flat_map(|c| &c.parts) {
             match grouping.step(part) {
                 ThoughtStep::Nothing => {}
@@ -207,8 +145,8 @@ pub(crate) fn convert(body: &[u8]) -> Result<Parsed, AdapterError> {
                     text,
                     signature,
                 } => {
-                    if block as usize == thinking_blocks.len() {
-                        thinking_blocks.push(ThinkingBlock::Thinking {
+                    if block as usize == answer.thinking_blocks.len() {
+                        answer.thinking_blocks.push(ThinkingBlock::Thinking {
                             thinking: Cow::Borrowed(""),
                             signature: None,
                         });
@@ -216,14 +154,14 @@ pub(crate) fn convert(body: &[u8]) -> Result<Parsed, AdapterError> {
                     if let Some(ThinkingBlock::Thinking {
                         thinking,
                         signature: sig,
-                    }) = thinking_blocks.last_mut()
+                    }) = answer.thinking_blocks.last_mut()
                     {
                         thinking.to_mut().push_str(text);
                         *sig = signature.map(Cow::Borrowed);
                     }
                 }
                 ThoughtStep::TextSignature { signature, .. } => {
-                    thinking_blocks.push(ThinkingBlock::Thinking {
+                    answer.thinking_blocks.push(ThinkingBlock::Thinking {
                         thinking: Cow::Borrowed(""),
                         signature: Some(Cow::Borrowed(signature)),
                     });
@@ -234,44 +172,28 @@ pub(crate) fn convert(body: &[u8]) -> Result<Parsed, AdapterError> {
                     function_call: Some(f),
                     ..
                 } => {
-                    tool_calls.push(ToolCall {
-                        id: call_id(calls),
-                        kind: "function",
-                        function: FunctionCall {
-                            name: f.name.clone(),
-                            arguments: arguments(f.args.as_ref()).map_err(bad)?,
-                        },
-                        provider_specific_fields: ProviderFields::of(part.thought_signature.as_deref()),
-                    });
+                    let call =
+                        ToolCall::new(call_id(calls), &f.name, arguments(f.args.as_ref()).map_err(bad)?);
+                    let fields = ProviderFields::of(part.thought_signature.as_deref());
+                    answer.tool_calls.push(call.with_fields(fields));
                     calls += 1;
                 }
                 OutPart {
                     text: Some(t),
                     thought: true,
                     ..
-                } => thought.get_or_insert_with(String::new).push_str(t),
-                OutPart { text: Some(t), .. } => text.push_str(t),
+                } => answer.push_reasoning(t),
+                OutPart { text: Some(t), .. } => answer.text.push_str(t),
                 _ => {}
             }
         }
         let reason = c.finish_reason.as_deref().unwrap_or("STOP");
         let finish = match finish_reason(reason) {
-            "stop" if !tool_calls.is_empty() => "tool_calls",
+            "stop" if !answer.tool_calls.is_empty() => "tool_calls",
             other => other,
         };
-        choices.push(Choice {
-            index: c.index.unwrap_or(u32::try_from(i).unwrap_or(u32::MAX)),
-            message: AssistantMessage {
-                role: "assistant",
-                content: (!text.is_empty() || tool_calls.is_empty()).then_some(text),
-                refusal: (),
-                reasoning_content: thought,
-                thinking_blocks,
-                tool_calls,
-            },
-            logprobs: (),
-            finish_reason: finish,
-        });
+        let index = c.index.unwrap_or(u32::try_from(i).unwrap_or(u32::MAX));
+        choices.push(answer.choice(index, finish));
     }
     let blocked = res.prompt_feedback.as_ref().and_then(|f| f.block_reason.as_ref());
     if choices.is_empty() && res.prompt_feedback.is_none() {
@@ -281,33 +203,14 @@ pub(crate) fn convert(body: &[u8]) -> Result<Parsed, AdapterError> {
         ));
     }
     if choices.is_empty() && blocked.is_some() {
-        choices.push(Choice {
-            index: 0,
-            message: AssistantMessage {
-                role: "assistant",
-                content: Some(String::new()),
-                refusal: (),
-                reasoning_content: None,
-                thinking_blocks: Vec::new(),
-                tool_calls: Vec::new(),
-            },
-            logprobs: (),
-            finish_reason: "content_filter",
-        });
+        choices.push(Answer::default().choice(0, "content_filter"));
     }
     let usage = token_usage(&res.usage_metadata.unwrap_or_default());
     let model = res.model_version.unwrap_or_default();
-    let out = ChatCompletion {
-        id: res.response_id.as_deref().unwrap_or_default(),
-        object: "chat.completion",
-        created: now_secs(),
-        model: &model,
-        choices,
-        usage: OpenAiUsage::from(&usage),
-    };
-    let bytes = serde_json::to_vec(&out).map_err(bad)?;
+    let id = res.response_id.as_deref().unwrap_or_default();
+    let body = completion_bytes(id, &model, choices, &usage)?;
     Ok(Parsed {
-        body: Bytes::from(bytes),
+        body,
         usage: Some(usage),
         model: (!model.is_empty()).then_some(model),
     })
