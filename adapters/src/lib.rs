@@ -20,6 +20,8 @@ mod openai_out;
 mod reasoning;
 mod registry;
 pub mod stream;
+#[cfg(test)]
+mod testing;
 pub mod vertex;
 
 pub use adapter::{

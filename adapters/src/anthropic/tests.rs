@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::stream::SseParser;
+use crate::testing::{self, same_at_every_split, sent};
 
 const TEXT_SSE: &str = include_str!("../../../tests/fixtures/anthropic/text.sse");
 const TOOL_SSE: &str = include_str!("../../../tests/fixtures/anthropic/tool_use.sse");
@@ -34,25 +34,9 @@ fn build(op: Operation, body: Value, stream: bool) -> Result<UpstreamRequest, Ad
 /// Runs the cases of one group of `requests.json`: OpenAI body in, exact Messages body (or the
 /// refused param) out.
 fn request_cases(group: &str) {
-    let all: Value = serde_json::from_str(REQUESTS_JSON).unwrap();
-    let cases = all[group].as_array().unwrap();
-    assert!(!cases.is_empty());
-    for case in cases {
-        let name = &case["case"];
-        match (
-            &case["error_param"],
-            build(Operation::Chat, case["openai"].clone(), false),
-        ) {
-            (Value::Null, Ok(req)) => {
-                let sent: Value = serde_json::from_slice(&req.body).unwrap();
-                assert_eq!(sent, case["anthropic"], "{name}");
-            }
-            (Value::String(want), Err(AdapterError::InvalidRequest { param, .. })) => {
-                assert_eq!(param.as_deref(), Some(want.as_str()), "{name}");
-            }
-            (want, got) => panic!("{name}: expected {want}, got {got:?}"),
-        }
-    }
+    testing::request_cases(REQUESTS_JSON, group, "anthropic", |body| {
+        build(Operation::Chat, body, false)
+    });
 }
 
 #[test]
@@ -200,24 +184,7 @@ fn translate(
     parts: &[&[u8]],
     wants_usage: bool,
 ) -> (Vec<Value>, Result<(), AdapterError>, AnthropicStream) {
-    assert_eq!(parts.concat(), sse.as_bytes());
-    let (mut parser, mut t, mut events, mut out) = (
-        SseParser::new(),
-        AnthropicStream::new(wants_usage),
-        Vec::new(),
-        Vec::new(),
-    );
-    for part in parts {
-        parser.feed(part, &mut events);
-    }
-    parser.finish(&mut events);
-    let result = events.iter().try_for_each(|e| t.on_event(e, &mut out));
-    let chunks = out.iter().map(|b| {
-        let mut v: Value = serde_json::from_slice(b).unwrap();
-        v.as_object_mut().unwrap().remove("created");
-        v
-    });
-    (chunks.collect(), result, t)
+    testing::translate(AnthropicStream::new(wants_usage), sse, parts)
 }
 
 fn whole(sse: &str, wants_usage: bool) -> (Vec<Value>, Result<(), AdapterError>, AnthropicStream) {
@@ -247,14 +214,7 @@ fn streamed_text_is_the_same_at_any_split() {
         (u.input, u.output, u.cached_input, u.cache_write_input),
         (135, 15, 100, 10)
     );
-    let bytes = TEXT_SSE.as_bytes();
-    for split in 1..bytes.len() {
-        let (again, result, _) = translate(TEXT_SSE, &[&bytes[..split], &bytes[split..]], false);
-        result.unwrap();
-        assert_eq!(again, chunks, "split at {split}");
-    }
-    let singles: Vec<&[u8]> = bytes.chunks(1).collect();
-    assert_eq!(translate(TEXT_SSE, &singles, false).0, chunks);
+    same_at_every_split(|| AnthropicStream::new(false), TEXT_SSE);
 }
 
 #[test]
@@ -422,7 +382,7 @@ fn answer_thinking_blocks_round_trip_into_the_next_request() {
         assistant,
         {"role": "tool", "tool_call_id": "toolu_01A09q90qw90lq917835lq9", "content": "15C"}
     ], "tools": [{"type": "function", "function": {"name": "get_weather"}}]});
-    let sent: Value = serde_json::from_slice(&build(Operation::Chat, body, false).unwrap().body).unwrap();
+    let sent = sent(&build(Operation::Chat, body, false).unwrap());
     let upstream: Value = serde_json::from_str(TOOL_JSON).unwrap();
     let turn = &sent["messages"][1];
     assert_eq!(turn["role"], "assistant");

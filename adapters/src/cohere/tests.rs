@@ -6,7 +6,10 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::{stream::SseParser, ProviderKind};
+use crate::{
+    testing::{self, same_at_every_split, sent},
+    ProviderKind,
+};
 
 const TEXT_SSE: &str = include_str!("../../../tests/fixtures/cohere/text.sse");
 const TOOL_SSE: &str = include_str!("../../../tests/fixtures/cohere/tool_call.sse");
@@ -34,28 +37,10 @@ fn build(op: Operation, body: Value, stream: bool) -> Result<UpstreamRequest, Ad
     CohereAdapter.build_request(op, map, stream, &target())
 }
 
-fn sent(req: &UpstreamRequest) -> Value {
-    serde_json::from_slice(&req.body).unwrap()
-}
-
 fn request_cases(group: &str) {
-    let all: Value = serde_json::from_str(REQUESTS_JSON).unwrap();
-    let cases = all[group].as_array().unwrap();
-    assert!(!cases.is_empty());
-    for case in cases {
-        let name = &case["case"];
-        match (
-            &case["error_param"],
-            build(Operation::Chat, case["openai"].clone(), false),
-        ) {
-            (Value::Null, Ok(req)) => assert_eq!(sent(&req), case["cohere"], "{name}"),
-            (Value::String(want), Err(AdapterError::InvalidRequest { param, message })) => {
-                assert_eq!(param.as_deref(), Some(want.as_str()), "{name}: {message}");
-                assert!(!message.is_empty());
-            }
-            (want, got) => panic!("{name}: expected {want}, got {got:?}"),
-        }
-    }
+    testing::request_cases(REQUESTS_JSON, group, "cohere", |body| {
+        build(Operation::Chat, body, false)
+    });
 }
 
 #[test]
@@ -232,24 +217,7 @@ fn translate(
     parts: &[&[u8]],
     wants_usage: bool,
 ) -> (Vec<Value>, Result<(), AdapterError>, CohereStream) {
-    assert_eq!(parts.concat(), sse.as_bytes());
-    let (mut parser, mut t, mut events, mut out) = (
-        SseParser::new(),
-        CohereStream::new(wants_usage, "command-x"),
-        Vec::new(),
-        Vec::new(),
-    );
-    for part in parts {
-        parser.feed(part, &mut events);
-    }
-    parser.finish(&mut events);
-    let result = events.iter().try_for_each(|e| t.on_event(e, &mut out));
-    let chunks = out.iter().map(|b| {
-        let mut v: Value = serde_json::from_slice(b).unwrap();
-        v.as_object_mut().unwrap().remove("created");
-        v
-    });
-    (chunks.collect(), result, t)
+    testing::translate(CohereStream::new(wants_usage, "command-x"), sse, parts)
 }
 
 fn whole(sse: &str, wants_usage: bool) -> (Vec<Value>, Result<(), AdapterError>, CohereStream) {
@@ -289,14 +257,7 @@ fn streamed_text_is_the_same_at_every_split() {
     );
     let u = t.usage().unwrap();
     assert_eq!((u.input, u.output, u.cached_input), (8, 4, 2));
-    let bytes = TEXT_SSE.as_bytes();
-    for split in 1..bytes.len() {
-        let (again, result, _) = translate(TEXT_SSE, &[&bytes[..split], &bytes[split..]], false);
-        result.unwrap();
-        assert_eq!(again, chunks, "split at {split}");
-    }
-    let singles: Vec<&[u8]> = bytes.chunks(1).collect();
-    assert_eq!(translate(TEXT_SSE, &singles, false).0, chunks);
+    same_at_every_split(|| CohereStream::new(false, "command-x"), TEXT_SSE);
 }
 
 #[test]
@@ -369,12 +330,7 @@ fn streamed_tool_calls_keep_their_index_at_every_split() {
     );
     assert_eq!(finishes(&chunks), ["tool_calls"]);
     assert_eq!(t.usage().unwrap().output, 28);
-    let bytes = TOOL_SSE.as_bytes();
-    for split in 1..bytes.len() {
-        let (again, result, _) = translate(TOOL_SSE, &[&bytes[..split], &bytes[split..]], false);
-        result.unwrap();
-        assert_eq!(again, chunks, "split at {split}");
-    }
+    same_at_every_split(|| CohereStream::new(false, "command-x"), TOOL_SSE);
 }
 
 #[test]

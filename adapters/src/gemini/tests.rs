@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::stream::SseParser;
+use crate::testing::{self, sent};
 use crate::{AuthStyle, ProviderKind};
 
 const TEXT_SSE: &str = include_str!("../../../tests/fixtures/gemini/text.sse");
@@ -35,29 +35,12 @@ fn build(op: Operation, body: Value, stream: bool) -> Result<UpstreamRequest, Ad
     GeminiAdapter.build_request(op, map, stream, &target())
 }
 
-fn sent(req: &UpstreamRequest) -> Value {
-    serde_json::from_slice(&req.body).unwrap()
-}
-
 /// Runs the cases of one group of `requests.json`: OpenAI body in, exact Gemini body (or the
 /// refused param) out.
 fn request_cases(group: &str) {
-    let all: Value = serde_json::from_str(REQUESTS_JSON).unwrap();
-    let cases = all[group].as_array().unwrap();
-    assert!(!cases.is_empty());
-    for case in cases {
-        let name = &case["case"];
-        match (
-            &case["error_param"],
-            build(Operation::Chat, case["openai"].clone(), false),
-        ) {
-            (Value::Null, Ok(req)) => assert_eq!(sent(&req), case["gemini"], "{name}"),
-            (Value::String(want), Err(AdapterError::InvalidRequest { param, .. })) => {
-                assert_eq!(param.as_deref(), Some(want.as_str()), "{name}");
-            }
-            (want, got) => panic!("{name}: expected {want}, got {got:?}"),
-        }
-    }
+    testing::request_cases(REQUESTS_JSON, group, "gemini", |body| {
+        build(Operation::Chat, body, false)
+    });
 }
 
 #[test]
@@ -245,24 +228,7 @@ fn translate(
     parts: &[&[u8]],
     wants_usage: bool,
 ) -> (Vec<Value>, Result<(), AdapterError>, GeminiStream) {
-    assert_eq!(parts.concat(), sse.as_bytes());
-    let (mut parser, mut t, mut events, mut out) = (
-        SseParser::new(),
-        GeminiStream::new(wants_usage),
-        Vec::new(),
-        Vec::new(),
-    );
-    for part in parts {
-        parser.feed(part, &mut events);
-    }
-    parser.finish(&mut events);
-    let result = events.iter().try_for_each(|e| t.on_event(e, &mut out));
-    let chunks = out.iter().map(|b| {
-        let mut v: Value = serde_json::from_slice(b).unwrap();
-        v.as_object_mut().unwrap().remove("created");
-        v
-    });
-    (chunks.collect(), result, t)
+    testing::translate(GeminiStream::new(wants_usage), sse, parts)
 }
 
 fn whole(sse: &str, wants_usage: bool) -> (Vec<Value>, Result<(), AdapterError>, GeminiStream) {
@@ -271,15 +237,7 @@ fn whole(sse: &str, wants_usage: bool) -> (Vec<Value>, Result<(), AdapterError>,
 
 /// The stream gives the same chunks however it is split.
 fn same_at_every_split(sse: &str, wants_usage: bool) {
-    let (chunks, _, _) = whole(sse, wants_usage);
-    let bytes = sse.as_bytes();
-    for split in 1..bytes.len() {
-        let (again, result, _) = translate(sse, &[&bytes[..split], &bytes[split..]], wants_usage);
-        result.unwrap();
-        assert_eq!(again, chunks, "split at {split}");
-    }
-    let singles: Vec<&[u8]> = bytes.chunks(1).collect();
-    assert_eq!(translate(sse, &singles, wants_usage).0, chunks);
+    testing::same_at_every_split(|| GeminiStream::new(wants_usage), sse);
 }
 
 #[test]

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::{stream::SseParser, ProviderKind};
+use crate::{stream::SseParser, testing::sent, ProviderKind};
 
 const BASE: &str = "https://us-east5-aiplatform.googleapis.com/v1/projects/p-1/locations/us-east5";
 const TOKEN: &str = "ya29.test-access-token";
@@ -30,10 +30,6 @@ fn build(model: &str, op: Operation, body: Value, stream: bool) -> Result<Upstre
     adapter
         .for_model(model)
         .build_request(op, body.as_object().cloned().unwrap(), stream, &target)
-}
-
-fn sent(req: &UpstreamRequest) -> Value {
-    serde_json::from_slice(&req.body).unwrap()
 }
 
 fn chat_body() -> Value {
