@@ -23,7 +23,7 @@ fi
 
 # Dictionary: every quoted string in the fixtures (keys, event names, enum values).
 mkdir -p target
-grep -rhoE '"[A-Za-z_:.-]{2,40}"' ../tests/fixtures | sort -u | sed 's/"/\\"/g; s/.*/"&"/' > target/json.dict
+grep -rhoaE '"[A-Za-z_:.-]{2,40}"' ../tests/fixtures | sort -u | sed 's/"/\\"/g; s/.*/"&"/' > target/json.dict
 
 seed() { # seed TARGET: fixture files, each behind every selector prefix 0..23
   local dir=corpus/$1 i f n=0
