@@ -204,21 +204,27 @@ fn duration_text(ms: f64) -> String {
     }
 }
 
-/// OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers.
+/// OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers (on every answer: static
+/// names and integer values, no formatting).
 pub fn rate_headers(h: &mut http::HeaderMap, info: &RateInfo) {
-    for (suffix, w) in [("requests", info.requests), ("tokens", info.tokens)] {
+    const NAMES: [[http::HeaderName; 3]; 2] = [
+        [
+            http::HeaderName::from_static("x-ratelimit-limit-requests"),
+            http::HeaderName::from_static("x-ratelimit-remaining-requests"),
+            http::HeaderName::from_static("x-ratelimit-reset-requests"),
+        ],
+        [
+            http::HeaderName::from_static("x-ratelimit-limit-tokens"),
+            http::HeaderName::from_static("x-ratelimit-remaining-tokens"),
+            http::HeaderName::from_static("x-ratelimit-reset-tokens"),
+        ],
+    ];
+    for ([limit, remaining, reset], w) in NAMES.into_iter().zip([info.requests, info.tokens]) {
         let Some(w) = w else { continue };
-        for (name, value) in [
-            ("limit", w.limit.to_string()),
-            ("remaining", w.remaining.to_string()),
-            ("reset", duration_text(w.reset_ms)),
-        ] {
-            if let (Ok(n), Ok(v)) = (
-                http::HeaderName::from_bytes(format!("x-ratelimit-{name}-{suffix}").as_bytes()),
-                HeaderValue::from_str(&value),
-            ) {
-                h.insert(n, v);
-            }
+        h.insert(limit, HeaderValue::from(w.limit));
+        h.insert(remaining, HeaderValue::from(w.remaining));
+        if let Ok(v) = HeaderValue::from_str(&duration_text(w.reset_ms)) {
+            h.insert(reset, v);
         }
     }
 }
