@@ -152,10 +152,13 @@ impl Spool {
             .sum()
     }
 
+    /// The complete, parseable events of a segment, each line parsed once (a torn last line is skipped).
     pub fn read(path: &Path) -> std::io::Result<Vec<UsageEvent>> {
-        Ok(read_lines(path)?
-            .iter()
-            .filter_map(|l| serde_json::from_str(l).ok())
+        let f = File::open(path)?;
+        Ok(BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str(&l).ok())
             .collect())
     }
 }
