@@ -294,6 +294,27 @@ pub(crate) trait Turn {
     fn new(role: Self::Role, blocks: Vec<Self::Block>) -> Self;
 }
 
+/// Implements [`Turn`] for a provider message struct `$message<'a>` with a `role: $role` field
+/// and a `$blocks: Vec<$block<'a>>` field.
+macro_rules! impl_turn {
+    ($message:ident, $role:ty, $block:ident, $blocks:ident) => {
+        impl<'a> $crate::openai_in::Turn for $message<'a> {
+            type Role = $role;
+            type Block = $block<'a>;
+            fn has_role(&self, role: $role) -> bool {
+                self.role == role
+            }
+            fn blocks_mut(&mut self) -> &mut Vec<$block<'a>> {
+                &mut self.$blocks
+            }
+            fn new(role: $role, $blocks: Vec<$block<'a>>) -> Self {
+                $message { role, $blocks }
+            }
+        }
+    };
+}
+pub(crate) use impl_turn;
+
 /// Appends `blocks` as a `role` turn, to the last turn when it has the same role; nothing when
 /// `blocks` is empty.
 pub(crate) fn push_turn<T: Turn>(out: &mut Vec<T>, role: T::Role, blocks: Vec<T::Block>) {

@@ -17,8 +17,8 @@ use super::{
 use crate::{
     openai_in::{
         self, anthropic_thinking_budget, each_message, each_part, each_tool_call, function_tool, image_url,
-        invalid, max_tokens_field, number, push_turn, stop_sequences, tool_call_id, ContentIn, ImageUrl,
-        PartIn, ToolChoiceIn, Turn,
+        impl_turn, invalid, max_tokens_field, number, push_turn, stop_sequences, tool_call_id, ContentIn,
+        ImageUrl, PartIn, ToolChoiceIn,
     },
     reasoning::{client_thinking_blocks, ClientThinking},
     AdapterError,
@@ -475,16 +475,4 @@ fn output_config(format: Option<&Value>) -> Result<Option<OutputConfig<'_>>, Ada
     }))
 }
 
-impl<'a> Turn for Message<'a> {
-    type Role = Role;
-    type Block = Block<'a>;
-    fn has_role(&self, role: Role) -> bool {
-        self.role == role
-    }
-    fn blocks_mut(&mut self) -> &mut Vec<Block<'a>> {
-        &mut self.content
-    }
-    fn new(role: Role, content: Vec<Block<'a>>) -> Self {
-        Message { role, content }
-    }
-}
+impl_turn!(Message, Role, Block, content);
