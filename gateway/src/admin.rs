@@ -8,7 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tollgate_policy::{
     keys::{KeyPatch, TeamPatch, TeamSpec},
@@ -21,6 +21,11 @@ use crate::{
     error::ApiError,
     usage::UsageQuery,
 };
+
+/// `200` with an OpenAI-style list, `{"object": "list", "data": [...]}`.
+fn list<T: Serialize>(data: T) -> Response {
+    status_json(StatusCode::OK, json!({"object": "list", "data": data}))
+}
 
 fn model_entry(id: &str) -> Value {
     json!({"id": id, "object": "model", "created": 0, "owned_by": "tollgate"})
@@ -35,10 +40,7 @@ pub async fn list_models(State(st): State<Arc<AppState>>, headers: HeaderMap) ->
         .filter(|m| key.allows_model(m))
         .map(|m| model_entry(m))
         .collect();
-    Ok(status_json(
-        StatusCode::OK,
-        json!({"object": "list", "data": data}),
-    ))
+    Ok(list(data))
 }
 
 pub async fn get_model(
@@ -120,12 +122,27 @@ fn body<T>(b: JsonBody<T>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::invalid(e.body_text(), None))
 }
 
+type QueryParams<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+
+fn query<T>(q: QueryParams<T>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::invalid(e.body_text(), None))
+}
+
+/// A failure on Tollgate's side (key reload, usage backend): `ApiError::Internal`.
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+/// A team (or other record) as JSON.
+fn json_of<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
 /// Records an admin action, then makes every replica (this one at once) see the change.
 async fn changed(st: &AppState, action: &str, target: &str, detail: Value) -> Result<(), ApiError> {
     st.keys.audit("admin", action, target, detail).await?;
-    st.reload_keys()
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    st.reload_keys().await.map_err(internal)?;
     tracing::info!(action, target, "admin change");
     Ok(())
 }
@@ -153,10 +170,7 @@ pub async fn create_key(
 pub async fn list_keys(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     authenticate_admin(&st, &headers)?;
     let data: Vec<Value> = st.keys.list().await?.iter().map(|k| k.public()).collect();
-    Ok(status_json(
-        StatusCode::OK,
-        json!({"object": "list", "data": data}),
-    ))
+    Ok(list(data))
 }
 
 pub async fn get_key(
@@ -224,18 +238,14 @@ pub async fn create_team(
 ) -> Result<Response, ApiError> {
     authenticate_admin(&st, &headers)?;
     let t = st.keys.create_team(body(spec)?).await?;
-    let v = serde_json::to_value(&t).unwrap_or(Value::Null);
+    let v = json_of(&t);
     changed(&st, "team.create", &t.id, v.clone()).await?;
     Ok(status_json(StatusCode::CREATED, v))
 }
 
 pub async fn list_teams(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     authenticate_admin(&st, &headers)?;
-    let teams = st.keys.list_teams().await?;
-    Ok(status_json(
-        StatusCode::OK,
-        json!({"object": "list", "data": teams}),
-    ))
+    Ok(list(st.keys.list_teams().await?))
 }
 
 pub async fn get_team(
@@ -249,10 +259,7 @@ pub async fn get_team(
         .get_team(&id)
         .await?
         .ok_or_else(|| not_found("team", &id))?;
-    Ok(status_json(
-        StatusCode::OK,
-        serde_json::to_value(t).unwrap_or(Value::Null),
-    ))
+    Ok(status_json(StatusCode::OK, json_of(&t)))
 }
 
 pub async fn update_team(
@@ -267,7 +274,7 @@ pub async fn update_team(
         .update_team(&id, body(patch)?)
         .await?
         .ok_or_else(|| not_found("team", &id))?;
-    let v = serde_json::to_value(&t).unwrap_or(Value::Null);
+    let v = json_of(&t);
     changed(&st, "team.update", &id, v.clone()).await?;
     Ok(status_json(StatusCode::OK, v))
 }
@@ -293,15 +300,12 @@ pub struct AuditParams {
 pub async fn audit_log(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+    params: QueryParams<AuditParams>,
 ) -> Result<Response, ApiError> {
     authenticate_admin(&st, &headers)?;
-    let Query(p) = params.map_err(|e| ApiError::invalid(e.body_text(), None))?;
+    let p = query(params)?;
     let data = st.keys.audit_log(p.limit.unwrap_or(100).clamp(1, 1000)).await?;
-    Ok(status_json(
-        StatusCode::OK,
-        json!({"object": "list", "data": data}),
-    ))
+    Ok(list(data))
 }
 
 #[derive(Deserialize)]
@@ -323,26 +327,27 @@ fn parse_time(v: &str, param: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::invalid(format!("`{param}` must be RFC 3339 or unix time"), Some(param)))
 }
 
+/// An optional time query parameter (see [`parse_time`]).
+fn time_param(v: Option<&str>, param: &str) -> Result<Option<i64>, ApiError> {
+    v.map(|v| parse_time(v, param)).transpose()
+}
+
 pub async fn usage_events(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    params: Result<Query<EventsParams>, axum::extract::rejection::QueryRejection>,
+    params: QueryParams<EventsParams>,
 ) -> Result<Response, ApiError> {
     authenticate_admin(&st, &headers)?;
-    let Query(p) = params.map_err(|e| ApiError::invalid(e.body_text(), None))?;
+    let p = query(params)?;
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
     let q = UsageQuery {
         key_id: p.key_id,
-        from_ms: p.from.as_deref().map(|v| parse_time(v, "from")).transpose()?,
-        to_ms: p.to.as_deref().map(|v| parse_time(v, "to")).transpose()?,
+        from_ms: time_param(p.from.as_deref(), "from")?,
+        to_ms: time_param(p.to.as_deref(), "to")?,
         before: p.cursor,
         limit,
     };
-    let events = st
-        .usage_backend
-        .query(q)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let events = st.usage_backend.query(q).await.map_err(internal)?;
     let next = (events.len() == limit)
         .then(|| events.last().map(|e| e.id.to_string()))
         .flatten();
@@ -359,12 +364,7 @@ pub async fn usage_body(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authenticate_admin(&st, &headers)?;
-    match st
-        .usage_backend
-        .body(id.clone())
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-    {
+    match st.usage_backend.body(id.clone()).await.map_err(internal)? {
         Some(b) => Ok(status_json(
             StatusCode::OK,
             json!({"id": id, "request": b.request, "response": b.response, "expires_at_ms": b.expires_ms}),
@@ -383,8 +383,8 @@ pub struct SummaryParams {
 
 fn range(p: &SummaryParams) -> Result<(Option<i64>, Option<i64>), ApiError> {
     Ok((
-        p.from.as_deref().map(|v| parse_time(v, "from")).transpose()?,
-        p.to.as_deref().map(|v| parse_time(v, "to")).transpose()?,
+        time_param(p.from.as_deref(), "from")?,
+        time_param(p.to.as_deref(), "to")?,
     ))
 }
 
@@ -392,10 +392,10 @@ fn range(p: &SummaryParams) -> Result<(Option<i64>, Option<i64>), ApiError> {
 pub async fn usage_summary(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    params: Result<Query<SummaryParams>, axum::extract::rejection::QueryRejection>,
+    params: QueryParams<SummaryParams>,
 ) -> Result<Response, ApiError> {
     authenticate_admin(&st, &headers)?;
-    let Query(p) = params.map_err(|e| ApiError::invalid(e.body_text(), None))?;
+    let p = query(params)?;
     let by = crate::analytics::GroupBy::parse(p.group_by.as_deref().unwrap_or("key")).ok_or_else(|| {
         ApiError::invalid(
             "`group_by` must be key, team, model, provider or day",
@@ -403,11 +403,7 @@ pub async fn usage_summary(
         )
     })?;
     let (from, to) = range(&p)?;
-    let rows = st
-        .usage_backend
-        .summary(by, from, to)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let rows = st.usage_backend.summary(by, from, to).await.map_err(internal)?;
     Ok(status_json(
         StatusCode::OK,
         json!({"object": "list", "group_by": p.group_by.unwrap_or_else(|| "key".into()), "data": rows}),
@@ -418,21 +414,14 @@ pub async fn usage_summary(
 pub async fn billing_export(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    params: Result<Query<SummaryParams>, axum::extract::rejection::QueryRejection>,
+    params: QueryParams<SummaryParams>,
 ) -> Result<Response, ApiError> {
     authenticate_admin(&st, &headers)?;
-    let Query(p) = params.map_err(|e| ApiError::invalid(e.body_text(), None))?;
+    let p = query(params)?;
     let (from, to) = range(&p)?;
-    let lines = st
-        .usage_backend
-        .billing(from, to)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let lines = st.usage_backend.billing(from, to).await.map_err(internal)?;
     match p.format.as_deref().unwrap_or("json") {
-        "json" => Ok(status_json(
-            StatusCode::OK,
-            json!({"object": "list", "data": lines}),
-        )),
+        "json" => Ok(list(lines)),
         "csv" => {
             let mut res = crate::analytics::billing_csv(&lines).into_response();
             res.headers_mut().insert(
