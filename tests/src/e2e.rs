@@ -56,6 +56,33 @@ pub fn finish_reasons(chunks: &[Value]) -> Vec<&str> {
         .collect()
 }
 
+/// The tool calls of a stream's first choice, their fragments joined per index: `[(id, name,
+/// arguments)]`; panics when an index skips one.
+pub fn streamed_calls(chunks: &[Value]) -> Vec<(String, String, String)> {
+    let mut calls: Vec<(String, String, String)> = Vec::new();
+    for c in chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array())
+        .flatten()
+    {
+        let i = c["index"].as_u64().unwrap() as usize;
+        if i == calls.len() {
+            calls.push(Default::default());
+        }
+        let call = &mut calls[i];
+        call.0 += c["id"].as_str().unwrap_or_default();
+        call.1 += c["function"]["name"].as_str().unwrap_or_default();
+        call.2 += c["function"]["arguments"].as_str().unwrap_or_default();
+    }
+    calls
+}
+
+/// The numbers at `keys` of `v` (`None` where one is missing or is no number), to compare several
+/// counts in one assertion: `numbers(&event, ["input_tokens", "output_tokens"])`.
+pub fn numbers<const N: usize>(v: &Value, keys: [&str; N]) -> [Option<u64>; N] {
+    keys.map(|k| v[k].as_u64())
+}
+
 /// The provider specs' folder, `../shared/specs` beside the repository (never copied into it).
 pub fn specs_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs")

@@ -10,8 +10,8 @@
 use serde_json::{json, Value};
 use tollgate_tests::{
     e2e::{
-        content, finish_reasons, run_sdk_script, run_validator, specs, sse_chunks, user, weather_tool,
-        write_json,
+        content, finish_reasons, numbers, run_sdk_script, run_validator, specs, sse_chunks, streamed_calls,
+        user, weather_tool, write_json,
     },
     fake_anthropic::{FakeAnthropic, MESSAGE_ID, REDACTED, SIGNATURE, THINKING},
     gateway::{temp_dir, Gateway},
@@ -125,12 +125,8 @@ async fn chat_becomes_a_messages_call_with_anthropic_headers() {
         (Some(200), Some("anth"), Some("claude-fake"))
     );
     assert_eq!(
-        (
-            e["input_tokens"].as_u64(),
-            e["output_tokens"].as_u64(),
-            e["cached_input_tokens"].as_u64()
-        ),
-        (Some(18), Some(7), Some(5))
+        numbers(e, ["input_tokens", "output_tokens", "cached_input_tokens"]),
+        [Some(18), Some(7), Some(5)]
     );
     assert_eq!(e["cache_write_input_tokens"], 2, "{e}");
 }
@@ -157,11 +153,8 @@ async fn streamed_text_arrives_as_openai_chunks_with_usage() {
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"], json!([]));
     assert_eq!(
-        (
-            last["usage"]["prompt_tokens"].as_u64(),
-            last["usage"]["completion_tokens"].as_u64()
-        ),
-        (Some(18), Some(7))
+        numbers(&last["usage"], ["prompt_tokens", "completion_tokens"]),
+        [Some(18), Some(7)]
     );
 
     let res = gw
@@ -182,12 +175,8 @@ async fn streamed_text_arrives_as_openai_chunks_with_usage() {
             (Some(true), Some(200))
         );
         assert_eq!(
-            (
-                e["input_tokens"].as_u64(),
-                e["output_tokens"].as_u64(),
-                e["cached_input_tokens"].as_u64()
-            ),
-            (Some(18), Some(7), Some(5))
+            numbers(&e, ["input_tokens", "output_tokens", "cached_input_tokens"]),
+            [Some(18), Some(7), Some(5)]
         );
         assert!(e["ttft_ms"].is_u64(), "{e}");
     }
@@ -200,22 +189,15 @@ async fn streamed_tool_call_arguments_reassemble_at_index_0() {
         .chat(&key, json!({"model": "claude-tools", "stream": true, "messages": user("weather?"), "tools": [weather_tool()]}))
         .await;
     let chunks = sse_chunks(res).await;
-    let mut args = String::new();
-    let mut ids = Vec::new();
-    for c in &chunks {
-        for call in c["choices"][0]["delta"]["tool_calls"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            assert_eq!(call["index"], 0);
-            ids.extend(call["id"].as_str().map(str::to_string));
-            args.push_str(call["function"]["arguments"].as_str().unwrap());
-        }
-    }
-    assert_eq!(ids, ["toolu_01FakeWeather"]);
+    let calls = streamed_calls(&chunks);
+    assert_eq!(calls.len(), 1, "one call, at index 0");
+    let (id, name, args) = &calls[0];
     assert_eq!(
-        serde_json::from_str::<Value>(&args).unwrap(),
+        (id.as_str(), name.as_str()),
+        ("toolu_01FakeWeather", "get_weather")
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(args).unwrap(),
         json!({"city": "Paris"})
     );
     assert_eq!(finish_reasons(&chunks), ["tool_calls"]);

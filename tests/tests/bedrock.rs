@@ -15,7 +15,10 @@ use aws_smithy_eventstream::frame::read_message_from;
 use aws_smithy_types::event_stream::HeaderValue;
 use serde_json::{json, Value};
 use tollgate_tests::{
-    e2e::{content, finish_reasons, run_validator, specs, sse_chunks, user, weather_tool, write_json},
+    e2e::{
+        content, finish_reasons, numbers, run_validator, specs, sse_chunks, streamed_calls, user,
+        weather_tool, write_json,
+    },
     fake_bedrock::{Answer, AwsAccount, FakeBedrock},
     gateway::{temp_dir, Gateway},
 };
@@ -196,13 +199,16 @@ async fn chat_becomes_a_signed_converse_call() {
         (Some(200), Some("aws"), Some(MODEL))
     );
     assert_eq!(
-        (
-            e["input_tokens"].as_u64(),
-            e["output_tokens"].as_u64(),
-            e["cached_input_tokens"].as_u64(),
-            e["cache_write_input_tokens"].as_u64()
+        numbers(
+            e,
+            [
+                "input_tokens",
+                "output_tokens",
+                "cached_input_tokens",
+                "cache_write_input_tokens"
+            ]
         ),
-        (Some(18), Some(7), Some(5), Some(2)),
+        [Some(18), Some(7), Some(5), Some(2)],
         "{e}"
     );
     assert!(!gw.logs().contains(SECRET) && !gw.logs().contains(TOKEN));
@@ -259,13 +265,16 @@ async fn event_stream_arrives_as_openai_chunks_with_usage() {
             (Some(true), Some(200))
         );
         assert_eq!(
-            (
-                e["input_tokens"].as_u64(),
-                e["output_tokens"].as_u64(),
-                e["cached_input_tokens"].as_u64(),
-                e["cache_write_input_tokens"].as_u64()
+            numbers(
+                &e,
+                [
+                    "input_tokens",
+                    "output_tokens",
+                    "cached_input_tokens",
+                    "cache_write_input_tokens"
+                ]
             ),
-            (Some(18), Some(7), Some(5), Some(2)),
+            [Some(18), Some(7), Some(5), Some(2)],
             "{e}"
         );
         assert!(e["ttft_ms"].is_u64(), "{e}");
@@ -402,32 +411,15 @@ async fn parallel_tool_calls_and_tool_results_round_trip() {
         )
         .await;
     let chunks = sse_chunks(res).await;
-    let mut args = [String::new(), String::new()];
-    let mut ids = Vec::new();
-    for c in &chunks {
-        for call in c["choices"][0]["delta"]["tool_calls"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let i = call["index"].as_u64().unwrap() as usize;
-            ids.extend(call["id"].as_str().map(|id| (i, id.to_string())));
-            args[i].push_str(call["function"]["arguments"].as_str().unwrap());
-        }
-    }
+    let calls = streamed_calls(&chunks);
+    let ids: Vec<&str> = calls.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(ids, ["tooluse_FakeParis01", "tooluse_FakeRome002"]);
     assert_eq!(
-        ids,
-        [
-            (0, "tooluse_FakeParis01".to_string()),
-            (1, "tooluse_FakeRome002".to_string())
-        ]
-    );
-    assert_eq!(
-        serde_json::from_str::<Value>(&args[0]).unwrap(),
+        serde_json::from_str::<Value>(&calls[0].2).unwrap(),
         json!({"city": "Paris"})
     );
     assert_eq!(
-        serde_json::from_str::<Value>(&args[1]).unwrap(),
+        serde_json::from_str::<Value>(&calls[1].2).unwrap(),
         json!({"city": "Rome"})
     );
     assert_eq!(finish_reasons(&chunks), ["tool_calls"]);

@@ -9,7 +9,9 @@
 
 use serde_json::{json, Value};
 use tollgate_tests::{
-    e2e::{content, finish_reasons, run_sdk_script, run_validator, specs, sse_chunks, user, write_json},
+    e2e::{
+        content, finish_reasons, numbers, run_sdk_script, run_validator, specs, sse_chunks, user, write_json,
+    },
     fake_gemini::{FakeGemini, RESPONSE_ID, SIGNATURE, THOUGHT},
     gateway::{temp_dir, Gateway},
 };
@@ -72,13 +74,15 @@ fn weather_tool() -> Value {
 }
 
 fn tokens(e: &Value) -> [Option<u64>; 4] {
-    [
-        "input_tokens",
-        "output_tokens",
-        "cached_input_tokens",
-        "reasoning_tokens",
-    ]
-    .map(|k| e[k].as_u64())
+    numbers(
+        e,
+        [
+            "input_tokens",
+            "output_tokens",
+            "cached_input_tokens",
+            "reasoning_tokens",
+        ],
+    )
 }
 
 #[tokio::test]
@@ -160,11 +164,8 @@ async fn streamed_text_arrives_as_openai_chunks_with_usage() {
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"], json!([]));
     assert_eq!(
-        (
-            last["usage"]["prompt_tokens"].as_u64(),
-            last["usage"]["completion_tokens"].as_u64()
-        ),
-        (Some(11), Some(10))
+        numbers(&last["usage"], ["prompt_tokens", "completion_tokens"]),
+        [Some(11), Some(10)]
     );
 
     let res = gw

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tollgate_tests::{
+    e2e::numbers,
     fake::FakeProvider,
     gateway::{standard_config, Gateway, ADMIN_KEY, PROVIDER_KEY},
 };
@@ -132,12 +133,8 @@ async fn stream_forwards_chunks_asks_for_usage_and_strips_it_unless_asked() {
     for e in &events {
         assert_eq!(e["streamed"], true);
         assert_eq!(
-            (
-                e["input_tokens"].as_u64(),
-                e["output_tokens"].as_u64(),
-                e["cached_input_tokens"].as_u64()
-            ),
-            (Some(11), Some(7), Some(3))
+            numbers(e, ["input_tokens", "output_tokens", "cached_input_tokens"]),
+            [Some(11), Some(7), Some(3)]
         );
         assert!(
             e["ttft_ms"].is_u64(),
@@ -217,8 +214,8 @@ async fn one_usage_event_per_request_with_filters_and_paging() {
         (Some("echo"), Some("echo"))
     );
     assert_eq!(
-        (echo["input_tokens"].as_u64(), echo["output_tokens"].as_u64()),
-        (Some(3), Some(3))
+        numbers(echo, ["input_tokens", "output_tokens"]),
+        [Some(3), Some(3)]
     );
     let fake_event = &all[2];
     assert_eq!(fake_event["user"], "u-1");

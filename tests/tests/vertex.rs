@@ -14,7 +14,9 @@ use std::{path::PathBuf, process::Command};
 
 use serde_json::{json, Value};
 use tollgate_tests::{
-    e2e::{content, finish_reasons, run_validator, specs, sse_chunks, user, write_json},
+    e2e::{
+        content, finish_reasons, numbers, run_validator, specs, sse_chunks, streamed_calls, user, write_json,
+    },
     env::skip,
     fake_vertex::{
         write_authorized_user_file, FakeVertex, TestKeys, MESSAGE_ID, RESPONSE_ID, USER_CLIENT_SECRET,
@@ -132,26 +134,6 @@ fn path(model: &str, publisher: &str, method: &str) -> String {
     format!("/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/{publisher}/models/{model}:{method}")
 }
 
-/// Tool calls of a stream joined per index: `[(id, name, arguments)]`.
-fn streamed_calls(chunks: &[Value]) -> Vec<(String, String, String)> {
-    let mut calls: Vec<(String, String, String)> = Vec::new();
-    for c in chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array())
-        .flatten()
-    {
-        let i = c["index"].as_u64().unwrap() as usize;
-        if i == calls.len() {
-            calls.push(Default::default());
-        }
-        let call = &mut calls[i];
-        call.0 += c["id"].as_str().unwrap_or_default();
-        call.1 += c["function"]["name"].as_str().unwrap_or_default();
-        call.2 += c["function"]["arguments"].as_str().unwrap_or_default();
-    }
-    calls
-}
-
 fn bearer(r: &tollgate_tests::fake::Recorded) -> String {
     r.headers["authorization"]
         .to_str()
@@ -179,11 +161,8 @@ async fn gemini_chat_and_stream_go_to_generate_content_with_a_minted_token() {
     assert_eq!(v["choices"][0]["message"]["content"], "fake: hello vertex");
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     assert_eq!(
-        (
-            v["usage"]["prompt_tokens"].as_u64(),
-            v["usage"]["completion_tokens"].as_u64()
-        ),
-        (Some(9), Some(6))
+        numbers(&v["usage"], ["prompt_tokens", "completion_tokens"]),
+        [Some(9), Some(6)]
     );
 
     let res =
@@ -534,12 +513,8 @@ async fn embeddings_use_predict_and_usage_events_are_recorded() {
     );
     // 13 input + 4 cache reads (Anthropic counts them apart; OpenAI's prompt includes them), 7 out.
     assert_eq!(
-        (
-            chat["input_tokens"].as_u64(),
-            chat["output_tokens"].as_u64(),
-            chat["cached_input_tokens"].as_u64()
-        ),
-        (Some(17), Some(7), Some(4)),
+        numbers(chat, ["input_tokens", "output_tokens", "cached_input_tokens"]),
+        [Some(17), Some(7), Some(4)],
         "{chat}"
     );
     // Priced as `vertex/claude-sonnet-4@20250514`: 13 input at $3, 4 cache reads at $0.30 and 7
