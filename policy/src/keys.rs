@@ -220,6 +220,13 @@ fn dump<T: Serialize>(v: &T) -> Result<String, PolicyError> {
     serde_json::to_string(v).map_err(|e| PolicyError::Store(e.to_string()))
 }
 
+/// A PATCH field: a present value replaces the old one.
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
 fn validate_models(models: &[String]) -> Result<(), PolicyError> {
     if models.iter().any(|m| m.is_empty()) {
         return Err(PolicyError::Invalid("model globs must not be empty".into()));
@@ -307,22 +314,26 @@ impl Keys {
         Ok(NewKey { record, key })
     }
 
+    /// The record of `kind` with `id`, if any.
+    async fn get_doc<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: Kind,
+        id: &str,
+    ) -> Result<Option<T>, PolicyError> {
+        self.store.get(kind, id).await?.map(|d| parse(&d)).transpose()
+    }
+
+    /// Every record of `kind`, in the store's order.
+    async fn all_docs<T: serde::de::DeserializeOwned>(&self, kind: Kind) -> Result<Vec<T>, PolicyError> {
+        self.store.all(kind).await?.iter().map(|d| parse(d)).collect()
+    }
+
     pub async fn get(&self, id: &str) -> Result<Option<KeyRecord>, PolicyError> {
-        self.store
-            .get(Kind::Key, id)
-            .await?
-            .map(|d| parse(&d))
-            .transpose()
+        self.get_doc(Kind::Key, id).await
     }
 
     pub async fn list(&self) -> Result<Vec<KeyRecord>, PolicyError> {
-        let mut keys: Vec<KeyRecord> = self
-            .store
-            .all(Kind::Key)
-            .await?
-            .iter()
-            .map(|d| parse(d))
-            .collect::<Result<_, _>>()?;
+        let mut keys: Vec<KeyRecord> = self.all_docs(Kind::Key).await?;
         keys.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
         Ok(keys)
     }
@@ -349,24 +360,16 @@ impl Keys {
             validate_limits(&limits)?;
             k.limits = limits;
         }
-        if let Some(budgets) = patch.budgets {
-            k.budgets = budgets;
-        }
-        if let Some(metadata) = patch.metadata {
-            k.metadata = metadata;
-        }
-        if let Some(expires_at) = patch.expires_at {
-            k.expires_at = expires_at;
-        }
+        set(&mut k.budgets, patch.budgets);
+        set(&mut k.metadata, patch.metadata);
+        set(&mut k.expires_at, patch.expires_at);
         if let Some(retention) = patch.body_retention {
             if let Some(r) = &retention {
                 parse_retention(r)?;
             }
             k.body_retention = retention;
         }
-        if let Some(revoked) = patch.revoked {
-            k.revoked = revoked;
-        }
+        set(&mut k.revoked, patch.revoked);
         self.store.put(Kind::Key, id, dump(&k)?).await?;
         Ok(Some(k))
     }
@@ -409,39 +412,24 @@ impl Keys {
     }
 
     pub async fn get_team(&self, id: &str) -> Result<Option<Team>, PolicyError> {
-        self.store
-            .get(Kind::Team, id)
-            .await?
-            .map(|d| parse(&d))
-            .transpose()
+        self.get_doc(Kind::Team, id).await
     }
 
     pub async fn list_teams(&self) -> Result<Vec<Team>, PolicyError> {
-        self.store
-            .all(Kind::Team)
-            .await?
-            .iter()
-            .map(|d| parse(d))
-            .collect()
+        self.all_docs(Kind::Team).await
     }
 
     pub async fn update_team(&self, id: &str, patch: TeamPatch) -> Result<Option<Team>, PolicyError> {
         let Some(mut t) = self.get_team(id).await? else {
             return Ok(None);
         };
-        if let Some(name) = patch.name {
-            t.name = name;
-        }
+        set(&mut t.name, patch.name);
         if let Some(limits) = patch.limits {
             validate_limits(&limits)?;
             t.limits = limits;
         }
-        if let Some(budgets) = patch.budgets {
-            t.budgets = budgets;
-        }
-        if let Some(metadata) = patch.metadata {
-            t.metadata = metadata;
-        }
+        set(&mut t.budgets, patch.budgets);
+        set(&mut t.metadata, patch.metadata);
         self.store.put(Kind::Team, id, dump(&t)?).await?;
         Ok(Some(t))
     }
