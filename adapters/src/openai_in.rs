@@ -164,6 +164,24 @@ pub(crate) fn each_part<'a>(
     Ok(())
 }
 
+/// Converts a message `content` into a provider's blocks: a string becomes `text(s)` (when that
+/// gives a block), each part of an array goes to `part`, which pushes what it makes onto `out`.
+pub(crate) fn content_blocks<'a, B>(
+    content: &'a Value,
+    at: &str,
+    text: impl Fn(&'a str) -> Option<B>,
+    mut part: impl FnMut(PartIn<'a>, &'a Value, &str, &mut Vec<B>) -> Result<(), AdapterError>,
+) -> Result<Vec<B>, AdapterError> {
+    let parts = match self::content(content, at)? {
+        ContentIn::Null => return Ok(Vec::new()),
+        ContentIn::Text(s) => return Ok(text(s).into_iter().collect()),
+        ContentIn::Parts(parts) => parts,
+    };
+    let mut out = Vec::with_capacity(parts.len());
+    each_part(parts, at, |p, raw, param| part(p, raw, param, &mut out))?;
+    Ok(out)
+}
+
 /// The error for a part `provider` does not take in this place.
 pub(crate) fn unsupported_part(part: &PartIn<'_>, provider: &str, param: &str) -> AdapterError {
     let message = format!(

@@ -12,8 +12,8 @@ use super::{
 };
 use crate::{
     openai_in::{
-        self, anthropic_thinking_budget, each_message, each_part, each_tool_call, function_tool, image_url,
-        impl_turn, invalid, max_tokens_field, number, push_turn, stop_sequences, tool_call_id, ContentIn,
+        self, anthropic_thinking_budget, content_blocks, each_message, each_tool_call, function_tool,
+        image_url, impl_turn, invalid, max_tokens_field, number, push_turn, stop_sequences, tool_call_id,
         ImageUrl, PartIn, ToolChoiceIn,
     },
     reasoning::{client_thinking_blocks, ClientThinking},
@@ -135,13 +135,7 @@ fn convert_messages(list: &[Value]) -> Result<(Option<System<'_>>, Vec<Message<'
 /// The blocks of a message `content`: a string, or an array of text (and refusal) parts and, where
 /// `images` allows, image parts. Empty texts are left out (Anthropic rejects them).
 fn blocks<'a>(content: &'a Value, at: &str, images: bool) -> Result<Vec<Block<'a>>, AdapterError> {
-    let parts = match openai_in::content(content, at)? {
-        ContentIn::Null => return Ok(Vec::new()),
-        ContentIn::Text(s) => return Ok(text_block(s).into_iter().collect()),
-        ContentIn::Parts(parts) => parts,
-    };
-    let mut out = Vec::with_capacity(parts.len());
-    each_part(parts, at, |part, _, param| {
+    content_blocks(content, at, text_block, |part, _, param, out| {
         match part {
             PartIn::Text(text) => out.extend(text_block(text)),
             PartIn::Image(image) if images => out.push(Block::Image {
@@ -150,8 +144,7 @@ fn blocks<'a>(content: &'a Value, at: &str, images: bool) -> Result<Vec<Block<'a
             other => return Err(openai_in::unsupported_part(&other, "anthropic", param)),
         }
         Ok(())
-    })?;
-    Ok(out)
+    })
 }
 
 fn text_block(text: &str) -> Option<Block<'_>> {

@@ -16,8 +16,8 @@ use super::{
 };
 use crate::{
     openai_in::{
-        self, anthropic_thinking_budget, each_message, each_part, each_tool_call, function_tool, image_url,
-        impl_turn, invalid, max_tokens_field, number, push_turn, stop_sequences, tool_call_id, ContentIn,
+        self, anthropic_thinking_budget, content_blocks, each_message, each_tool_call, function_tool,
+        image_url, impl_turn, invalid, max_tokens_field, number, push_turn, stop_sequences, tool_call_id,
         ImageUrl, PartIn, ToolChoiceIn,
     },
     reasoning::{client_thinking_blocks, ClientThinking},
@@ -181,13 +181,7 @@ impl Allow {
 /// allowed, image and file parts. A part carrying `cache_control` is followed by a cache point. Empty texts
 /// are left out (Converse rejects blank text blocks).
 fn parts<'a>(content: &'a Value, at: &str, allow: Allow) -> Result<Vec<Part<'a>>, AdapterError> {
-    let list = match openai_in::content(content, at)? {
-        ContentIn::Null => return Ok(Vec::new()),
-        ContentIn::Text(s) => return Ok(text(s).into_iter().collect()),
-        ContentIn::Parts(list) => list,
-    };
-    let mut out = Vec::with_capacity(list.len());
-    each_part(list, at, |part, p, param| {
+    content_blocks(content, at, text, |part, p, param, out| {
         match part {
             PartIn::Text(t) => out.extend(text(t)),
             PartIn::Other("file") if allow.media => out.push(Part::Document(document_block(p, param)?)),
@@ -200,8 +194,7 @@ fn parts<'a>(content: &'a Value, at: &str, allow: Allow) -> Result<Vec<Part<'a>>
             out.push(Part::Cache(c));
         }
         Ok(())
-    })?;
-    Ok(out)
+    })
 }
 
 fn text(t: &str) -> Option<Part<'_>> {

@@ -15,8 +15,8 @@ use super::{
 pub(crate) use crate::openai_in::invalid;
 use crate::{
     openai_in::{
-        self, each_message, each_part, each_tool_call, function_tool, image_url, push_turn, tool_call_id,
-        ContentIn, ImageUrl, PartIn, ToolChoiceIn, Turn,
+        self, content_blocks, each_message, each_tool_call, function_tool, image_url, push_turn,
+        tool_call_id, ImageUrl, PartIn, ToolChoiceIn, Turn,
     },
     reasoning::{client_thinking_blocks, ClientThinking},
     AdapterError,
@@ -63,21 +63,14 @@ fn convert_messages(list: &[Value]) -> Result<(Vec<Part<'_>>, Vec<Content<'_>>),
 /// The parts of a message `content`: a string, or text (and refusal) parts and, where `images`
 /// allows, image parts. Empty texts are left out.
 fn parts<'a>(content: &'a Value, at: &str, images: bool) -> Result<Vec<Part<'a>>, AdapterError> {
-    let list = match openai_in::content(content, at)? {
-        ContentIn::Null => return Ok(Vec::new()),
-        ContentIn::Text(s) => return Ok(text_part(s).into_iter().collect()),
-        ContentIn::Parts(list) => list,
-    };
-    let mut out = Vec::with_capacity(list.len());
-    each_part(list, at, |part, _, param| {
+    content_blocks(content, at, text_part, |part, _, param, out| {
         match part {
             PartIn::Text(text) => out.extend(text_part(text)),
             PartIn::Image(image) if images => out.push(image_part(image.url(param)?, param)?),
             other => return Err(openai_in::unsupported_part(&other, "gemini", param)),
         }
         Ok(())
-    })?;
-    Ok(out)
+    })
 }
 
 fn text_part(text: &str) -> Option<Part<'_>> {
