@@ -63,6 +63,12 @@ impl Gateway {
         Gateway::start_with_store(None, extra, env).await
     }
 
+    /// A gateway on [`standard_config`] in front of the fake at `base_url`, plus `extra` config.
+    pub async fn start_standard(base_url: &str, extra: &str) -> Gateway {
+        let config = format!("{}{extra}", standard_config(base_url));
+        Gateway::start(&config, &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)]).await
+    }
+
     /// Like [`Gateway::start`], with keys and quotas in Redis under `prefix` (replicas that share a
     /// prefix share keys, limits and budgets).
     pub async fn start_redis(url: &str, prefix: &str, extra: &str, env: &[(&str, &str)]) -> Gateway {

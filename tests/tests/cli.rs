@@ -8,7 +8,7 @@ use std::{process::Command, time::Duration};
 use serde_json::{json, Value};
 use tollgate_tests::{
     fake::FakeProvider,
-    gateway::{binary, standard_config, temp_dir, Gateway, PROVIDER_KEY},
+    gateway::{binary, standard_config, temp_dir, Gateway},
 };
 
 fn run(args: &[&str]) -> (i32, String, String) {
@@ -75,11 +75,7 @@ async fn serve_refuses_an_invalid_config() {
 #[tokio::test]
 async fn keys_created_and_revoked_by_the_cli_are_honoured_by_the_running_server() {
     let fake = FakeProvider::start().await;
-    let gw = Gateway::start(
-        &standard_config(&fake.base_url()),
-        &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)],
-    )
-    .await;
+    let gw = Gateway::start_standard(&fake.base_url(), "").await;
     let config = gw.dir.join("tollgate.toml");
     let config = config.to_str().unwrap();
     let (code, out, err) = run(&[
@@ -139,11 +135,7 @@ async fn sigterm_drains_streams_for_the_grace_period_then_exits_zero_without_los
          [[models]]\nname = \"gpt-slow\"\ntargets = [{{ provider = \"patient\", model = \"slow\" }}]\n",
         fake.base_url()
     );
-    let mut gw = Gateway::start(
-        &format!("{}{extra}", standard_config(&fake.base_url())),
-        &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)],
-    )
-    .await;
+    let mut gw = Gateway::start_standard(&fake.base_url(), &extra).await;
     let key = gw.create_key(&[]).await;
     assert_eq!(
         gw.chat(
@@ -218,11 +210,7 @@ async fn config_reloads_on_sighup_and_on_file_change_and_refuses_invalid_files()
          [[models]]\nname = \"gpt-slow\"\ntargets = [{{ provider = \"patient\", model = \"slow\" }}]\n",
         fake.base_url()
     );
-    let gw = Gateway::start(
-        &format!("{}{slow}", standard_config(&fake.base_url())),
-        &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)],
-    )
-    .await;
+    let gw = Gateway::start_standard(&fake.base_url(), &slow).await;
     let key = gw.create_key(&[]).await;
     let path = gw.dir.join("tollgate.toml");
     let original = std::fs::read_to_string(&path).unwrap();

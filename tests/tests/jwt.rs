@@ -193,11 +193,7 @@ async fn rs256_keys_from_a_jwks_url_map_claims_to_team_and_models() {
         "[auth.jwt]\nissuer = \"https://idp.test\"\naudience = \"tollgate\"\nalgorithms = [\"RS256\"]\n\
          jwks_url = \"http://{idp}/jwks.json\"\nteam_claim = \"org\"\nmodels_claim = \"models\"\n"
     );
-    let gw = Gateway::start(
-        &format!("{}{jwt}", standard_config(&fake.base_url())),
-        &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)],
-    )
-    .await;
+    let gw = Gateway::start_standard(&fake.base_url(), &jwt).await;
     gw.admin(
         Method::POST,
         "/admin/teams",

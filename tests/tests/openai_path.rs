@@ -18,8 +18,7 @@ async fn setup() -> (FakeProvider, Gateway, String) {
 
 async fn setup_with(extra: &str) -> (FakeProvider, Gateway, String) {
     let fake = FakeProvider::start().await;
-    let config = format!("{}{extra}", standard_config(&fake.base_url()));
-    let gw = Gateway::start(&config, &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)]).await;
+    let gw = Gateway::start_standard(&fake.base_url(), extra).await;
     let key = gw
         .create_key(&["gpt-*", "tools-*", "embed-*", "echo", "fallback-*", "timeout-*"])
         .await;
@@ -437,12 +436,8 @@ name = "timeout-test"
 targets = [{ provider = "impatient", model = "slow" }]
 "#;
     let fake = FakeProvider::start().await;
-    let config = format!(
-        "{}{}",
-        standard_config(&fake.base_url()),
-        extra.replace("BASE", &fake.base_url())
-    );
-    let gw = Gateway::start(&config, &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)]).await;
+    let extra = extra.replace("BASE", &fake.base_url());
+    let gw = Gateway::start_standard(&fake.base_url(), &extra).await;
     let key = gw.create_key(&[]).await;
     let start = Instant::now();
     let res = gw
@@ -623,11 +618,7 @@ async fn azure_uses_deployment_url_api_version_and_api_key_header() {
          [[models]]\nname = \"gpt-azure\"\ntargets = [{{ provider = \"az\", model = \"my-deployment\" }}]\n",
         fake.addr
     );
-    let gw = Gateway::start(
-        &format!("{}{extra}", standard_config(&fake.base_url())),
-        &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)],
-    )
-    .await;
+    let gw = Gateway::start_standard(&fake.base_url(), &extra).await;
     let key = gw.create_key(&[]).await;
     let res = gw
         .chat(&key, json!({"model": "gpt-azure", "messages": user("hi")}))

@@ -8,6 +8,7 @@ use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tollgate_tests::{
+    env::skip,
     fake::FakeProvider,
     gateway::{standard_config, Gateway, PROVIDER_KEY},
     redis::{shared_url, unique_prefix, RedisServer},
@@ -25,6 +26,15 @@ async fn replicas(url: &str, prefix: &str, extra: &str) -> (FakeProvider, Gatewa
     let a = Gateway::start_redis(url, prefix, &config, &env).await;
     let b = Gateway::start_redis(url, prefix, &config, &env).await;
     (fake, a, b)
+}
+
+/// One gateway whose limits live in `redis`, under a fresh prefix made from `tag`.
+async fn on_redis(redis: &RedisServer, tag: &str) -> (FakeProvider, Gateway) {
+    let fake = FakeProvider::start().await;
+    let config = standard_config(&fake.base_url());
+    let env = [("FAKE_PROVIDER_KEY", PROVIDER_KEY)];
+    let gw = Gateway::start_redis(&redis.url(), &unique_prefix(tag), &config, &env).await;
+    (fake, gw)
 }
 
 /// Waits until `gw` accepts `key` (the key was created on another replica).
@@ -263,21 +273,9 @@ async fn parallel_request_leases_are_shared_and_freed() {
 #[tokio::test]
 async fn redis_outage_follows_each_limits_fail_mode_and_recovers() {
     let Some(mut redis) = RedisServer::start() else {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "redis-server is required under CI"
-        );
-        eprintln!("SKIPPED: redis-server not installed");
-        return;
+        return skip("redis-server is not installed");
     };
-    let fake = FakeProvider::start().await;
-    let gw = Gateway::start_redis(
-        &redis.url(),
-        &unique_prefix("outage"),
-        &standard_config(&fake.base_url()),
-        &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)],
-    )
-    .await;
+    let (_fake, gw) = on_redis(&redis, "outage").await;
     let limited = gw
         .create_key_with(json!({"name": "rpm", "models": ["echo"], "limits": {"rpm": 3}}))
         .await["key"]
@@ -343,11 +341,7 @@ async fn redis_outage_follows_each_limits_fail_mode_and_recovers() {
 #[tokio::test]
 async fn teams_limit_their_keys_and_every_admin_action_is_audited() {
     let fake = FakeProvider::start().await;
-    let gw = Gateway::start(
-        &standard_config(&fake.base_url()),
-        &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)],
-    )
-    .await;
+    let gw = Gateway::start_standard(&fake.base_url(), "").await;
     gw.admin(
         Method::POST,
         "/admin/teams",
@@ -488,21 +482,9 @@ const STALL_SCRIPT: &str = "local s = redis.call('TIME') local t0 = s[1] * 10000
 #[tokio::test]
 async fn a_reservation_whose_answer_timed_out_is_released_when_redis_runs_it_late() {
     let Some(redis) = RedisServer::start() else {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "redis-server is required under CI"
-        );
-        eprintln!("SKIPPED: redis-server not installed");
-        return;
+        return skip("redis-server is not installed");
     };
-    let fake = FakeProvider::start().await;
-    let gw = Gateway::start_redis(
-        &redis.url(),
-        &unique_prefix("late"),
-        &standard_config(&fake.base_url()),
-        &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)],
-    )
-    .await;
+    let (_fake, gw) = on_redis(&redis, "late").await;
     let key = gw
         .create_key_with(
             json!({"name": "one", "models": ["echo"], "limits": {"max_parallel": 1},

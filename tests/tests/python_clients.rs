@@ -13,7 +13,7 @@ use serde_json::json;
 use tollgate_tests::{
     e2e::{run_validator, specs, weather_tool, write_json},
     fake::FakeProvider,
-    gateway::{standard_config, temp_dir, Gateway, PROVIDER_KEY},
+    gateway::{temp_dir, Gateway},
 };
 
 fn script(name: &str) -> PathBuf {
@@ -42,11 +42,7 @@ fn run(cmd: &mut Command) -> String {
 async fn official_openai_python_sdk_works_unchanged() {
     let Some(py) = python() else { return };
     let fake = FakeProvider::start().await;
-    let gw = Gateway::start(
-        &standard_config(&fake.base_url()),
-        &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)],
-    )
-    .await;
+    let gw = Gateway::start_standard(&fake.base_url(), "").await;
     let key = gw.create_key(&["gpt-*", "tools-*", "embed-*", "echo"]).await;
     let base = gw.url("/v1");
     let out = tokio::task::spawn_blocking(move || {
@@ -67,11 +63,7 @@ async fn requests_sent_upstream_conform_to_the_openai_spec() {
     };
     let Some(py) = python() else { return };
     let fake = FakeProvider::start().await;
-    let gw = Gateway::start(
-        &standard_config(&fake.base_url()),
-        &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)],
-    )
-    .await;
+    let gw = Gateway::start_standard(&fake.base_url(), "").await;
     let key = gw.create_key(&[]).await;
     let weather = weather_tool();
     let chats = [

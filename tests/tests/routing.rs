@@ -6,19 +6,12 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tollgate_tests::{
-    fake::FakeProvider,
-    gateway::{standard_config, Gateway, PROVIDER_KEY},
-};
+use tollgate_tests::{fake::FakeProvider, gateway::Gateway};
 
 async fn setup(extra: &str) -> (FakeProvider, Gateway, String) {
     let fake = FakeProvider::start().await;
-    let config = format!(
-        "{}{}",
-        standard_config(&fake.base_url()),
-        extra.replace("BASE", &fake.base_url())
-    );
-    let gw = Gateway::start(&config, &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)]).await;
+    let extra = extra.replace("BASE", &fake.base_url());
+    let gw = Gateway::start_standard(&fake.base_url(), &extra).await;
     let key = gw.create_key(&[]).await;
     (fake, gw, key)
 }
@@ -162,8 +155,7 @@ name = "stream-chain"
 targets = [{ provider = "fake", model = "break-stream" }, { provider = "fake", model = "up-never" }]
 "#;
     let fake = FakeProvider::start().await;
-    let config = format!("{}{extra}", standard_config(&fake.base_url()));
-    let gw = Gateway::start(&config, &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)]).await;
+    let gw = Gateway::start_standard(&fake.base_url(), extra).await;
     let key = gw.create_key(&["canonical", "stream-*"]).await;
     let res = gw.chat(&key, ask("nickname")).await;
     assert_eq!(

@@ -13,7 +13,7 @@ use axum::{routing::post, Json, Router};
 use serde_json::{json, Value};
 use tollgate_tests::{
     fake::FakeProvider,
-    gateway::{standard_config, Gateway, PROVIDER_KEY},
+    gateway::{Gateway, PROVIDER_KEY},
 };
 
 /// Collects every span posted to `/v1/traces`.
@@ -62,11 +62,7 @@ async fn requests_and_upstream_attempts_are_traced_with_gen_ai_attributes() {
         "[[models]]\nname = \"flaky\"\ntargets = [{{ provider = \"fake\", model = \"fail-500\" }}, {{ provider = \"fake\", model = \"up-gpt\" }}]\n\
          [telemetry]\notlp_endpoint = \"{endpoint}\"\nservice_name = \"tollgate-test\"\n"
     );
-    let gw = Gateway::start(
-        &format!("{}{extra}", standard_config(&fake.base_url())),
-        &[("FAKE_PROVIDER_KEY", PROVIDER_KEY)],
-    )
-    .await;
+    let gw = Gateway::start_standard(&fake.base_url(), &extra).await;
     let key = gw.create_key(&[]).await;
     let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let res = gw
