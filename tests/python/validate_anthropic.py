@@ -14,12 +14,10 @@ no `temperature`/`top_k` and no forced tool use, and the assistant turn a tool l
 starts with its (signed) thinking blocks; in a user turn, `tool_result` blocks come before any
 other block and answer `tool_use` ids of the assistant turn just before it.
 
-Before the directory is validated a self-check makes sure that validation is real: known-bad
-bodies must fail and known-good ones must pass, else exit 2.
-
-Output: one `OK name` / `INVALID name` line per file (the latter followed by its first errors
-with their JSON paths), then `spec: N passed, M failed`.
-Exit status: 0 all valid, 1 some body invalid (or DIR holds no body file), 2 setup problem.
+A self-check first proves that validation is real (known-bad bodies must fail, known-good ones
+pass, else exit 2). Output: `OK name` / `INVALID name` per file (the latter with its first errors),
+then `spec: N passed, M failed`; exit status 0 all valid, 1 some body invalid (or DIR holds no body
+file), 2 setup problem. The machinery is shared with the other validators: specval.py.
 """
 
 import sys

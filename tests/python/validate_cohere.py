@@ -19,12 +19,10 @@ Besides the schema, rules the API documents but the schema cannot express are ch
 call of an earlier assistant turn; at most 5 `stop_sequences`; an embed body has `texts`,
 `images` or `inputs`.
 
-Before the directory is validated a self-check makes sure that validation is real: known-bad
-bodies must fail and known-good ones must pass, else exit 2.
-
-Output: one `OK name` / `INVALID name` line per file (the latter followed by its first errors
-with their JSON paths), then `spec: N passed, M failed`.
-Exit status: 0 all valid, 1 some body invalid (or DIR holds no body file), 2 setup problem.
+A self-check first proves that validation is real (known-bad bodies must fail, known-good ones
+pass, else exit 2). Output: `OK name` / `INVALID name` per file (the latter with its first errors),
+then `spec: N passed, M failed`; exit status 0 all valid, 1 some body invalid (or DIR holds no body
+file), 2 setup problem. The machinery is shared with the other validators: specval.py.
 """
 
 import copy
