@@ -5,7 +5,7 @@
 //! `simple_chat` as a second target) and `<case>-retry` (one target, `retries = 1`), so an error case
 //! observes retryability through routing.
 
-use std::{collections::BTreeMap, path::PathBuf, process::Command, sync::Arc};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 
 use serde_json::{json, Value};
 
@@ -581,8 +581,11 @@ pub async fn validate_spec(wire: Arc<dyn Wire>) {
     let Some(check) = wire.spec() else {
         return skip(&format!("no spec validator for kind {kind}"));
     };
-    let specs_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs");
-    let specs: Vec<PathBuf> = check.specs.iter().map(|p| specs_dir.join(p)).collect();
+    let specs: Vec<PathBuf> = check
+        .specs
+        .iter()
+        .map(|p| crate::e2e::specs_dir().join(p))
+        .collect();
     if let Some(missing) = specs.iter().find(|p| !p.exists()) {
         return skip(&format!("{} is missing", missing.display()));
     }
@@ -619,35 +622,10 @@ pub async fn validate_spec(wire: Arc<dyn Wire>) {
             .route
             .as_ref()
             .unwrap_or_else(|| panic!("unexpected upstream path {}", c.path));
-        std::fs::write(
-            dir.join(format!("{i:02}-{}.{}.json", route.model, check.suffix)),
-            serde_json::to_vec_pretty(&s.wire.spec_body(route, &c.body)).expect("json"),
-        )
-        .expect("write body");
+        let name = format!("{i:02}-{}.{}.json", route.model, check.suffix);
+        crate::e2e::write_json(&dir.join(name), &s.wire.spec_body(route, &c.body));
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("python")
-        .join(check.script);
-    let dir2 = dir.clone();
-    let out =
-        tokio::task::spawn_blocking(move || Command::new(py).arg(script).args(&specs).arg(&dir2).output())
-            .await
-            .expect("join")
-            .expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{kind}: {text}");
-    assert!(
-        out.status.success(),
-        "validator exited {:?}:\n{text}",
-        out.status.code()
-    );
-    assert!(
-        text.contains(&format!("spec: {} passed, 0 failed", calls.len())),
-        "{text}"
-    );
+    let args = specs.iter().chain([&dir]);
+    crate::e2e::run_validator(&py, check.script, args, calls.len()).await;
     std::fs::remove_dir_all(dir).ok();
 }
