@@ -39,13 +39,7 @@ struct Inner {
 pub struct FakeUpstream {
     pub addr: SocketAddr,
     inner: Arc<Inner>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeUpstream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: crate::fake::Running,
 }
 
 impl FakeUpstream {
@@ -55,17 +49,12 @@ impl FakeUpstream {
             calls: Mutex::new(Vec::new()),
         });
         let app = Router::new().fallback(handle).with_state(Arc::clone(&inner));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake");
-        let addr = listener.local_addr().expect("addr");
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeUpstream { addr, inner, task }
+        let server = crate::fake::serve(app).await;
+        FakeUpstream {
+            addr: server.addr,
+            inner,
+            _server: server,
+        }
     }
 
     /// `http://ADDR/<kind>`: what a kind's `provider_toml` builds its base URL on.
