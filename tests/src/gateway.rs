@@ -259,6 +259,12 @@ impl Gateway {
         res.unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
+    /// A streamed chat's chunks, as [`crate::e2e::sse_chunks`] reads them (a 200 SSE answer ending
+    /// in `[DONE]`).
+    pub async fn chat_chunks(&self, key: &str, body: Value) -> Vec<Value> {
+        crate::e2e::sse_chunks(self.chat(key, body).await).await
+    }
+
     /// POSTs `body` as JSON to `path` with `key` as the bearer token.
     pub async fn post(&self, key: &str, path: &str, body: Value) -> reqwest::Response {
         self.http

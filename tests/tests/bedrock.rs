@@ -16,8 +16,8 @@ use aws_smithy_types::event_stream::HeaderValue;
 use serde_json::{json, Value};
 use tollgate_tests::{
     e2e::{
-        content, finish_reasons, numbers, run_validator, specs, sse_chunks, streamed_calls, user,
-        weather_tool, write_json,
+        content, finish_reasons, numbers, run_validator, specs, streamed_calls, user, weather_tool,
+        write_json,
     },
     fake_bedrock::{Answer, AwsAccount, FakeBedrock},
     gateway::{temp_dir, Gateway},
@@ -217,14 +217,13 @@ async fn chat_becomes_a_signed_converse_call() {
 #[tokio::test]
 async fn event_stream_arrives_as_openai_chunks_with_usage() {
     let (fake, gw, key) = setup().await;
-    let res = gw
-        .chat(
+    let chunks = gw
+        .chat_chunks(
             &key,
             json!({"model": "claude", "stream": true, "stream_options": {"include_usage": true},
             "messages": user("stream me please")}),
         )
         .await;
-    let chunks = sse_chunks(res).await;
     assert_eq!(
         fake.requests()[0].path,
         "/model/anthropic.claude-fake-v1%3A0/converse-stream"
@@ -248,13 +247,12 @@ async fn event_stream_arrives_as_openai_chunks_with_usage() {
         (Some(18), Some(7), Some(5))
     );
 
-    let res = gw
-        .chat(
+    let plain = gw
+        .chat_chunks(
             &key,
             json!({"model": "claude", "stream": true, "messages": user("x")}),
         )
         .await;
-    let plain = sse_chunks(res).await;
     assert!(
         plain.iter().all(|c| c.get("usage").is_none()),
         "usage chunk only when asked"
@@ -294,13 +292,12 @@ async fn reasoning_comes_back_with_its_signature_and_goes_back_upstream() {
         v["choices"][0]["message"]["thinking_blocks"],
         json!([{"type": "thinking", "thinking": "let me think", "signature": "c2lnbmF0dXJl"}])
     );
-    let res = gw
-        .chat(
+    let chunks = gw
+        .chat_chunks(
             &key,
             json!({"model": "reasoning", "stream": true, "messages": user("why?")}),
         )
         .await;
-    let chunks = sse_chunks(res).await;
     let reasoning: String = chunks
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["reasoning_content"].as_str())
@@ -404,13 +401,12 @@ async fn parallel_tool_calls_and_tool_results_round_trip() {
     );
 
     // Streamed: each call keeps its own index, arguments reassemble per call.
-    let res = gw
-        .chat(
+    let chunks = gw
+        .chat_chunks(
             &key,
             json!({"model": "tools", "stream": true, "messages": ask, "tools": [weather_tool()]}),
         )
         .await;
-    let chunks = sse_chunks(res).await;
     let calls = streamed_calls(&chunks);
     let ids: Vec<&str> = calls.iter().map(|(id, _, _)| id.as_str()).collect();
     assert_eq!(ids, ["tooluse_FakeParis01", "tooluse_FakeRome002"]);
@@ -547,13 +543,12 @@ async fn corrupted_frame_is_a_stream_error_not_a_crash() {
 #[tokio::test]
 async fn a_bedrock_api_key_is_sent_as_a_bearer_token() {
     let (fake, gw, key) = setup().await;
-    let res = gw
-        .chat(
+    let chunks = gw
+        .chat_chunks(
             &key,
             json!({"model": "claude-api-key", "stream": true, "messages": user("hi")}),
         )
         .await;
-    let chunks = sse_chunks(res).await;
     assert_eq!(content(&chunks), "fake: hi");
     let sent = fake.requests().pop().unwrap();
     assert_eq!(sent.headers["authorization"], format!("Bearer {API_KEY}"));

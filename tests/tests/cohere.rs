@@ -10,8 +10,8 @@
 use serde_json::{json, Value};
 use tollgate_tests::{
     e2e::{
-        content, finish_reasons, numbers, run_sdk_script, run_validator, specs, sse_chunks, streamed_calls,
-        user, weather_tool, write_json,
+        content, finish_reasons, numbers, run_sdk_script, run_validator, specs, streamed_calls, user,
+        weather_tool, write_json,
     },
     fake_cohere::{FakeCohere, MESSAGE_ID, TOOL_CALL_ID, TOOL_PLAN},
     gateway::{temp_dir, Gateway},
@@ -132,14 +132,13 @@ async fn chat_becomes_a_v2_chat_call_with_bearer_auth() {
 #[tokio::test]
 async fn streamed_text_arrives_as_openai_chunks_with_usage() {
     let (fake, gw, key) = setup().await;
-    let res = gw
-        .chat(
+    let chunks = gw
+        .chat_chunks(
             &key,
             json!({"model": "command", "stream": true, "stream_options": {"include_usage": true},
             "messages": user("stream me please")}),
         )
         .await;
-    let chunks = sse_chunks(res).await;
     assert_eq!(fake.requests()[0].body["stream"], true);
     assert!(fake.requests()[0].body.get("stream_options").is_none());
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
@@ -155,13 +154,12 @@ async fn streamed_text_arrives_as_openai_chunks_with_usage() {
         [Some(11), Some(7)]
     );
 
-    let res = gw
-        .chat(
+    let plain = gw
+        .chat_chunks(
             &key,
             json!({"model": "command", "stream": true, "messages": user("x")}),
         )
         .await;
-    let plain = sse_chunks(res).await;
     assert!(
         plain.iter().all(|c| c.get("usage").is_none()),
         "usage chunk only when asked"
@@ -184,10 +182,7 @@ async fn streamed_text_arrives_as_openai_chunks_with_usage() {
 #[tokio::test]
 async fn streamed_tool_call_arguments_reassemble_at_index_0() {
     let (_fake, gw, key) = setup().await;
-    let res = gw
-        .chat(&key, json!({"model": "command-tools", "stream": true, "messages": user("weather?"), "tools": [weather_tool()]}))
-        .await;
-    let chunks = sse_chunks(res).await;
+    let chunks = gw.chat_chunks(&key, json!({"model": "command-tools", "stream": true, "messages": user("weather?"), "tools": [weather_tool()]})).await;
     let calls = streamed_calls(&chunks);
     assert_eq!(calls.len(), 1, "one call, at index 0");
     let (id, name, args) = &calls[0];

@@ -141,14 +141,13 @@ async fn chat_becomes_generate_content_with_the_google_key() {
 #[tokio::test]
 async fn streamed_text_arrives_as_openai_chunks_with_usage() {
     let (fake, gw, key) = setup().await;
-    let res = gw
-        .chat(
+    let chunks = gw
+        .chat_chunks(
             &key,
             json!({"model": "gemini", "stream": true, "stream_options": {"include_usage": true},
             "messages": user("stream me please")}),
         )
         .await;
-    let chunks = sse_chunks(res).await;
     let sent = &fake.requests()[0];
     assert_eq!(
         sent.path,
@@ -168,13 +167,12 @@ async fn streamed_text_arrives_as_openai_chunks_with_usage() {
         [Some(11), Some(10)]
     );
 
-    let res = gw
-        .chat(
+    let plain = gw
+        .chat_chunks(
             &key,
             json!({"model": "gemini", "stream": true, "messages": user("x")}),
         )
         .await;
-    let plain = sse_chunks(res).await;
     assert!(
         plain.iter().all(|c| c.get("usage").is_none()),
         "usage chunk only when asked"
@@ -192,10 +190,7 @@ async fn streamed_text_arrives_as_openai_chunks_with_usage() {
 #[tokio::test]
 async fn streamed_tool_call_arrives_whole_at_index_0() {
     let (_fake, gw, key) = setup().await;
-    let res = gw
-        .chat(&key, json!({"model": "gemini-tools", "stream": true, "messages": user("weather?"), "tools": [weather_tool()]}))
-        .await;
-    let chunks = sse_chunks(res).await;
+    let chunks = gw.chat_chunks(&key, json!({"model": "gemini-tools", "stream": true, "messages": user("weather?"), "tools": [weather_tool()]})).await;
     let calls: Vec<&Value> = chunks
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array())

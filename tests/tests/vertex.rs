@@ -14,9 +14,7 @@ use std::{path::PathBuf, process::Command};
 
 use serde_json::{json, Value};
 use tollgate_tests::{
-    e2e::{
-        content, finish_reasons, numbers, run_validator, specs, sse_chunks, streamed_calls, user, write_json,
-    },
+    e2e::{content, finish_reasons, numbers, run_validator, specs, streamed_calls, user, write_json},
     env::skip,
     fake_vertex::{
         write_authorized_user_file, FakeVertex, TestKeys, MESSAGE_ID, RESPONSE_ID, USER_CLIENT_SECRET,
@@ -165,14 +163,13 @@ async fn gemini_chat_and_stream_go_to_generate_content_with_a_minted_token() {
         [Some(9), Some(6)]
     );
 
-    let res =
-        s.gw.chat(
+    let chunks =
+        s.gw.chat_chunks(
             &s.key,
             json!({"model": "gemini", "stream": true, "stream_options": {"include_usage": true},
             "messages": user("stream from vertex")}),
         )
         .await;
-    let chunks = sse_chunks(res).await;
     assert_eq!(content(&chunks), "fake: stream from vertex");
     assert_eq!(finish_reasons(&chunks), ["stop"]);
     assert_eq!(chunks.last().unwrap()["usage"]["prompt_tokens"], 9);
@@ -234,14 +231,13 @@ async fn claude_chat_and_stream_with_tools_go_to_raw_predict() {
         json!({"tz": "CET"})
     );
 
-    let res =
-        s.gw.chat(
+    let chunks =
+        s.gw.chat_chunks(
             &s.key,
             json!({"model": "claude-tools", "stream": true, "messages": user("weather and time?"),
             "tools": tools()}),
         )
         .await;
-    let chunks = sse_chunks(res).await;
     let calls = streamed_calls(&chunks);
     assert_eq!(calls.len(), 2, "{chunks:?}");
     assert_eq!(
@@ -268,13 +264,12 @@ async fn claude_chat_and_stream_with_tools_go_to_raw_predict() {
         {"role": "assistant", "content": null, "tool_calls": [{"id": "toolu_vrtx_01Weather", "type": "function",
             "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
         {"role": "tool", "tool_call_id": "toolu_vrtx_01Weather", "content": "sunny"}]);
-    let res =
-        s.gw.chat(
+    let chunks =
+        s.gw.chat_chunks(
             &s.key,
             json!({"model": "claude", "stream": true, "messages": turns, "tools": tools()}),
         )
         .await;
-    let chunks = sse_chunks(res).await;
     assert_eq!(content(&chunks), "fake: sunny");
     assert_eq!(finish_reasons(&chunks), ["stop"]);
 
