@@ -20,6 +20,21 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Chats with `key` until the answer is `want` (the server re-reads the key store when it changed);
+/// the last status, after 2.5 s at most.
+async fn status_within(gw: &Gateway, key: &str, want: u16) -> u16 {
+    let mut status = 0;
+    for _ in 0..50 {
+        let body = json!({"model": "echo", "messages": [{"role": "user", "content": "hi"}]});
+        status = gw.chat(key, body).await.status().as_u16();
+        if status == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    status
+}
+
 #[test]
 fn version_is_printed() {
     let (code, out, _) = run(&["--version"]);
@@ -86,41 +101,20 @@ async fn keys_created_and_revoked_by_the_cli_are_honoured_by_the_running_server(
     let key = created["key"].as_str().unwrap();
     let id = created["id"].as_str().unwrap();
     // The server re-reads the store when it changed (here every 200 ms; by default every second).
-    let mut status = 0;
-    for _ in 0..50 {
-        status = gw
-            .chat(
-                key,
-                json!({"model": "echo", "messages": [{"role": "user", "content": "hi"}]}),
-            )
-            .await
-            .status()
-            .as_u16();
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, 200, "CLI-created key not honoured within 2.5 s");
+    assert_eq!(
+        status_within(&gw, key, 200).await,
+        200,
+        "CLI-created key not honoured within 2.5 s"
+    );
     let (_, list, _) = run(&["keys", "list", "--config", config]);
     assert!(list.contains(id) && !list.contains(key), "{list}");
     let (code, _, _) = run(&["keys", "revoke", "--config", config, id]);
     assert_eq!(code, 0);
-    for _ in 0..50 {
-        status = gw
-            .chat(
-                key,
-                json!({"model": "echo", "messages": [{"role": "user", "content": "hi"}]}),
-            )
-            .await
-            .status()
-            .as_u16();
-        if status == 401 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, 401, "CLI-revoked key still accepted");
+    assert_eq!(
+        status_within(&gw, key, 401).await,
+        401,
+        "CLI-revoked key still accepted"
+    );
     let (code, _, err) = run(&["keys", "revoke", "--config", config, "key_nope"]);
     assert_eq!(code, 1);
     assert!(err.contains("key_nope"));

@@ -41,6 +41,11 @@ fn b64url(bytes: &[u8]) -> String {
     out
 }
 
+/// `claims` signed with HS256 and `key`.
+fn hs256(claims: &Value, key: &EncodingKey) -> String {
+    encode(&Header::new(Algorithm::HS256), claims, key).unwrap()
+}
+
 async fn call(gw: &Gateway, token: &str, model: &str) -> u16 {
     gw.chat(
         token,
@@ -61,54 +66,22 @@ async fn hs256_tokens_are_verified_and_attacks_refused() {
     )
     .await;
     let key = EncodingKey::from_secret(SECRET.as_bytes());
-    let good = encode(&Header::new(Algorithm::HS256), &claims("alice"), &key).unwrap();
+    let good = hs256(&claims("alice"), &key);
     assert_eq!(call(&gw, &good, "echo").await, 200);
     let e = &gw.wait_events(1).await[0];
     assert_eq!(e["key_id"], "jwt:alice");
 
     let mut c = claims("alice");
     c["iss"] = json!("https://evil.test");
-    assert_eq!(
-        call(
-            &gw,
-            &encode(&Header::new(Algorithm::HS256), &c, &key).unwrap(),
-            "echo"
-        )
-        .await,
-        401
-    );
+    assert_eq!(call(&gw, &hs256(&c, &key), "echo").await, 401);
     let mut c = claims("alice");
     c["aud"] = json!("someone-else");
-    assert_eq!(
-        call(
-            &gw,
-            &encode(&Header::new(Algorithm::HS256), &c, &key).unwrap(),
-            "echo"
-        )
-        .await,
-        401
-    );
+    assert_eq!(call(&gw, &hs256(&c, &key), "echo").await, 401);
     let mut c = claims("alice");
     c["exp"] = json!(now() - 3600);
-    assert_eq!(
-        call(
-            &gw,
-            &encode(&Header::new(Algorithm::HS256), &c, &key).unwrap(),
-            "echo"
-        )
-        .await,
-        401
-    );
+    assert_eq!(call(&gw, &hs256(&c, &key), "echo").await, 401);
     let other = EncodingKey::from_secret(b"another-secret-that-is-long-enough-000");
-    assert_eq!(
-        call(
-            &gw,
-            &encode(&Header::new(Algorithm::HS256), &claims("alice"), &other).unwrap(),
-            "echo"
-        )
-        .await,
-        401
-    );
+    assert_eq!(call(&gw, &hs256(&claims("alice"), &other), "echo").await, 401);
     // alg none: a valid-looking token with no signature.
     let none = format!(
         "{}.{}.",
