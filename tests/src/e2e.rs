@@ -103,8 +103,16 @@ pub fn write_json(path: &Path, body: &Value) {
     std::fs::write(path, serde_json::to_vec_pretty(body).unwrap()).unwrap();
 }
 
-/// Runs `cmd` off the async runtime; its exit status and its stdout + stderr.
-async fn output(mut cmd: Command) -> (std::process::ExitStatus, String) {
+/// A script in `tests/python/`.
+pub fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name)
+}
+
+/// Runs `cmd` (a Python script) off the async runtime, prints its stdout + stderr and returns them;
+/// panics unless it exited 0.
+pub async fn run_python(mut cmd: Command) -> String {
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await
         .unwrap()
@@ -114,40 +122,38 @@ async fn output(mut cmd: Command) -> (std::process::ExitStatus, String) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    (out.status, text)
+    println!("{text}");
+    assert!(
+        out.status.success(),
+        "python exited {:?}:\n{text}",
+        out.status.code()
+    );
+    text
 }
 
 /// Runs the validator `tests/python/<script>` with `args` (specs, then the bodies' folder); asserts
 /// it exited 0 and reported exactly `count` bodies passed and none failed.
 pub async fn run_validator(
     py: &str,
-    script: &str,
+    name: &str,
     args: impl IntoIterator<Item = impl AsRef<OsStr>>,
     count: usize,
 ) {
     let mut cmd = Command::new(py);
-    cmd.arg(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("python")
-            .join(script),
-    )
-    .args(args);
-    let (status, text) = output(cmd).await;
-    println!("{text}");
-    assert!(status.success(), "validator exited {:?}:\n{text}", status.code());
+    cmd.arg(script(name)).args(args);
+    let text = run_python(cmd).await;
     assert!(
         text.contains(&format!("spec: {count} passed, 0 failed")),
         "{text}"
     );
 }
 
-/// Runs `script` (a client of the official OpenAI Python SDK, which reads the gateway's URL from
+/// Runs `code` (a client of the official OpenAI Python SDK, which reads the gateway's URL from
 /// `BASE` and the key from `KEY`) and returns what it printed after `RESULT `, parsed.
-pub async fn run_sdk_script(py: &str, script: &str, base: String, key: &str) -> Value {
+pub async fn run_sdk_script(py: &str, code: &str, base: String, key: &str) -> Value {
     let mut cmd = Command::new(py);
-    cmd.arg("-c").arg(script).env("BASE", base).env("KEY", key);
-    let (status, text) = output(cmd).await;
-    assert!(status.success(), "python failed:\n{text}");
+    cmd.arg("-c").arg(code).env("BASE", base).env("KEY", key);
+    let text = run_python(cmd).await;
     let result = text
         .lines()
         .find_map(|l| l.strip_prefix("RESULT "))

@@ -9,28 +9,18 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::{path::PathBuf, process::Command};
-use tollgate_tests::env::python;
+use tollgate_tests::{
+    e2e::{run_python, script},
+    env::python,
+};
 
-#[test]
-fn chart_dockerfile_and_dashboard_pass_check_deploy() {
+#[tokio::test]
+async fn chart_dockerfile_and_dashboard_pass_check_deploy() {
     let Some(py) = python() else { return };
-    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(py)
-        .arg(tests.join("python").join("check_deploy.py"))
+    let mut cmd = Command::new(py);
+    cmd.arg(script("check_deploy.py"))
         .arg("--fetch-tools")
-        .arg(tests.join(".."))
-        .output()
-        .expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(
-        out.status.success(),
-        "python exited {:?}:\n{text}",
-        out.status.code()
-    );
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
+    let text = run_python(cmd).await;
     assert!(text.contains(" 0 failed"), "{text}");
 }

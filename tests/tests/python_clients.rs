@@ -6,37 +6,15 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::{path::PathBuf, process::Command};
+use std::process::Command;
 use tollgate_tests::env::python;
 
 use serde_json::json;
 use tollgate_tests::{
-    e2e::{run_validator, specs, weather_tool, write_json},
+    e2e::{run_python, run_validator, script, specs, weather_tool, write_json},
     fake::FakeProvider,
     gateway::{temp_dir, Gateway},
 };
-
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("python")
-        .join(name)
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(
-        out.status.success(),
-        "python exited {:?}:\n{text}",
-        out.status.code()
-    );
-    text
-}
 
 #[tokio::test]
 async fn official_openai_python_sdk_works_unchanged() {
@@ -44,15 +22,11 @@ async fn official_openai_python_sdk_works_unchanged() {
     let fake = FakeProvider::start().await;
     let gw = Gateway::start_standard(&fake.base_url(), "").await;
     let key = gw.create_key(&["gpt-*", "tools-*", "embed-*", "echo"]).await;
-    let base = gw.url("/v1");
-    let out = tokio::task::spawn_blocking(move || {
-        run(Command::new(py)
-            .arg(script("sdk_test.py"))
-            .env("TOLLGATE_BASE_URL", base)
-            .env("TOLLGATE_KEY", key))
-    })
-    .await
-    .unwrap();
+    let mut cmd = Command::new(py);
+    cmd.arg(script("sdk_test.py"))
+        .env("TOLLGATE_BASE_URL", gw.url("/v1"))
+        .env("TOLLGATE_KEY", key);
+    let out = run_python(cmd).await;
     assert!(out.contains(" 0 failed"), "{out}");
 }
 
