@@ -71,10 +71,13 @@ pub fn write_authorized_user_file(dir: &Path) -> PathBuf {
     path
 }
 
-/// A throwaway RSA key pair, generated per test run by `openssl` (no key is ever committed).
+/// A throwaway RSA key pair, generated per test run by `openssl` (no key is ever committed); the
+/// service-account key of the Vertex tests and the JWKS key of the JWT tests.
 pub struct TestKeys {
     pub private_pem: String,
     pub public_pem: String,
+    /// The public modulus, big-endian (a JWK's `n`).
+    pub modulus: Vec<u8>,
 }
 
 impl TestKeys {
@@ -101,9 +104,17 @@ impl TestKeys {
             .arg(&private)
             .output()
             .ok()?;
+        let modulus = Command::new("openssl")
+            .args(["rsa", "-noout", "-modulus", "-in"])
+            .arg(&private)
+            .output()
+            .ok()?;
+        let hex = String::from_utf8(modulus.stdout).ok()?;
+        let hex = hex.trim().trim_start_matches("Modulus=");
         let keys = TestKeys {
             private_pem: std::fs::read_to_string(&private).ok()?,
             public_pem: String::from_utf8(public.stdout).ok()?,
+            modulus: hex::decode(hex).ok()?,
         };
         std::fs::remove_file(private).ok()?;
         Some(keys)

@@ -10,7 +10,9 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tollgate_tests::{
-    fake::FakeProvider,
+    env::skip,
+    fake::{serve, FakeProvider},
+    fake_vertex::TestKeys,
     gateway::{standard_config, temp_dir, Gateway, PROVIDER_KEY},
 };
 
@@ -105,49 +107,10 @@ async fn hs256_tokens_are_verified_and_attacks_refused() {
 #[tokio::test]
 async fn rs256_keys_from_a_jwks_url_map_claims_to_team_and_models() {
     let dir = temp_dir("jwt");
-    let private = dir.join("private.pem");
-    let ok = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-        ])
-        .arg(&private)
-        .output();
-    let Some(out) = ok.ok().filter(|o| o.status.success()) else {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "openssl is required under CI"
-        );
-        eprintln!("SKIPPED: openssl not available");
-        return;
+    let Some(keys) = TestKeys::generate(&dir) else {
+        return skip("openssl is needed to generate the test RSA key");
     };
-    drop(out);
-    let public = Command::new("openssl")
-        .args(["rsa", "-pubout", "-in"])
-        .arg(&private)
-        .output()
-        .unwrap()
-        .stdout;
-    let modulus = Command::new("openssl")
-        .args(["rsa", "-noout", "-modulus", "-in"])
-        .arg(&private)
-        .output()
-        .unwrap()
-        .stdout;
-    let hex = String::from_utf8(modulus)
-        .unwrap()
-        .trim()
-        .trim_start_matches("Modulus=")
-        .to_string();
-    let n: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect();
-    let jwks = json!({"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig", "n": b64url(&n), "e": "AQAB"}]});
+    let jwks = json!({"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig", "n": b64url(&keys.modulus), "e": "AQAB"}]});
 
     // The identity provider's JWKS endpoint.
     let app = axum::Router::new().route(
@@ -157,14 +120,13 @@ async fn rs256_keys_from_a_jwks_url_map_claims_to_team_and_models() {
             async move { axum::Json(j) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let idp = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let idp = serve(app).await;
 
     let fake = FakeProvider::start().await;
     let jwt = format!(
         "[auth.jwt]\nissuer = \"https://idp.test\"\naudience = \"tollgate\"\nalgorithms = [\"RS256\"]\n\
-         jwks_url = \"http://{idp}/jwks.json\"\nteam_claim = \"org\"\nmodels_claim = \"models\"\n"
+         jwks_url = \"http://{}/jwks.json\"\nteam_claim = \"org\"\nmodels_claim = \"models\"\n",
+        idp.addr
     );
     let gw = Gateway::start_standard(&fake.base_url(), &jwt).await;
     gw.admin(
@@ -176,7 +138,7 @@ async fn rs256_keys_from_a_jwks_url_map_claims_to_team_and_models() {
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
 
-    let signing = EncodingKey::from_rsa_pem(&std::fs::read(&private).unwrap()).unwrap();
+    let signing = EncodingKey::from_rsa_pem(keys.private_pem.as_bytes()).unwrap();
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("k1".into());
     let mut c = claims("bob");
@@ -198,7 +160,7 @@ async fn rs256_keys_from_a_jwks_url_map_claims_to_team_and_models() {
     let confused = encode(
         &Header::new(Algorithm::HS256),
         &claims("eve"),
-        &EncodingKey::from_secret(&public),
+        &EncodingKey::from_secret(keys.public_pem.as_bytes()),
     )
     .unwrap();
     assert_eq!(call(&gw, &confused, "echo").await, 401);
