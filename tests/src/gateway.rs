@@ -51,6 +51,23 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// `tollgate check-config` on `toml` (written to a file of its own): its exit code and stderr.
+pub fn check_config(toml: &str) -> (Option<i32>, String) {
+    let dir = temp_dir("check-config");
+    let path = dir.join("tollgate.toml");
+    std::fs::write(&path, toml).expect("write config");
+    let out = std::process::Command::new(binary())
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .expect("run tollgate");
+    std::fs::remove_dir_all(dir).ok();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()

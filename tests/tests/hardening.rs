@@ -8,7 +8,7 @@ use std::process::Command;
 use serde_json::{json, Value};
 use tollgate_tests::{
     fake::FakeProvider,
-    gateway::{binary, free_port, standard_config, temp_dir, Gateway, ADMIN_KEY, PROVIDER_KEY},
+    gateway::{binary, check_config, free_port, standard_config, temp_dir, Gateway, ADMIN_KEY, PROVIDER_KEY},
 };
 
 #[tokio::test]
@@ -146,25 +146,12 @@ async fn only_allow_listed_client_headers_go_upstream() {
     assert_eq!(sent.headers["authorization"], format!("Bearer {PROVIDER_KEY}"));
 
     // Credentials can never be allow-listed.
-    let dir = temp_dir("hdr");
-    let path = dir.join("bad.toml");
-    std::fs::write(
-        &path,
-        "[server]\nforward_headers = [\"Authorization\", \"cookie\"]\n",
-    )
-    .unwrap();
-    let out = Command::new(binary())
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
+    let (code, err) = check_config("[server]\nforward_headers = [\"Authorization\", \"cookie\"]\n");
+    assert_eq!(code, Some(1));
     assert!(
         err.contains("server.forward_headers[0]") && err.contains("server.forward_headers[1]"),
         "{err}"
     );
-    std::fs::remove_dir_all(dir).ok();
 }
 
 /// After a run touching every path (good and bad keys, admin calls, upstream errors that echo the

@@ -4,8 +4,6 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::process::Command;
-
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -13,7 +11,7 @@ use tollgate_tests::{
     env::skip,
     fake::{serve, FakeProvider},
     fake_vertex::TestKeys,
-    gateway::{standard_config, temp_dir, Gateway, PROVIDER_KEY},
+    gateway::{check_config, standard_config, temp_dir, Gateway, PROVIDER_KEY},
 };
 
 const SECRET: &str = "a-test-secret-that-is-long-enough-1234";
@@ -169,30 +167,12 @@ async fn rs256_keys_from_a_jwks_url_map_claims_to_team_and_models() {
 
 #[test]
 fn config_refuses_mixed_algorithms_and_short_secrets() {
-    let dir = temp_dir("jwtcfg");
-    let path = dir.join("bad.toml");
-    std::fs::write(&path, "[auth.jwt]\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"HS256\", \"RS256\"]\nhs_secret_env = \"NOPE_UNSET\"\n").unwrap();
-    let out = Command::new(tollgate_tests::gateway::binary())
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
+    let (code, err) = check_config("[auth.jwt]\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"HS256\", \"RS256\"]\nhs_secret_env = \"NOPE_UNSET\"\n");
+    assert_eq!(code, Some(1));
     assert!(
         err.contains("cannot be mixed") && err.contains("hs_secret_env"),
         "{err}"
     );
-    std::fs::write(
-        &path,
-        "[auth.jwt]\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"none\"]\n",
-    )
-    .unwrap();
-    let out = Command::new(tollgate_tests::gateway::binary())
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "alg none must not parse");
-    std::fs::remove_dir_all(dir).ok();
+    let (code, _) = check_config("[auth.jwt]\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"none\"]\n");
+    assert_eq!(code, Some(1), "alg none must not parse");
 }
