@@ -276,6 +276,16 @@ impl Gateway {
         res.unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
+    /// Sends each of `bodies` as a chat and reads its whole answer (so that the upstream request is
+    /// complete and recorded); panics unless each is a 200.
+    pub async fn chat_all_ok(&self, key: &str, bodies: &[Value]) {
+        for body in bodies {
+            let res = self.chat(key, body.clone()).await;
+            assert_eq!(res.status(), 200, "{body}");
+            res.bytes().await.expect("answer body");
+        }
+    }
+
     /// A streamed chat's chunks, as [`crate::e2e::sse_chunks`] reads them (a 200 SSE answer ending
     /// in `[DONE]`).
     pub async fn chat_chunks(&self, key: &str, body: Value) -> Vec<Value> {

@@ -356,11 +356,7 @@ async fn requests_sent_to_anthropic_conform_to_the_spec() {
                 "properties": {"d": {"type": "string"}}, "required": ["d"], "additionalProperties": false}}}}),
         json!({"model": "claude", "messages": user("think"), "reasoning_effort": "high", "max_tokens": 100, "temperature": 0.2}),
     ];
-    for body in &bodies {
-        let res = gw.chat(&key, body.clone()).await;
-        assert_eq!(res.status(), 200, "{body}");
-        res.bytes().await.unwrap();
-    }
+    gw.chat_all_ok(&key, &bodies).await;
     let dir = temp_dir("anthropic-spec");
     let requests = fake.requests();
     assert_eq!(requests.len(), bodies.len());

@@ -663,11 +663,7 @@ async fn requests_sent_to_bedrock_conform_to_the_spec() {
                 "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
             {"role": "tool", "tool_call_id": "t1", "content": "sunny"}]}),
     ];
-    for body in &bodies {
-        let res = gw.chat(&key, body.clone()).await;
-        assert_eq!(res.status(), 200, "{body}");
-        res.bytes().await.unwrap();
-    }
+    gw.chat_all_ok(&key, &bodies).await;
     // Answers of the error paths, for the shape check.
     for model in ["throttled", "stream-exception"] {
         let body = json!({"model": model, "stream": model != "throttled", "messages": user("hi")});

@@ -474,11 +474,7 @@ async fn requests_sent_to_cohere_conform_to_the_spec() {
                "citation_options": {"mode": "ACCURATE"}, "safety_mode": "OFF", "top_k": 40,
                "tools": [{"type": "function", "function": {"name": "now", "strict": true}}]}),
     ];
-    for body in &chats {
-        let res = gw.chat(&key, body.clone()).await;
-        assert_eq!(res.status(), 200, "{body}");
-        res.bytes().await.unwrap();
-    }
+    gw.chat_all_ok(&key, &chats).await;
     let embeds = [
         json!({"model": "embed", "input": "one"}),
         json!({"model": "embed", "input": ["a", "b"], "encoding_format": "base64", "dimensions": 256, "user": "u",

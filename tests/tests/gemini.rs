@@ -392,11 +392,7 @@ async fn requests_sent_to_gemini_conform_to_the_spec() {
         json!({"model": "gemini", "messages": user("think"), "reasoning_effort": "high", "max_tokens": 100,
                "response_format": {"type": "json_object"}}),
     ];
-    for body in &chats {
-        let res = gw.chat(&key, body.clone()).await;
-        assert_eq!(res.status(), 200, "{body}");
-        res.bytes().await.unwrap();
-    }
+    gw.chat_all_ok(&key, &chats).await;
     let embed =
         json!({"model": "gemini-embed", "input": ["a", "b"], "dimensions": 8, "encoding_format": "float"});
     let res = gw.post(&key, "/v1/embeddings", embed).await;

@@ -62,11 +62,7 @@ async fn requests_sent_upstream_conform_to_the_openai_spec() {
             "logprobs": true, "top_logprobs": 3, "n": 1, "seed": 7, "stop": ["\n\n"], "user": "u-42",
             "temperature": 0.5, "max_completion_tokens": 64, "reasoning_effort": "medium", "metadata": {"team": "a"}}),
     ];
-    for body in chats {
-        let res = gw.chat(&key, body.clone()).await;
-        assert_eq!(res.status(), 200, "{body}");
-        res.bytes().await.unwrap();
-    }
+    gw.chat_all_ok(&key, &chats).await;
     let r = gw
         .post(
             &key,

@@ -706,11 +706,7 @@ async fn requests_sent_to_vertex_conform_to_the_gemini_and_anthropic_specs() {
             json!({"model": model, "messages": user("think"), "reasoning_effort": "high", "max_tokens": 100}),
         ]);
     }
-    for body in &bodies {
-        let res = s.gw.chat(&s.key, body.clone()).await;
-        assert_eq!(res.status(), 200, "{body}");
-        res.bytes().await.unwrap();
-    }
+    s.gw.chat_all_ok(&s.key, &bodies).await;
     let requests = s.fake.requests();
     assert_eq!(requests.len(), bodies.len());
     let (gemini_dir, anthropic_dir) = (s.dir.join("gemini-bodies"), s.dir.join("anthropic-bodies"));
