@@ -1,6 +1,7 @@
-//! What the per-provider end-to-end tests share: request bodies every provider is asked, reading an
-//! SSE answer, locating a provider's spec (skipping without it), running a `tests/python/validate_*.py`
-//! spec validator over recorded bodies, and running a client script of the official OpenAI SDK.
+//! What the end-to-end tests share: request parts every provider is asked, reading an SSE answer
+//! (chunks, text, finish reasons, tool calls), locating a provider's spec (skipping without it), and
+//! running Python: a `tests/python/validate_*.py` spec validator over recorded bodies (also for the
+//! conformance suite), a client script of the official OpenAI SDK, or any script of `tests/python/`.
 
 use std::{
     ffi::OsStr,
