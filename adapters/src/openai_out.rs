@@ -42,7 +42,7 @@ impl From<&TokenUsage> for OpenAiUsage {
         OpenAiUsage {
             prompt_tokens: u.input,
             completion_tokens: u.output,
-            total_tokens: u.input + u.output,
+            total_tokens: u.input.saturating_add(u.output),
             prompt_tokens_details: PromptDetails {
                 cached_tokens: u.cached_input,
             },

@@ -26,7 +26,11 @@ pub(crate) fn token_usage(u: &Usage) -> TokenUsage {
     let cache_read = u.cache_read_input_tokens.unwrap_or(0);
     let cache_write = u.cache_creation_input_tokens.unwrap_or(0);
     TokenUsage {
-        input: u.input_tokens.unwrap_or(0) + cache_read + cache_write,
+        input: u
+            .input_tokens
+            .unwrap_or(0)
+            .saturating_add(cache_read)
+            .saturating_add(cache_write),
         output: u.output_tokens.unwrap_or(0),
         cached_input: cache_read,
         cache_write_input: cache_write,

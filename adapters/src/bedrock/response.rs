@@ -29,7 +29,7 @@ pub(crate) fn token_usage(u: &Usage) -> TokenUsage {
     let read = u.cache_read_input_tokens.unwrap_or(0);
     let write = u.cache_write_input_tokens.unwrap_or(0);
     TokenUsage {
-        input: u.input_tokens + read + write,
+        input: u.input_tokens.saturating_add(read).saturating_add(write),
         output: u.output_tokens,
         cached_input: read,
         cache_write_input: write,

@@ -691,6 +691,22 @@ fn converse_answers_become_chat_completions() {
 }
 
 #[test]
+fn huge_token_counts_saturate_instead_of_overflowing() {
+    // A provider's counts are untrusted: sums of them must neither panic (debug) nor wrap (release).
+    let max = u64::MAX;
+    let body = format!(
+        r#"{{"output":{{"message":{{"role":"assistant","content":[{{"text":"x"}}]}}}},"stopReason":"end_turn",
+        "usage":{{"inputTokens":{max},"outputTokens":{max},"totalTokens":{max},
+        "cacheReadInputTokens":5,"cacheWriteInputTokens":7}},"metrics":{{"latencyMs":1}}}}"#
+    );
+    let (v, usage) = parse(&body);
+    let u = usage.unwrap();
+    assert_eq!((u.input, u.output, u.cached_input), (max, max, 5));
+    assert_eq!(v["usage"]["prompt_tokens"], max);
+    assert_eq!(v["usage"]["total_tokens"], max);
+}
+
+#[test]
 fn errors_are_classified_by_status_and_type() {
     let cases = [
         (

@@ -37,7 +37,7 @@ pub(crate) fn token_usage(u: &UsageMetadata) -> TokenUsage {
     let thoughts = u.thoughts_token_count.unwrap_or(0);
     TokenUsage {
         input: u.prompt_token_count.unwrap_or(0),
-        output: u.candidates_token_count.unwrap_or(0) + thoughts,
+        output: u.candidates_token_count.unwrap_or(0).saturating_add(thoughts),
         cached_input: u.cached_content_token_count.unwrap_or(0),
         cache_write_input: 0,
         reasoning: thoughts,
