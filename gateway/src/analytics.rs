@@ -128,7 +128,7 @@ impl Acc {
             e.output_tokens,
             e.reasoning_tokens,
         ]) {
-            *slot += v;
+            *slot = slot.saturating_add(v);
         }
         self.cost += e.cost_usd.as_deref().map_or(0, parse_nanos);
         self.latency.push(e.latency_ms);

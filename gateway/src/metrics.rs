@@ -137,9 +137,11 @@ impl Metrics {
             ("reasoning", e.reasoning_tokens),
         ] {
             if n > 0 {
-                *f.tokens
+                let total = f
+                    .tokens
                     .entry((bounded_model.clone(), provider.clone(), class))
-                    .or_default() += n;
+                    .or_default();
+                *total = total.saturating_add(n);
             }
         }
     }

@@ -345,7 +345,8 @@ async fn proxy(
         .and_then(|a| a.for_model(&first.model).default_max_tokens());
     let estimate = estimate_usage(&cfg, op, &req, body_len, default_out);
     let est_cost = price_of(&cfg, first).map_or(tollgate_policy::Usd(0), |p| p.cost(&estimate));
-    let quota_plan = Plan::for_principal(&principal, estimate.input + estimate.output, est_cost, now_ms());
+    let est_tokens = estimate.input.saturating_add(estimate.output);
+    let quota_plan = Plan::for_principal(&principal, est_tokens, est_cost, now_ms());
     let lease = st.quota.acquire(quota_plan).await.map_err(quota_error)?;
     let info = lease.info;
     if let Some(g) = guard.as_mut() {

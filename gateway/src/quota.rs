@@ -103,7 +103,9 @@ impl QuotaService {
 /// Settles a lease with the actual tokens and cost; unknown values keep the estimate (a request whose
 /// usage is unknown is charged what was reserved, so budgets never leak).
 pub fn settle(lease: Lease, tokens: Option<u64>, cost: Option<Usd>) {
-    let delta = tokens.map_or(0, |t| t as i64 - lease.plan.est_tokens as i64);
+    // Saturating: a count past i64::MAX (a provider's absurd usage) must not wrap into a refund.
+    let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let delta = tokens.map_or(0, |t| signed(t).saturating_sub(signed(lease.plan.est_tokens)));
     let cost = cost.unwrap_or(lease.plan.est_cost);
     match lease.backend {
         Backend::Local(q) => q.settle(&lease.plan, lease.id, delta, cost, now_ms() as f64),

@@ -718,7 +718,7 @@ impl UsageGuard {
         };
         if let Some(lease) = self.lease.take() {
             let tokens = match &self.usage {
-                Some(u) => Some(u.input + u.output),
+                Some(u) => Some(u.input.saturating_add(u.output)),
                 None if !reached => Some(0),
                 None => None,
             };

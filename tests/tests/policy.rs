@@ -512,3 +512,47 @@ async fn a_reservation_whose_answer_timed_out_is_released_when_redis_runs_it_lat
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(gw.chat(&key, chat_body("x")).await.status(), 200);
 }
+
+#[tokio::test]
+async fn huge_token_counts_neither_crash_nor_slip_under_token_limits() {
+    // A provider that reports an absurd prompt count (u64::MAX).
+    let app = axum::Router::new().route(
+        "/chat/completions",
+        axum::routing::post(|| async {
+            tollgate_tests::fake::json_answer(
+                200,
+                json!({"id": "c", "object": "chat.completion", "created": 1, "model": "up-gpt",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                        "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": u64::MAX, "completion_tokens": 5, "total_tokens": u64::MAX}}),
+            )
+        }),
+    );
+    let upstream = tollgate_tests::fake::serve(app).await;
+    let gw = Gateway::start_standard(&format!("http://{}", upstream.addr), "").await;
+    let created = gw
+        .create_key_with(json!({"name": "big", "models": ["echo", "gpt-test"], "limits": {"tpm": 1000}}))
+        .await;
+    let key = created["key"].as_str().unwrap();
+
+    // A client asking for u64::MAX output tokens: the estimate must not wrap to a small number.
+    let huge = json!({"model": "echo", "max_tokens": u64::MAX,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let r = gw.chat(key, huge).await;
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(
+        status, 429,
+        "an unbounded max_tokens exceeds the 1000 tpm: {text}"
+    );
+
+    // The provider's count is recorded (saturated), and uses up the key's tokens.
+    let body = json!({"model": "gpt-test", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+    let r = gw.chat(key, body.clone()).await;
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let r = gw.chat(key, body).await;
+    assert_eq!(r.status(), 429, "the huge count used up the tpm: {}", gw.logs());
+    assert!(!gw.logs().contains("panicked"), "{}", gw.logs());
+}
