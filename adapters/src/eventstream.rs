@@ -8,7 +8,7 @@
 //! is `total length (u32) | headers length (u32) | prelude CRC32 | headers | payload | message CRC32`;
 //! decoding and both checksums are `aws-smithy-eventstream`'s. A frame larger than
 //! [`MAX_FRAME_BYTES`] is refused before it is buffered, so memory stays bounded whatever the length
-//! field says. Each message becomes one `SseEvent` whose `data` is the payload and whose `event` is:
+//! field says; so is a server-sent event whose unfinished line and data pass that size. Each message becomes one `SseEvent` whose `data` is the payload and whose `event` is:
 //!
 //! - `:message-type` `event`: the `:event-type` header (e.g. `contentBlockDelta`);
 //! - `exception`: [`EXCEPTION_PREFIX`] + `:exception-type` (e.g. `exception:throttlingException`),
@@ -65,8 +65,16 @@ impl Framer {
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), AdapterError> {
         match &mut self.inner {
             Inner::Sse(p) => {
-                p.feed(chunk, out);
-                Ok(())
+                // Checked before the chunk is taken in too, so a failed stream stays failed.
+                if p.buffered() <= MAX_FRAME_BYTES {
+                    p.feed(chunk, out);
+                }
+                match p.buffered() {
+                    n if n > MAX_FRAME_BYTES => Err(AdapterError::StreamError(format!(
+                        "a server-sent event larger than {MAX_FRAME_BYTES} bytes"
+                    ))),
+                    _ => Ok(()),
+                }
             }
             Inner::EventStream(d) => d.feed(chunk, out),
         }
@@ -301,6 +309,56 @@ mod tests {
         let good = event("messageStart", b"{}");
         let err = decode(&[&good[..good.len() - 1]]).unwrap_err().to_string();
         assert!(err.contains("ended inside a frame"), "{err}");
+    }
+
+    #[test]
+    fn sse_events_are_bounded_like_event_stream_frames() {
+        // A provider that never ends its line (or its event) must not grow the buffer forever.
+        let mut f = Framer::new(Framing::Sse);
+        let mut out = Vec::new();
+        let piece = vec![b'x'; 64 * 1024];
+        f.feed(b"data: ", &mut out).unwrap();
+        let mut failed = None;
+        for i in 0..=(MAX_FRAME_BYTES / piece.len() + 1) {
+            if let Err(e) = f.feed(&piece, &mut out) {
+                failed = Some((i, e.to_string()));
+                break;
+            }
+        }
+        let (at, err) = failed.expect("an endless SSE line is refused");
+        assert!(
+            at * piece.len() <= MAX_FRAME_BYTES + piece.len(),
+            "refused at {at}"
+        );
+        assert!(err.contains("larger than"), "{err}");
+        assert!(f.feed(b"\n\n", &mut out).is_err(), "the framer stays failed");
+        assert!(out.is_empty());
+
+        // The same for an event made of many short `data:` lines and no blank line.
+        let mut f = Framer::new(Framing::Sse);
+        let line = [b"data: ".as_slice(), &[b'y'; 1024], b"\n"].concat();
+        let lines = line.repeat(64);
+        let fed = (0..=(MAX_FRAME_BYTES / lines.len() + 1)).try_for_each(|_| f.feed(&lines, &mut out));
+        assert!(fed.is_err(), "an endless SSE event is refused");
+    }
+
+    #[test]
+    fn a_long_sse_line_in_small_chunks_is_scanned_once() {
+        // Re-scanning the whole pending line on every chunk is quadratic: 4 MiB in 256-byte chunks
+        // would compare ~30 billion bytes.
+        let mut f = Framer::new(Framing::Sse);
+        let mut out = Vec::new();
+        let piece = [b'z'; 256];
+        let started = std::time::Instant::now();
+        f.feed(b"data: ", &mut out).unwrap();
+        for _ in 0..(4 * 1024 * 1024 / piece.len()) {
+            f.feed(&piece, &mut out).unwrap();
+        }
+        f.feed(b"\n\n", &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].data.len(), 4 * 1024 * 1024);
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub struct SseParser {
     has_data: bool,
     /// A `\r` ended the previous chunk; a following `\n` belongs to it.
     pending_cr: bool,
+    /// Bytes at the start of `buf` already searched for a line end: each byte is scanned once,
+    /// however many chunks a long line arrives in.
+    scanned: usize,
 }
 
 impl SseParser {
@@ -39,10 +42,13 @@ impl SseParser {
         }
         self.buf.extend_from_slice(chunk);
         loop {
-            let Some(pos) = self.buf.iter().position(|&b| b == b'\n' || b == b'\r') else {
+            let from = self.scanned.min(self.buf.len());
+            let Some(pos) = self.buf[from..].iter().position(|&b| b == b'\n' || b == b'\r') else {
+                self.scanned = self.buf.len();
                 return;
             };
-            let line = self.buf.split_to(pos);
+            self.scanned = 0;
+            let line = self.buf.split_to(from + pos);
             let end = self.buf.split_to(1)[0];
             if end == b'\r' {
                 if self.buf.is_empty() {
@@ -55,9 +61,15 @@ impl SseParser {
         }
     }
 
+    /// Bytes held for the event being read: its unfinished line and its `data` so far.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() + self.data.len()
+    }
+
     /// Flushes an event left unterminated at end of input (some servers omit the final blank line).
     pub fn finish(&mut self, out: &mut Vec<SseEvent>) {
         if !self.buf.is_empty() {
+            self.scanned = 0;
             let line = self.buf.split();
             self.line(&line, out);
         }
