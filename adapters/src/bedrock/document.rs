@@ -4,6 +4,8 @@
 //! (letters, digits, single spaces, hyphens, parentheses, square brackets) and made unique within the
 //! request. Uploaded files (`file_id`) cannot be reached from Bedrock and are refused.
 
+use std::collections::{HashMap, HashSet};
+
 use super::types::{Block, Document, DocumentSource, Message, ToolResultContent};
 use crate::AdapterError;
 use serde_json::Value;
@@ -115,17 +117,26 @@ fn document_name(filename: &str) -> String {
 
 /// Gives every document of the request a distinct name (`report`, `report (2)`, ...).
 pub(super) fn dedupe_names(messages: &mut [Message<'_>]) {
-    let mut seen: Vec<String> = Vec::new();
+    // The client decides how many documents share a name: sets, and the next number to try per
+    // name, keep this linear.
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut next: HashMap<String, usize> = HashMap::new();
     let mut fix = |d: &mut Document<'_>| {
-        let base = d.name.clone();
-        let mut n = 1;
-        while seen.contains(&d.name) {
-            n += 1;
-            let suffix = format!(" ({n})");
-            let keep = MAX_NAME.saturating_sub(suffix.len());
-            d.name = format!("{}{suffix}", base.chars().take(keep).collect::<String>());
+        if seen.contains(&d.name) {
+            let base = d.name.clone();
+            let n = next.entry(base.clone()).or_insert(1);
+            loop {
+                *n += 1;
+                let suffix = format!(" ({n})");
+                let keep = MAX_NAME.saturating_sub(suffix.len());
+                let name = format!("{}{suffix}", base.chars().take(keep).collect::<String>());
+                if !seen.contains(&name) {
+                    d.name = name;
+                    break;
+                }
+            }
         }
-        seen.push(d.name.clone());
+        seen.insert(d.name.clone());
     };
     for m in messages {
         for b in &mut m.content {

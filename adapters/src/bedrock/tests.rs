@@ -476,6 +476,28 @@ fn file_parts_become_documents_with_distinct_names() {
 }
 
 #[test]
+fn many_same_named_documents_are_named_in_linear_time() {
+    // The client controls how many parts share a name: naming them must not be cubic (each new
+    // name used to be searched from ` (2)` up, each search scanning every name so far).
+    let part =
+        json!({"type": "file", "file": {"filename": "a.txt", "file_data": "data:text/plain;base64,aGk="}});
+    let parts = vec![part; 3000];
+    let started = std::time::Instant::now();
+    let v = build(json!({"messages": [{"role": "user", "content": parts}]}));
+    let took = started.elapsed();
+    let names: Vec<&str> = v["messages"][0]["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["document"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!((names[0], names[1], names[2999]), ("a", "a (2)", "a (3000)"));
+    let distinct: std::collections::HashSet<&&str> = names.iter().collect();
+    assert_eq!(distinct.len(), 3000);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+}
+
+#[test]
 fn cache_control_becomes_cache_points() {
     let v = build(json!({"messages": [
         {"role": "system", "content": [{"type": "text", "text": "long rules", "cache_control": {"type": "ephemeral"}}]},
