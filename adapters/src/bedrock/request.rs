@@ -396,10 +396,12 @@ fn convert_tools<'a>(
 /// Minimal declarations of the tools an earlier assistant turn called.
 fn history_tools<'a>(messages: &[Message<'a>]) -> Vec<Tool<'a>> {
     let mut names: Vec<&'a str> = Vec::new();
+    // A set as well: the client decides how many distinct names its history holds.
+    let mut seen: std::collections::HashSet<&'a str> = std::collections::HashSet::new();
     for m in messages {
         for b in &m.content {
             if let Block::ToolUse(t) = b {
-                if !names.contains(&t.name) {
+                if seen.insert(t.name) {
                     names.push(t.name);
                 }
             }

@@ -430,6 +430,27 @@ fn tool_history_keeps_a_tool_config_even_without_tools() {
 }
 
 #[test]
+fn many_distinct_tools_in_history_are_declared_in_linear_time() {
+    // The client decides how many distinct tool names its history calls.
+    let n = 100_000;
+    let calls: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"id": format!("c{i}"), "type": "function",
+            "function": {"name": format!("tool_{i}"), "arguments": "{}"}})
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let v = build(json!({"messages": [{"role": "user", "content": "go"},
+        {"role": "assistant", "tool_calls": calls}]}));
+    let took = started.elapsed();
+    let tools = v["toolConfig"]["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), n);
+    assert_eq!(tools[n - 1]["toolSpec"]["name"], format!("tool_{}", n - 1));
+    // About 1.5 s unoptimised; the quadratic search took over 8.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[test]
 fn images_are_inline_bytes_and_urls_are_refused() {
     let v = build(json!({"messages": [{"role": "user", "content": [
         {"type": "text", "text": "what is this?"},
