@@ -3,8 +3,8 @@
 # practical limit on this machine) and LiteLLM's proxy, in one invocation; appends a dated section to
 # bench/RESULTS.md (see bench/report.py for how the tables are computed).
 #
-#   bench/run.sh            every scenario, full length (about 20 minutes)
-#   bench/run.sh quick      every scenario, short runs (about 6 minutes; smoke test of the tooling)
+#   bench/run.sh            every scenario, full length (about 15 minutes)
+#   bench/run.sh quick      every scenario, short runs (about 8 minutes; smoke test of the tooling)
 #   bench/run.sh SCENARIO   one of: chat search stream anthropic large streams resources cpu micro usage
 #                           (QUICK=1 shortens it too)
 # Environment: DUR (seconds per row), NO_LITELLM=1 (skip the peer), NOTE (a line added to the section).
@@ -17,7 +17,7 @@ ROOT=$(pwd)
 SCEN=${1:-all}
 QUICK=${QUICK:-0}
 [ "$SCEN" = quick ] && { QUICK=1; SCEN=all; }
-if [ "$QUICK" = 1 ]; then DUR=${DUR:-3}; SDUR=1.5; WARM=0.5; else DUR=${DUR:-10}; SDUR=3; WARM=1; fi
+if [ "$QUICK" = 1 ]; then DUR=${DUR:-3}; SDUR=1.5; WARM=0.5; else DUR=${DUR:-8}; SDUR=3; WARM=1; fi
 want() { [ "$SCEN" = all ] || [ "$SCEN" = "$1" ]; }
 say() { echo "[bench $(date -u +%H:%M:%S)] $*" >&2; }
 STARTED=$(date +%s)
@@ -397,7 +397,7 @@ if want cpu; then
       local label=$1 url=$2 key=$3; shift 3
       local out; out="$WORK/callgrind.$(echo "$label" | tr -c 'a-z' _)"
       BENCH_ADMIN=bench-admin BENCH_PROVIDER_KEY=sk-bench TOLLGATE_LOG=warn \
-        valgrind --tool=callgrind --callgrind-out-file="$out" "$@" > "$WORK/vg.log" 2>&1 & local vg=$!; PIDS+=($vg)
+        valgrind --tool=callgrind --compress-strings=no --compress-pos=no --callgrind-out-file="$out" "$@" > "$WORK/vg.log" 2>&1 & local vg=$!; PIDS+=($vg)
       for _ in $(seq 1 600); do
         code=$(curl -s -o /dev/null -w '%{http_code}' "$url" -d "$SMALL" 2>/dev/null || true)
         { [ "$code" = 401 ] || [ "$code" = 200 ]; } && break; sleep 0.1
@@ -413,7 +413,8 @@ if want cpu; then
       local ir=0
       [ -n "$f" ] && ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$f")
       meta "{\"kind\":\"callgrind\",\"label\":\"$label\",\"requests\":$(python3 -c "print(round(float('$got')*$N/200))"),\"instructions\":${ir:-0}}"
-      [ -n "$f" ] && callgrind_annotate "$f" 2>/dev/null | head -80 > "$ROOT/bench/profile-$(echo "$label" | tr -c 'a-z' - | sed 's/-*$//;s/--*/-/g').txt" || true
+      local n; n=$(python3 -c "print(round(float('$got')*$N/200))")
+      [ -n "$f" ] && python3 "$ROOT/bench/callgrind_top.py" "$f" "$n" 40 > "$ROOT/bench/profile-$(echo "$label" | tr -c 'a-z' - | sed 's/-*$//;s/--*/-/g').txt" || true
     }
     write_config on-vg 19700
     sed -i "s/on-spool/on-vg-spool/" "$WORK/on-vg.toml"
@@ -427,7 +428,7 @@ fi
 
 if want micro; then
   say "criterion microbenchmarks"
-  MB=()
+  MB=(--warm-up-time 1 --measurement-time 2)
   [ "$QUICK" = 1 ] && MB=(--warm-up-time 0.5 --measurement-time 1)
   cargo bench --quiet -p tollgate-bench --bench hot_path -- --noplot "${MB[@]}" 2>/dev/null \
     | python3 "$ROOT/bench/report.py" --criterion >> "$RES" || say "microbenchmarks failed"
