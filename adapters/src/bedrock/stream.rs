@@ -3,7 +3,8 @@
 //!
 //! `messageStart` opens the stream; text, reasoning text and tool-input deltas become one chunk each
 //! (the first carries `role: assistant`); a `toolUse` block start becomes the tool call's first
-//! chunk (id, name, empty arguments). OpenAI numbers tool calls 0, 1, ... while Bedrock numbers all
+//! chunk (id, name, empty arguments), and one that stops without having streamed input gets `{}`
+//! arguments, as in a non-streamed answer. OpenAI numbers tool calls 0, 1, ... while Bedrock numbers all
 //! content blocks, so the tool-call index is kept per block. Reasoning goes out twice: as
 //! `reasoning_content` text, and as `thinking_blocks` fragments numbered per reasoning block (text,
 //! then the signature in its own fragment; redacted reasoning whole), so the client can send the
@@ -21,7 +22,8 @@ use tollgate_schemas::TokenUsage;
 use super::{
     response::{completion_id, finish_reason, token_usage},
     types::{
-        ContentBlockDeltaEvent, ContentBlockStartEvent, ErrorBody, MessageStopEvent, MetadataEvent, Usage,
+        ContentBlockDeltaEvent, ContentBlockStartEvent, ContentBlockStopEvent, ErrorBody, MessageStopEvent,
+        MetadataEvent, Usage,
     },
 };
 use crate::{
@@ -38,6 +40,8 @@ pub struct BedrockStream {
     chunks: ChunkWriter,
     /// OpenAI tool-call index of each `toolUse` block (by Bedrock block index).
     tool_blocks: Numbering,
+    /// The `toolUse` blocks that streamed some input (the others get `{}` when they stop).
+    tool_input_seen: Vec<u64>,
     /// `thinking_blocks` index of each reasoning block.
     thinking_blocks: Numbering,
     stopped: bool,
@@ -56,6 +60,7 @@ impl BedrockStream {
         BedrockStream {
             chunks: ChunkWriter::new(client_wants_usage, completion_id(), model.to_string()),
             tool_blocks: Numbering::default(),
+            tool_input_seen: Vec::new(),
             thinking_blocks: Numbering::default(),
             stopped: false,
             usage: None,
@@ -121,6 +126,9 @@ impl StreamTranslator for BedrockStream {
                         ))
                     })?;
                     if !input.is_empty() {
+                        if !self.tool_input_seen.contains(&d.content_block_index) {
+                            self.tool_input_seen.push(d.content_block_index);
+                        }
                         let call = ToolCallDelta::arguments(tool, input);
                         self.chunks.push(Delta::tool_call(call), None, out)?;
                     }
@@ -143,7 +151,22 @@ impl StreamTranslator for BedrockStream {
                     self.done = true;
                 }
             }
-            // contentBlockStop, and events added later.
+            "contentBlockStop" => {
+                // A tool without parameters streams no input: its arguments must still be `{}`
+                // (as in a non-streamed answer), which is what clients parse.
+                let stop: ContentBlockStopEvent = parse(event, name)?;
+                let index = stop.content_block_index;
+                if let Some(tool) = self
+                    .tool_blocks
+                    .get(index)
+                    .filter(|_| !self.tool_input_seen.contains(&index))
+                {
+                    self.tool_input_seen.push(index);
+                    let call = ToolCallDelta::arguments(tool, "{}");
+                    self.chunks.push(Delta::tool_call(call), None, out)?;
+                }
+            }
+            // Events added later.
             _ => {}
         }
         Ok(())

@@ -972,6 +972,50 @@ fn stream_translates_reasoning_text_and_parallel_tool_calls() {
 }
 
 #[test]
+fn a_streamed_tool_call_without_input_has_empty_object_arguments() {
+    // A tool without parameters streams no input (or an empty one); the answer's arguments are
+    // `{}` as in a non-streamed answer, not `""`, which clients cannot parse as JSON.
+    let mut whole = es_event("messageStart", json!({"role": "assistant"}));
+    whole.extend(es_event(
+        "contentBlockStart",
+        json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "tooluse_a", "name": "get_time"}}}),
+    ));
+    whole.extend(es_event(
+        "contentBlockDelta",
+        json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": ""}}}),
+    ));
+    whole.extend(es_event("contentBlockStop", json!({"contentBlockIndex": 0})));
+    whole.extend(es_event(
+        "contentBlockStart",
+        json!({"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "tooluse_b", "name": "get_weather"}}}),
+    ));
+    whole.extend(es_event(
+        "contentBlockDelta",
+        json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "{\"city\":\"Paris\"}"}}}),
+    ));
+    whole.extend(es_event("contentBlockStop", json!({"contentBlockIndex": 1})));
+    whole.extend(es_event("messageStop", json!({"stopReason": "tool_use"})));
+    whole.extend(es_event(
+        "metadata",
+        json!({"usage": {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7}, "metrics": {"latencyMs": 1}}),
+    ));
+    let (result, chunks, _) = run(&[&whole], false);
+    result.unwrap();
+    let mut args = [String::new(), String::new()];
+    for c in &chunks {
+        for call in c["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let i = call["index"].as_u64().unwrap() as usize;
+            args[i].push_str(call["function"]["arguments"].as_str().unwrap());
+        }
+    }
+    assert_eq!(args, ["{}".to_string(), r#"{"city":"Paris"}"#.to_string()]);
+}
+
+#[test]
 fn stream_is_identical_whatever_the_split() {
     let whole = tool_stream();
     let (_, expected, _) = run(&[&whole], true);

@@ -321,6 +321,12 @@ pub(crate) struct ContentBlockStartEvent {
     pub start: BlockStart,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ContentBlockStopEvent {
+    pub content_block_index: u64,
+}
+
 /// `ContentBlockStart` union (`toolUse`, `toolResult`, `image`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
