@@ -658,10 +658,7 @@ async fn attempt_target(
     };
     let status = resp.status();
     if !status.is_success() {
-        let body = match timeout_at(deadline, resp.bytes()).await {
-            Ok(Ok(b)) => b,
-            _ => Bytes::new(),
-        };
+        let body = error_body(resp, deadline).await;
         let err = adapter.parse_error(status.as_u16(), &body);
         let message = scrub(&err.message, provider, token.as_deref());
         let error = ApiError::Upstream {
@@ -710,6 +707,27 @@ async fn attempt_target(
         )))
     })?;
     Ok(full_response(parsed, target, guard))
+}
+
+/// The most of an upstream error body that is read: providers' errors are small JSON objects.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// The start of an upstream error body (up to [`MAX_ERROR_BODY`], and what came by `deadline`): a
+/// huge or endless error body is neither buffered whole nor waited for.
+async fn error_body(resp: reqwest::Response, deadline: Instant) -> Bytes {
+    let mut body = BytesMut::new();
+    let mut chunks = resp.bytes_stream();
+    let read = async {
+        while let Some(Ok(chunk)) = chunks.next().await {
+            let room = MAX_ERROR_BODY.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() >= MAX_ERROR_BODY {
+                break;
+            }
+        }
+    };
+    let _ = timeout_at(deadline, read).await;
+    body.freeze()
 }
 
 fn timeout_error(provider: &Provider) -> ApiError {

@@ -354,3 +354,42 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[tokio::test]
+async fn an_endless_upstream_error_body_is_not_buffered_to_the_deadline() {
+    // A provider answers 503 with a body that never ends (16 KiB every 5 ms). The gateway needs
+    // only the start of an error body: it must answer at once, not hold the stream (and grow its
+    // buffer) until the provider's 5 s timeout.
+    let app = axum::Router::new().route(
+        "/chat/completions",
+        axum::routing::post(|| async {
+            let chunks = futures_util::stream::unfold((), |()| async {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                Some((
+                    Ok::<_, std::convert::Infallible>(bytes::Bytes::from(vec![b'x'; 16 * 1024])),
+                    (),
+                ))
+            });
+            axum::response::Response::builder()
+                .status(503)
+                .body(axum::body::Body::from_stream(chunks))
+                .unwrap()
+        }),
+    );
+    let upstream = tollgate_tests::fake::serve(app).await;
+    let gw = Gateway::start_standard(&format!("http://{}", upstream.addr), "").await;
+    let key = gw.create_key(&["gpt-test"]).await;
+    let started = std::time::Instant::now();
+    let r = gw
+        .chat(
+            &key,
+            json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    let took = started.elapsed();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert!(status >= 500, "{status} {body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
+}
