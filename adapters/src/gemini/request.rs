@@ -2,6 +2,8 @@
 //! built in `generation.rs`). Borrows from the client's body; tool call arguments, tool results and
 //! JSON schemas are converted into owned values.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 use super::{
@@ -43,7 +45,10 @@ pub(crate) fn convert(body: &Map<String, Value>) -> Result<GenerateContentReques
 fn convert_messages(list: &[Value]) -> Result<(Vec<Part<'_>>, Vec<Content<'_>>), AdapterError> {
     let mut system = Vec::new();
     let mut out: Vec<Content<'_>> = Vec::new();
-    for (i, m) in each_message(list).enumerate() {
+    // The function name of each tool call id so far (a later call reusing an id wins), so a tool
+    // message finds its call without searching the history again.
+    let mut call_names: HashMap<&str, Option<&str>> = HashMap::new();
+    for m in each_message(list) {
         let (content, at) = (m.content, m.at.as_str());
         let (role, parts) = match m.role {
             "system" | "developer" => {
@@ -51,8 +56,21 @@ fn convert_messages(list: &[Value]) -> Result<(Vec<Part<'_>>, Vec<Content<'_>>),
                 continue;
             }
             "user" => (Role::User, parts(content, at, true)?),
-            "assistant" => (Role::Model, model_parts(m.raw, at)?),
-            "tool" => (Role::User, vec![function_response(list, i, m.raw, content, at)?]),
+            "assistant" => {
+                let calls = m.raw.get("tool_calls").and_then(Value::as_array);
+                // In reverse, so the first of a message's calls with an id wins, as before.
+                for c in calls.into_iter().flatten().rev() {
+                    if let Some(id) = c.get("id").and_then(Value::as_str) {
+                        let name = c.get("function").and_then(|f| f.get("name")?.as_str());
+                        call_names.insert(id, name);
+                    }
+                }
+                (Role::Model, model_parts(m.raw, at)?)
+            }
+            "tool" => (
+                Role::User,
+                vec![function_response(&call_names, m.raw, content, at)?],
+            ),
             _ => return Err(m.unsupported_role("gemini")),
         };
         push_turn(&mut out, role, parts);
@@ -202,27 +220,18 @@ fn call_signature<'a>(call: &'a Value, param: &str) -> Result<Option<&'a str>, A
 
 /// A `tool` message: the function name comes from the earlier tool call with the same id.
 fn function_response<'a>(
-    list: &'a [Value],
-    i: usize,
+    call_names: &HashMap<&'a str, Option<&'a str>>,
     m: &'a Value,
     content: &'a Value,
     at: &str,
 ) -> Result<Part<'a>, AdapterError> {
     let id = tool_call_id(m, at)?;
-    let name = list[..i]
-        .iter()
-        .rev()
-        .filter(|p| p.get("role").and_then(Value::as_str) == Some("assistant"))
-        .filter_map(|p| p.get("tool_calls").and_then(Value::as_array))
-        .flatten()
-        .find(|c| c.get("id").and_then(Value::as_str) == Some(id))
-        .and_then(|c| c.get("function")?.get("name")?.as_str())
-        .ok_or_else(|| {
-            invalid(
-                format!("no earlier tool call has the id `{id}`"),
-                format!("{at}.tool_call_id"),
-            )
-        })?;
+    let name = call_names.get(id).copied().flatten().ok_or_else(|| {
+        invalid(
+            format!("no earlier tool call has the id `{id}`"),
+            format!("{at}.tool_call_id"),
+        )
+    })?;
     let text = match content {
         Value::String(s) => s.clone(),
         Value::Array(items) => items

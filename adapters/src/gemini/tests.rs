@@ -441,3 +441,52 @@ fn errors_are_classified() {
     assert!(!e.retryable);
     assert_eq!(e.message, "upstream answered HTTP 403");
 }
+
+#[test]
+fn many_tool_results_find_their_calls_in_linear_time() {
+    // Each tool message used to search every earlier message and call for its id: the client's
+    // number of calls squared.
+    let n = 20_000;
+    let calls: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"id": format!("c{i}"), "type": "function",
+            "function": {"name": format!("f{i}"), "arguments": "{}"}})
+        })
+        .collect();
+    let mut messages = vec![
+        json!({"role": "user", "content": "go"}),
+        json!({"role": "assistant", "tool_calls": calls}),
+    ];
+    messages
+        .extend((0..n).map(|i| json!({"role": "tool", "tool_call_id": format!("c{i}"), "content": "ok"})));
+    // A later call reusing an id wins for the results after it.
+    messages.push(
+        json!({"role": "assistant", "tool_calls": [{"id": "c0", "type": "function",
+        "function": {"name": "again", "arguments": "{}"}}]}),
+    );
+    messages.push(json!({"role": "tool", "tool_call_id": "c0", "content": "ok"}));
+    let started = std::time::Instant::now();
+    let req = build(
+        Operation::Chat,
+        json!({"model": "m", "messages": messages}),
+        false,
+    )
+    .unwrap();
+    let took = started.elapsed();
+    let v: Value = serde_json::from_slice(&req.body).unwrap();
+    let contents = v["contents"].as_array().unwrap();
+    let results = contents[2]["parts"].as_array().unwrap();
+    assert_eq!(results.len(), n);
+    assert_eq!(results[n - 1]["functionResponse"]["name"], format!("f{}", n - 1));
+    assert_eq!(contents[4]["parts"][0]["functionResponse"]["name"], "again");
+    let err = build(
+        Operation::Chat,
+        json!({"model": "m", "messages": [{"role": "user", "content": "x"},
+            {"role": "tool", "tool_call_id": "nope", "content": "ok"}]}),
+        false,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+    // About half a second unoptimised; the quadratic search took well over ten.
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+}
