@@ -449,19 +449,26 @@ impl ChunkWriter {
 
 /// Numbers provider items (content blocks, tool calls) 0, 1, ... in the order they first appear,
 /// as OpenAI numbers tool calls and thinking blocks, while providers number all their blocks.
+/// A map, not a list: the provider decides how many items a stream has, and every delta looks its
+/// item up.
 #[derive(Debug, Default)]
-pub(crate) struct Numbering(Vec<(u64, u32)>);
+pub(crate) struct Numbering {
+    numbers: std::collections::HashMap<u64, u32>,
+    assigned: u32,
+}
 
 impl Numbering {
     /// The number of provider item `item`, if it has one.
     pub fn get(&self, item: u64) -> Option<u32> {
-        self.0.iter().find(|(b, _)| *b == item).map(|(_, i)| *i)
+        self.numbers.get(&item).copied()
     }
 
-    /// Gives provider item `item` the next number.
+    /// Gives provider item `item` the next number (an item started twice keeps its first number
+    /// for [`Numbering::get`]).
     pub fn assign(&mut self, item: u64) -> u32 {
-        let i = u32::try_from(self.0.len()).unwrap_or(u32::MAX);
-        self.0.push((item, i));
+        let i = self.assigned;
+        self.assigned = self.assigned.saturating_add(1);
+        self.numbers.entry(item).or_insert(i);
         i
     }
 
@@ -483,6 +490,28 @@ mod tests {
 
     fn json(b: &Bytes) -> Value {
         serde_json::from_slice(b).unwrap()
+    }
+
+    #[test]
+    fn numbering_many_items_is_linear() {
+        // A provider decides how many blocks a stream has; each lookup used to scan them all.
+        let n: u64 = 200_000;
+        let started = std::time::Instant::now();
+        let mut numbers = Numbering::default();
+        for item in 0..n {
+            assert_eq!(u64::from(numbers.assign(item * 3)), item);
+        }
+        for item in 0..n {
+            assert_eq!(numbers.get(item * 3).map(u64::from), Some(item));
+            assert_eq!(numbers.get_or_assign(item * 3), u32::try_from(item).unwrap());
+        }
+        assert_eq!(numbers.get(1), None);
+        assert_eq!(u64::from(numbers.get_or_assign(1)), n);
+        // A block started twice keeps its first number for its deltas.
+        assert_eq!(u64::from(numbers.assign(0)), n + 1);
+        assert_eq!(numbers.get(0), Some(0));
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
     }
 
     #[test]

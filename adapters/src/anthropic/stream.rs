@@ -32,7 +32,7 @@ pub struct AnthropicStream {
     /// OpenAI tool-call index of each `tool_use` block (by Anthropic block index).
     tool_blocks: Numbering,
     /// Block indices of the `tool_use` blocks that streamed some input JSON.
-    tool_input_seen: Vec<u64>,
+    tool_input_seen: std::collections::HashSet<u64>,
     /// `thinking_blocks` index of each thinking or redacted block.
     thinking_blocks: Numbering,
     usage: Option<Usage>,
@@ -44,7 +44,7 @@ impl AnthropicStream {
         AnthropicStream {
             chunks: ChunkWriter::new(client_wants_usage, String::new(), String::new()),
             tool_blocks: Numbering::default(),
-            tool_input_seen: Vec::new(),
+            tool_input_seen: std::collections::HashSet::new(),
             thinking_blocks: Numbering::default(),
             usage: None,
             done: false,
@@ -137,9 +137,7 @@ impl StreamTranslator for AnthropicStream {
                     let Some(tool) = self.tool_blocks.get(index).filter(|_| !partial_json.is_empty()) else {
                         return Ok(());
                     };
-                    if !self.tool_input_seen.contains(&index) {
-                        self.tool_input_seen.push(index);
-                    }
+                    self.tool_input_seen.insert(index);
                     let call = ToolCallDelta::arguments(tool, &partial_json);
                     self.chunks.push(Delta::tool_call(call), None, out)?;
                 }

@@ -41,7 +41,7 @@ pub struct BedrockStream {
     /// OpenAI tool-call index of each `toolUse` block (by Bedrock block index).
     tool_blocks: Numbering,
     /// The `toolUse` blocks that streamed some input (the others get `{}` when they stop).
-    tool_input_seen: Vec<u64>,
+    tool_input_seen: std::collections::HashSet<u64>,
     /// `thinking_blocks` index of each reasoning block.
     thinking_blocks: Numbering,
     stopped: bool,
@@ -60,7 +60,7 @@ impl BedrockStream {
         BedrockStream {
             chunks: ChunkWriter::new(client_wants_usage, completion_id(), model.to_string()),
             tool_blocks: Numbering::default(),
-            tool_input_seen: Vec::new(),
+            tool_input_seen: std::collections::HashSet::new(),
             thinking_blocks: Numbering::default(),
             stopped: false,
             usage: None,
@@ -126,9 +126,7 @@ impl StreamTranslator for BedrockStream {
                         ))
                     })?;
                     if !input.is_empty() {
-                        if !self.tool_input_seen.contains(&d.content_block_index) {
-                            self.tool_input_seen.push(d.content_block_index);
-                        }
+                        self.tool_input_seen.insert(d.content_block_index);
                         let call = ToolCallDelta::arguments(tool, input);
                         self.chunks.push(Delta::tool_call(call), None, out)?;
                     }
@@ -161,7 +159,7 @@ impl StreamTranslator for BedrockStream {
                     .get(index)
                     .filter(|_| !self.tool_input_seen.contains(&index))
                 {
-                    self.tool_input_seen.push(index);
+                    self.tool_input_seen.insert(index);
                     let call = ToolCallDelta::arguments(tool, "{}");
                     self.chunks.push(Delta::tool_call(call), None, out)?;
                 }

@@ -1016,6 +1016,33 @@ fn a_streamed_tool_call_without_input_has_empty_object_arguments() {
 }
 
 #[test]
+fn a_stream_of_many_tool_blocks_is_translated_in_linear_time() {
+    // The provider decides how many blocks a stream has; each delta used to scan every block.
+    let n = 60_000u64;
+    let mut whole = es_event("messageStart", json!({"role": "assistant"}));
+    for i in 0..n {
+        whole.extend(es_event(
+            "contentBlockStart",
+            json!({"contentBlockIndex": i, "start": {"toolUse": {"toolUseId": format!("t{i}"), "name": "f"}}}),
+        ));
+        whole.extend(es_event(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": i, "delta": {"toolUse": {"input": "{}"}}}),
+        ));
+        whole.extend(es_event("contentBlockStop", json!({"contentBlockIndex": i})));
+    }
+    let started = std::time::Instant::now();
+    let (result, chunks, _) = run(&[&whole], false);
+    let took = started.elapsed();
+    result.unwrap();
+    assert_eq!(chunks.len() as u64, 2 * n);
+    let last = &chunks[chunks.len() - 1]["choices"][0]["delta"]["tool_calls"][0];
+    assert_eq!(last["index"], n - 1);
+    assert_eq!(last["function"]["arguments"], "{}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
 fn stream_is_identical_whatever_the_split() {
     let whole = tool_stream();
     let (_, expected, _) = run(&[&whole], true);
