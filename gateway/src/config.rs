@@ -294,6 +294,8 @@ struct RawProvider {
     /// Longest silence allowed between two chunks of a stream.
     stream_idle_timeout_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
+    /// The largest non-streamed answer read (default 128 MiB); a larger one is a 502.
+    max_answer_bytes: Option<u64>,
     /// Vertex AI (`kind = "vertex"`): Google Cloud project and location (a region or `global`).
     project: Option<String>,
     location: Option<String>,
@@ -422,6 +424,10 @@ pub struct Config {
     pub model_order: Vec<String>,
 }
 
+/// Far above any real answer (2,048 embeddings of 3,072 floats as JSON are about 70 MB); a provider
+/// sending more is broken or hostile, and the gateway must not buffer it whole.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 128 * 1024 * 1024;
+
 pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
@@ -435,6 +441,8 @@ pub struct Provider {
     pub first_byte_timeout: Duration,
     pub stream_idle_timeout: Duration,
     pub connect_timeout: Duration,
+    /// The largest non-streamed answer read; streams are bounded per event instead.
+    pub max_answer_bytes: usize,
     pub adapter: Option<Box<dyn Adapter>>,
     /// This provider's HTTP client (its own pool and connect timeout; Nagle off).
     pub client: reqwest::Client,
@@ -807,6 +815,7 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
             ("first_byte_timeout_ms", p.first_byte_timeout_ms),
             ("stream_idle_timeout_ms", p.stream_idle_timeout_ms),
             ("connect_timeout_ms", p.connect_timeout_ms),
+            ("max_answer_bytes", p.max_answer_bytes),
         ] {
             if v == Some(0) {
                 errors.push(format!("{at}.{field}: must be greater than 0"));
@@ -847,6 +856,9 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
             ),
             stream_idle_timeout: Duration::from_millis(p.stream_idle_timeout_ms.unwrap_or(120_000)),
             connect_timeout,
+            max_answer_bytes: p.max_answer_bytes.map_or(DEFAULT_MAX_ANSWER_BYTES, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
         }));
     }
 

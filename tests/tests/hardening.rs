@@ -393,3 +393,82 @@ async fn an_endless_upstream_error_body_is_not_buffered_to_the_deadline() {
     assert!(body["error"]["message"].is_string(), "{body}");
     assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
 }
+
+#[tokio::test]
+async fn a_non_streamed_answer_past_max_answer_bytes_is_a_502_not_a_buffer() {
+    // The fake's answer size follows the prompt: "small" fits; "chunked" is 64 KiB sent without a
+    // length (the gateway must stop reading past the cap); "declared" announces 64 KiB up front.
+    let app = axum::Router::new().route(
+        "/chat/completions",
+        axum::routing::post(|body: axum::Json<Value>| async move {
+            let prompt = body["messages"][0]["content"].as_str().unwrap_or("").to_string();
+            let content = if prompt == "small" {
+                "ok".to_string()
+            } else {
+                "x".repeat(64 * 1024)
+            };
+            let answer = json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "up",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+            .to_string()
+            .into_bytes();
+            let response = axum::response::Response::builder().header("content-type", "application/json");
+            let body = if prompt == "chunked" {
+                let pieces: Vec<Result<bytes::Bytes, std::convert::Infallible>> = answer
+                    .chunks(4096)
+                    .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+                    .collect();
+                axum::body::Body::from_stream(futures_util::stream::iter(pieces))
+            } else {
+                axum::body::Body::from(answer)
+            };
+            response.body(body).unwrap()
+        }),
+    );
+    let upstream = tollgate_tests::fake::serve(app).await;
+    let config = format!(
+        r#"
+[[providers]]
+name = "capped"
+kind = "openai_compat"
+base_url = "http://{}"
+max_answer_bytes = 16384
+timeout_ms = 5000
+
+[[models]]
+name = "m"
+targets = [{{ provider = "capped", model = "up" }}]
+"#,
+        upstream.addr
+    );
+    let gw = Gateway::start(&config, &[]).await;
+    let key = gw.create_key(&["m"]).await;
+    let ask = |prompt: &'static str| {
+        gw.chat(
+            &key,
+            json!({"model": "m", "messages": [{"role": "user", "content": prompt}]}),
+        )
+    };
+    for prompt in ["chunked", "declared"] {
+        let r = ask(prompt).await;
+        assert_eq!(r.status(), 502, "{prompt}");
+        let body: Value = r.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("larger than the provider's max_answer_bytes (16384)"),
+            "{prompt}: {message}"
+        );
+    }
+    let r = ask("small").await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "ok");
+    let statuses: Vec<u64> = gw
+        .wait_events(3)
+        .await
+        .iter()
+        .map(|e| e["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 502).count(), 2, "{statuses:?}");
+}
