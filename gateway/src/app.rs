@@ -529,7 +529,16 @@ pub fn spawn_reload(state: Arc<AppState>, path: std::path::PathBuf) -> tokio::ta
                     "file changed"
                 }
             };
-            match Config::load(&path) {
+            // Loading reads files and parses (and test-signs with) private keys: not on a runtime thread.
+            let load = {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || Config::load(&path))
+            };
+            let Ok(loaded) = load.await else {
+                tracing::error!(trigger = why, "config reload failed: the loader stopped");
+                continue;
+            };
+            match loaded {
                 Err(errors) => {
                     state
                         .metrics
