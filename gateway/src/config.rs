@@ -226,7 +226,8 @@ struct RawUsage {
     spool_dir: String,
     fsync: Fsync,
     batch_rows: usize,
-    flush_ms: u64,
+    /// Default per sink: see [`default_flush_ms`].
+    flush_ms: Option<u64>,
     /// How often expired opt-in bodies are deleted (and idle quota state forgotten).
     body_sweep_secs: u64,
     /// Group commit: how long the spool writer gathers events before writing a segment.
@@ -246,10 +247,21 @@ impl Default for RawUsage {
             spool_dir: "tollgate-spool".into(),
             fsync: Fsync::Always,
             batch_rows: 10_000,
-            flush_ms: 200,
+            flush_ms: None,
             body_sweep_secs: 60,
             linger_ms: 10,
         }
+    }
+}
+
+/// How long the shipper gathers events before a write, when the config does not say. ClickHouse wants
+/// few, large inserts (each makes a part that the server merges later; its docs advise about one insert
+/// a second): with a 200 ms flush a busy gateway's inserts and merges cost ClickHouse enough CPU to
+/// add milliseconds to a co-located gateway's p99 (bench/RESULTS.md). SQLite takes small writes cheaply.
+fn default_flush_ms(sink: &UsageSinkConfig) -> u64 {
+    match sink {
+        UsageSinkConfig::ClickHouse { .. } => 1000,
+        UsageSinkConfig::Sqlite { .. } => 200,
     }
 }
 
@@ -674,6 +686,12 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
             UsageSinkConfig::Sqlite { path: String::new() }
         }
     };
+    let flush = Duration::from_millis(
+        raw.usage
+            .flush_ms
+            .unwrap_or_else(|| default_flush_ms(&usage_sink))
+            .max(10),
+    );
     if raw.usage.batch_rows == 0 || raw.usage.spool_dir.is_empty() {
         errors.push("usage.batch_rows/spool_dir: must be set (batch_rows > 0)".into());
     }
@@ -979,7 +997,7 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
                 spool_dir: raw.usage.spool_dir.into(),
                 fsync: raw.usage.fsync,
                 batch_rows: raw.usage.batch_rows,
-                flush: Duration::from_millis(raw.usage.flush_ms.max(10)),
+                flush,
                 body_sweep: Duration::from_secs(raw.usage.body_sweep_secs.max(1)),
                 linger: Duration::from_millis(raw.usage.linger_ms.min(1000)),
             },
@@ -1152,6 +1170,18 @@ targets = [{ provider = "local", model = "upstream" }, { provider = "oai", model
         assert_eq!(m.targets[0].model, "upstream");
         assert_eq!(m.targets[1].provider.name, "oai");
         assert!(!format!("{c:?}").contains("sk-local"));
+    }
+
+    #[test]
+    fn the_shipper_flushes_clickhouse_rarely_and_sqlite_often_unless_told() {
+        let flush = |usage: &str| {
+            let toml = format!("{SAMPLE}[usage]\n{usage}");
+            Config::from_toml(&toml, &[], &env).unwrap().usage.flush
+        };
+        assert_eq!(flush("sink = \"sqlite\"\n"), Duration::from_millis(200));
+        let ch = "sink = \"clickhouse\"\nurl = \"http://127.0.0.1:8123\"\n";
+        assert_eq!(flush(ch), Duration::from_millis(1000));
+        assert_eq!(flush(&format!("{ch}flush_ms = 50\n")), Duration::from_millis(50));
     }
 
     #[test]
