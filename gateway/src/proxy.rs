@@ -708,32 +708,21 @@ async fn attempt_target(
     Ok(full_response(parsed, target, guard))
 }
 
-/// A whole non-streamed answer, refused (without reading the rest) once it passes `max` bytes. A
-/// one-chunk answer is returned as it came, without a copy.
+/// A whole non-streamed answer, refused (without reading the rest) once it passes `max` bytes
+/// (`http_body_util::Limited`; a one-chunk answer is returned without a copy).
 async fn answer_body(resp: reqwest::Response, max: usize) -> Result<Bytes, String> {
     let too_large = || format!("the answer is larger than the provider's max_answer_bytes ({max})");
     if resp.content_length().is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    let mut chunks = resp.bytes_stream();
-    let mut first: Option<Bytes> = None;
-    let mut body = BytesMut::new();
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| transport_reason(&e))?;
-        let held = first.as_ref().map_or(0, Bytes::len) + body.len();
-        if held.saturating_add(chunk.len()) > max {
-            return Err(too_large());
-        }
-        match first.take() {
-            None if body.is_empty() => first = Some(chunk),
-            Some(f) => {
-                body.extend_from_slice(&f);
-                body.extend_from_slice(&chunk);
-            }
-            None => body.extend_from_slice(&chunk),
-        }
+    let body = http::Response::from(resp).into_body();
+    match http_body_util::Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(e
+            .downcast_ref::<reqwest::Error>()
+            .map_or_else(|| "request failed".to_string(), transport_reason)),
     }
-    Ok(first.unwrap_or_else(|| body.freeze()))
 }
 
 /// The most of an upstream error body that is read: providers' errors are small JSON objects.
