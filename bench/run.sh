@@ -424,6 +424,8 @@ if want cpu; then
       [ -n "$f" ] && ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$f")
       meta "{\"kind\":\"callgrind\",\"label\":\"$label\",\"requests\":$(python3 -c "print(round(float('$got')*$N/50))"),\"instructions\":${ir:-0}}"
       local n; n=$(python3 -c "print(round(float('$got')*$N/50))")
+      # PROFILE_KEEP=DIR keeps the raw callgrind files (for callgrind_annotate --inclusive=yes).
+      [ -n "$f" ] && [ -n "${PROFILE_KEEP:-}" ] && mkdir -p "$PROFILE_KEEP" && cp "$f" "$PROFILE_KEEP/"
       [ -n "$f" ] && python3 "$ROOT/bench/callgrind_top.py" "$f" "$n" 40 > "$ROOT/bench/profile-$(echo "$label" | tr -c 'a-z' - | sed 's/-*$//;s/--*/-/g').txt" || true
     }
     write_config on-vg 19700
