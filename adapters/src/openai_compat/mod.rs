@@ -3,8 +3,11 @@
 //! field for field; only `model` is replaced and `stream_options.include_usage` is asked for, so the
 //! gateway always learns the usage of a stream.
 
+mod answer;
+
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue};
+use serde::{de::IgnoredAny, ser::SerializeMap, Serializer as _};
 use serde_json::{Map, Value};
 use tollgate_schemas::TokenUsage;
 
@@ -22,22 +25,39 @@ pub struct OpenAiCompat {
 
 /// Sets the JSON content type and the credential in the provider's style.
 pub(crate) fn base_headers(auth: AuthStyle, api_key: Option<&str>) -> Result<HeaderMap, AdapterError> {
-    let mut headers = HeaderMap::new();
+    let mut headers = HeaderMap::with_capacity(2);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(key) = api_key {
         let (name, value) = match auth {
-            AuthStyle::Bearer | AuthStyle::GoogleOAuth => (header::AUTHORIZATION, format!("Bearer {key}")),
-            AuthStyle::ApiKeyHeader => (header::HeaderName::from_static("api-key"), key.to_string()),
-            AuthStyle::XApiKey => (header::HeaderName::from_static("x-api-key"), key.to_string()),
-            AuthStyle::XGoogApiKey => (header::HeaderName::from_static("x-goog-api-key"), key.to_string()),
+            AuthStyle::Bearer | AuthStyle::GoogleOAuth => {
+                let mut bearer = Vec::with_capacity(7 + key.len());
+                bearer.extend_from_slice(b"Bearer ");
+                bearer.extend_from_slice(key.as_bytes());
+                (
+                    header::AUTHORIZATION,
+                    HeaderValue::from_maybe_shared(Bytes::from(bearer)),
+                )
+            }
+            AuthStyle::ApiKeyHeader => (
+                header::HeaderName::from_static("api-key"),
+                HeaderValue::from_str(key),
+            ),
+            AuthStyle::XApiKey => (
+                header::HeaderName::from_static("x-api-key"),
+                HeaderValue::from_str(key),
+            ),
+            AuthStyle::XGoogApiKey => (
+                header::HeaderName::from_static("x-goog-api-key"),
+                HeaderValue::from_str(key),
+            ),
             AuthStyle::AwsSigV4 => {
                 return Err(AdapterError::Config(
                     "AWS SigV4 providers sign their requests in their own adapter".into(),
                 ))
             }
         };
-        let mut value = HeaderValue::from_str(&value)
-            .map_err(|_| AdapterError::Config("provider key is not a valid header value".into()))?;
+        let mut value =
+            value.map_err(|_| AdapterError::Config("provider key is not a valid header value".into()))?;
         value.set_sensitive(true);
         headers.insert(name, value);
     }
@@ -86,21 +106,39 @@ pub(crate) fn prepare_body(
             *opts = serde_json::json!({ "include_usage": true });
         }
     }
-    let mut out = Map::with_capacity(body.len() + 1);
+    // Written straight from the client's map, the model first: the bytes of a new map with `model`
+    // inserted before the client's fields, without building (and hashing) that map.
+    let invalid = |e: serde_json::Error| AdapterError::InvalidRequest {
+        message: e.to_string(),
+        param: None,
+    };
+    let mut out = Vec::with_capacity(128);
+    let mut ser = serde_json::Serializer::new(&mut out);
+    let mut map = ser
+        .serialize_map(Some(body.len() + usize::from(model.is_some())))
+        .map_err(invalid)?;
     if let Some(model) = model {
-        out.insert("model".into(), Value::String(model.to_string()));
+        map.serialize_entry("model", model).map_err(invalid)?;
     }
-    out.extend(body);
-    serde_json::to_vec(&out)
-        .map(Bytes::from)
-        .map_err(|e| AdapterError::InvalidRequest {
-            message: e.to_string(),
-            param: None,
-        })
+    for (key, value) in &body {
+        // The target's model replaces any the client's map still holds (the gateway removes it).
+        if model.is_some() && key == "model" {
+            continue;
+        }
+        map.serialize_entry(key, value).map_err(invalid)?;
+    }
+    map.end().map_err(invalid)?;
+    Ok(Bytes::from(out))
 }
 
+/// `base/path`, whether or not `base` ends with a slash.
 pub(crate) fn join_url(base: &str, path: &str) -> String {
-    format!("{}/{}", base.trim_end_matches('/'), path)
+    let base = base.trim_end_matches('/');
+    let mut url = String::with_capacity(base.len() + 1 + path.len());
+    url.push_str(base);
+    url.push('/');
+    url.push_str(path);
+    url
 }
 
 impl Adapter for OpenAiCompat {
@@ -133,18 +171,21 @@ impl Adapter for OpenAiCompat {
 
 /// [`parse_openai_response`] for a provider's answer to `op`: JSON that is not such an answer (no
 /// `choices` array for chat and completions, no `data` array for embeddings) is a bad upstream body,
-/// not a 200 to pass on.
+/// not a 200 to pass on. One pass over the body, which is passed through untouched.
 pub fn parse_openai_answer(op: Operation, body: Bytes) -> Result<Parsed, AdapterError> {
     #[derive(serde::Deserialize)]
-    struct Shape {
-        choices: Option<Vec<serde::de::IgnoredAny>>,
-        data: Option<Vec<serde::de::IgnoredAny>>,
+    struct Answer {
+        choices: Option<Vec<IgnoredAny>>,
+        data: Option<Vec<IgnoredAny>>,
+        model: Option<String>,
+        #[serde(default, deserialize_with = "answer::loose_usage")]
+        usage: Option<TokenUsage>,
     }
-    let shape: Shape =
+    let answer: Answer =
         serde_json::from_slice(&body).map_err(|e| AdapterError::BadUpstreamBody(e.to_string()))?;
     let (has, field) = match op {
-        Operation::Chat | Operation::Completions => (shape.choices.is_some(), "choices"),
-        Operation::Embeddings => (shape.data.is_some(), "data"),
+        Operation::Chat | Operation::Completions => (answer.choices.is_some(), "choices"),
+        Operation::Embeddings => (answer.data.is_some(), "data"),
     };
     if !has {
         return Err(AdapterError::BadUpstreamBody(format!(
@@ -152,7 +193,11 @@ pub fn parse_openai_answer(op: Operation, body: Bytes) -> Result<Parsed, Adapter
             op.as_str()
         )));
     }
-    parse_openai_response(body)
+    Ok(Parsed {
+        usage: answer.usage,
+        model: answer.model,
+        body,
+    })
 }
 
 /// Reads usage and model from an OpenAI-shaped answer, passing the body through untouched.
@@ -160,12 +205,13 @@ pub fn parse_openai_response(body: Bytes) -> Result<Parsed, AdapterError> {
     #[derive(serde::Deserialize)]
     struct Head {
         model: Option<String>,
-        usage: Option<Value>,
+        #[serde(default, deserialize_with = "answer::loose_usage")]
+        usage: Option<TokenUsage>,
     }
     let head: Head =
         serde_json::from_slice(&body).map_err(|e| AdapterError::BadUpstreamBody(e.to_string()))?;
     Ok(Parsed {
-        usage: head.usage.as_ref().and_then(TokenUsage::from_openai),
+        usage: head.usage,
         model: head.model,
         body,
     })
@@ -332,6 +378,16 @@ mod tests {
         assert_eq!(sent["x_custom"], 1);
         assert_eq!(sent["tools"][0]["type"], "function");
         assert!(sent.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn body_is_the_model_then_the_clients_fields_in_order() {
+        let body = json!({"messages": [{"role": "user", "content": "hé \"x\""}], "n": 1, "a": {}});
+        let sent = prepare_body(body.as_object().unwrap().clone(), Some("m"), false, true).unwrap();
+        let expected = r#"{"model":"m","messages":[{"role":"user","content":"hé \"x\""}],"n":1,"a":{}}"#;
+        assert_eq!(std::str::from_utf8(&sent).unwrap(), expected);
+        let unnamed = prepare_body(Map::new(), None, false, true).unwrap();
+        assert_eq!(&unnamed[..], b"{}");
     }
 
     #[test]
