@@ -44,14 +44,14 @@ impl QuotaService {
             });
         }
         if let Some(redis) = &self.redis {
-            match redis.acquire(&plan, id).await {
+            let keys = redis.keys(&plan);
+            match redis.acquire(&plan, &keys, id).await {
                 Ok(Ok(info)) => {
-                    let renewal = redis.spawn_renewal(&plan, id).map(Arc::new);
                     return Ok(Lease {
                         id,
                         plan,
                         info,
-                        backend: Backend::Redis(redis.clone(), renewal),
+                        backend: Backend::Redis(redis.clone(), keys),
                     });
                 }
                 Ok(Err(rejection)) => {
@@ -109,33 +109,7 @@ pub fn settle(lease: Lease, tokens: Option<u64>, cost: Option<Usd>) {
     let cost = cost.unwrap_or(lease.plan.est_cost);
     match lease.backend {
         Backend::Local(q) => q.settle(&lease.plan, lease.id, delta, cost, now_ms() as f64),
-        Backend::Redis(redis, renewal) => {
-            if let Some(h) = renewal {
-                h.abort();
-            }
-            let (plan, id) = (lease.plan, lease.id);
-            let Ok(rt) = tokio::runtime::Handle::try_current() else {
-                tracing::error!("no runtime to settle a quota lease; it will expire");
-                return;
-            };
-            rt.spawn(async move {
-                let mut wait = std::time::Duration::from_millis(50);
-                for attempt in 1..=6 {
-                    match redis.settle(&plan, id, delta, cost).await {
-                        Ok(()) => return,
-                        Err(e) => {
-                            tracing::warn!(error = %e, attempt, "quota settle failed, retrying");
-                            tokio::time::sleep(wait).await;
-                            wait *= 2;
-                        }
-                    }
-                }
-                tracing::error!(
-                    lease = id,
-                    "quota settle failed: the reservation will expire without its spend"
-                );
-            });
-        }
+        Backend::Redis(redis, keys) => redis.settle_later(lease.id, lease.plan, keys, delta, cost),
     }
 }
 

@@ -102,24 +102,25 @@ end
 return {1, 0, '0', unpack(out)}
 "#;
 
-/// Settle: per key `rate limit period delta` | `par` | `bud actual keep_s`.
-const SETTLE_V2: &str = r#"
--- tollgate_quota_settle_v2
+/// Settle a batch of leases: per key `rate lease limit period delta` | `par lease` |
+/// `bud lease actual keep_s`. One call settles every lease that ended while the previous call ran.
+const SETTLE_V3: &str = r#"
+-- tollgate_quota_settle_v3
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local lease, a = ARGV[1], 2
+local a = 1
 for i = 1, #KEYS do
-  local kind = ARGV[a]
+  local kind, lease = ARGV[a], ARGV[a+1]
   if kind == 'rate' then
-    local limit, period, delta = tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3]); a = a + 4
+    local limit, period, delta = tonumber(ARGV[a+2]), tonumber(ARGV[a+3]), tonumber(ARGV[a+4]); a = a + 5
     local tat = math.max(tonumber(redis.call('GET', KEYS[i]) or '0'), now)
     local new_tat = math.max(tat + delta * period / limit, now)
     redis.call('SET', KEYS[i], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1000)
   elseif kind == 'par' then
-    a = a + 1
+    a = a + 2
     redis.call('ZREM', KEYS[i], lease)
   else
-    local actual, keep = tonumber(ARGV[a+1]), tonumber(ARGV[a+2]); a = a + 3
+    local actual, keep = tonumber(ARGV[a+2]), tonumber(ARGV[a+3]); a = a + 4
     -- Only a reservation still in the expiry set is still counted in `reserved`.
     if redis.call('ZREM', KEYS[i] .. ':exp', lease) == 1 then
       local amt = tonumber(redis.call('HGET', KEYS[i], 'r:' .. lease) or '0') or 0
@@ -133,15 +134,19 @@ end
 return 1
 "#;
 
-/// Renew: push the expiry of a running request's leases and reservations forward.
-const RENEW_V2: &str = r#"
--- tollgate_quota_renew_v2
+/// Renew a batch of running leases: ARGV[1] = TTL ms; per key `lease kind` (`par` | `bud`).
+const RENEW_V3: &str = r#"
+-- tollgate_quota_renew_v3
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local lease, ttl = ARGV[1], tonumber(ARGV[2])
+local ttl = tonumber(ARGV[1])
 for i = 1, #KEYS do
-  if ARGV[i + 2] == 'par' then
-    redis.call('ZADD', KEYS[i], 'XX', now + ttl, lease)
+  local lease, kind = ARGV[2 * i], ARGV[2 * i + 1]
+  if kind == 'par' then
+    -- The set itself expires two TTLs after its last change; a renewed slot keeps it.
+    if redis.call('ZADD', KEYS[i], 'XX', 'CH', now + ttl, lease) == 1 then
+      redis.call('PEXPIRE', KEYS[i], ttl * 2)
+    end
   else
     redis.call('ZADD', KEYS[i] .. ':exp', 'XX', now + ttl, lease)
   end
@@ -149,12 +154,67 @@ end
 return 1
 "#;
 
+/// At most this many leases per settle or renew call: a script blocks Redis while it runs.
+const BATCH: usize = 128;
+
+/// Quotas in Redis. Cheap to clone (one shared state). Acquire is one round trip on the request path;
+/// settles and renewals never are: one background task settles every lease that ended while its previous
+/// call ran (one script call for the lot, retried with backoff), and one renews every running lease
+/// each third of the TTL, so neither costs a task, a timer or a round trip per request.
 #[derive(Clone)]
 pub struct RedisQuota {
+    inner: Arc<Inner>,
+    pub lease_ttl: Duration,
+}
+
+struct Inner {
     conn: redis::aio::ConnectionManager,
     prefix: String,
-    scripts: Arc<[Script; 3]>,
-    pub lease_ttl: Duration,
+    acquire: Script,
+    settle: Script,
+    renew: Script,
+    /// Settles waiting for the settler task, and how many are queued or being sent.
+    settles: tokio::sync::mpsc::UnboundedSender<Settle>,
+    pending: std::sync::atomic::AtomicUsize,
+    settled: tokio::sync::Notify,
+    /// Running leases that hold something that expires (parallel slots, budget reservations): their
+    /// keys and which of them to renew.
+    live: std::sync::Mutex<std::collections::HashMap<u64, Expiring>>,
+}
+
+/// One lease to settle: its plan (the kinds and limits), keys, and the actual tokens and cost.
+struct Settle {
+    lease: u64,
+    plan: Plan,
+    keys: Arc<[String]>,
+    token_delta: i64,
+    cost: Usd,
+}
+
+/// A running lease's keys, and a bit per key: set for a parallel slot (`par`) or a budget (`bud`).
+#[derive(Clone)]
+struct Expiring {
+    keys: Arc<[String]>,
+    par: u64,
+    bud: u64,
+}
+
+impl Expiring {
+    fn of(plan: &Plan, keys: &Arc<[String]>) -> Option<Expiring> {
+        let (mut par, mut bud) = (0u64, 0u64);
+        for (i, c) in plan.checks.iter().enumerate().take(64) {
+            match c {
+                Check::Parallel { .. } => par |= 1 << i,
+                Check::Budget { .. } => bud |= 1 << i,
+                Check::Rate { .. } => {}
+            }
+        }
+        (par | bud != 0).then(|| Expiring {
+            keys: Arc::clone(keys),
+            par,
+            bud,
+        })
+    }
 }
 
 fn keep_secs(period: &str) -> u64 {
@@ -165,34 +225,68 @@ fn keep_secs(period: &str) -> u64 {
     }
 }
 
+/// An integer or a decimal reply (`'12.500'`) as f64; anything else as 0.
+fn reply_f64(v: Option<&redis::Value>) -> f64 {
+    match v {
+        Some(redis::Value::Int(i)) => *i as f64,
+        Some(redis::Value::BulkString(b)) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0),
+        Some(redis::Value::SimpleString(s)) => s.parse().unwrap_or(0.0),
+        _ => 0.0,
+    }
+}
+
 impl RedisQuota {
+    /// Starts the settle and renew tasks: call it within a Tokio runtime.
     pub fn new(conn: redis::aio::ConnectionManager, prefix: &str, lease_ttl: Duration) -> RedisQuota {
-        RedisQuota {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
             conn,
             prefix: prefix.to_string(),
-            scripts: Arc::new([
-                Script::new(ACQUIRE_V2),
-                Script::new(SETTLE_V2),
-                Script::new(RENEW_V2),
-            ]),
-            lease_ttl,
+            acquire: Script::new(ACQUIRE_V2),
+            settle: Script::new(SETTLE_V3),
+            renew: Script::new(RENEW_V3),
+            settles: tx,
+            pending: Default::default(),
+            settled: Default::default(),
+            live: Default::default(),
+        });
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(settler(Arc::downgrade(&inner), rx));
+                rt.spawn(renewer(Arc::downgrade(&inner), lease_ttl));
+            }
+            Err(_) => {
+                tracing::error!("RedisQuota created outside a Tokio runtime: leases will not be settled")
+            }
         }
+        RedisQuota { inner, lease_ttl }
     }
 
     fn key(&self, c: &Check) -> String {
-        format!("{}{}", self.prefix, c.state_key())
+        c.prefixed_key(&self.inner.prefix)
     }
 
-    /// One round trip. `Ok(Err(_))` is a refusal; `Err(_)` means Redis could not answer.
+    /// The Redis key of every check of `plan`, in order: computed once per request and kept in the
+    /// lease for its settle and renewals.
+    pub fn keys(&self, plan: &Plan) -> Arc<[String]> {
+        plan.checks.iter().map(|c| self.key(c)).collect()
+    }
+
+    /// One round trip. `Ok(Err(_))` is a refusal; `Err(_)` means Redis could not answer. On success the
+    /// lease is renewed until [`RedisQuota::settle_later`] is called for it.
     pub async fn acquire(
         &self,
         plan: &Plan,
+        keys: &Arc<[String]>,
         lease: u64,
     ) -> Result<Result<RateInfo, Rejection>, redis::RedisError> {
-        let mut inv = self.scripts[0].prepare_invoke();
+        let mut inv = self.inner.acquire.prepare_invoke();
         inv.arg(lease).arg(self.lease_ttl.as_millis() as u64);
-        for c in &plan.checks {
-            inv.key(self.key(c));
+        for (c, key) in plan.checks.iter().zip(keys.iter()) {
+            inv.key(key.as_str());
             match c {
                 Check::Rate { limit, cost, .. } => inv.arg("rate").arg(*limit).arg(MINUTE_MS).arg(*cost),
                 Check::Parallel { max, .. } => inv.arg("par").arg(*max),
@@ -205,62 +299,70 @@ impl RedisQuota {
                     .arg(keep_secs(period)),
             };
         }
-        let mut conn = self.conn.clone();
-        let (ok, failed, retry, rest): (i64, usize, String, Vec<String>) = {
-            let raw: Vec<redis::Value> = inv.invoke_async(&mut conn).await?;
-            let text = |v: &redis::Value| -> String {
-                match v {
-                    redis::Value::Int(i) => i.to_string(),
-                    redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-                    redis::Value::SimpleString(s) => s.clone(),
-                    _ => String::new(),
-                }
-            };
-            let num = |v: Option<&redis::Value>| v.map(text).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
-            (
-                num(raw.first()),
-                num(raw.get(1)) as usize,
-                raw.get(2).map(text).unwrap_or_default(),
-                raw.iter().skip(3).map(text).collect(),
-            )
-        };
+        let mut conn = self.inner.conn.clone();
+        let raw: Vec<redis::Value> = inv.invoke_async(&mut conn).await?;
         let mut info = RateInfo::default();
         for (i, c) in plan.checks.iter().enumerate() {
             if let Check::Rate { kind, limit, .. } = c {
-                let remaining = rest.get(2 * i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0) as u64;
-                let reset_ms = rest
-                    .get(2 * i + 1)
-                    .and_then(|s| s.parse::<f64>().ok())
-                    .unwrap_or(0.0);
                 info.note(
                     *kind,
                     Window {
                         limit: *limit,
-                        remaining,
-                        reset_ms,
+                        remaining: reply_f64(raw.get(3 + 2 * i)) as u64,
+                        reset_ms: reply_f64(raw.get(4 + 2 * i)),
                     },
                 );
             }
         }
-        if ok == 1 {
+        if reply_f64(raw.first()) == 1.0 {
+            if let (Some(e), Ok(mut live)) = (Expiring::of(plan, keys), self.inner.live.lock()) {
+                live.insert(lease, e);
+            }
             return Ok(Ok(info));
         }
-        let c = plan.checks.get(failed.saturating_sub(1));
-        let (kind, owner) = match c {
+        let failed = reply_f64(raw.get(1)) as usize;
+        let (kind, owner) = match plan.checks.get(failed.saturating_sub(1)) {
             Some(Check::Rate { kind, owner, .. }) => (*kind, owner.clone()),
             Some(Check::Parallel { owner, .. }) => (LimitKind::Parallel, owner.clone()),
             Some(Check::Budget { owner, .. }) => (LimitKind::Budget, owner.clone()),
             None => (LimitKind::Requests, String::new()),
         };
-        let retry_after_ms = retry.parse::<f64>().ok().filter(|r| *r >= 0.0);
+        let retry = reply_f64(raw.get(2));
         Ok(Err(Rejection {
             kind,
             owner,
-            retry_after_ms,
+            retry_after_ms: (retry >= 0.0).then_some(retry),
             info,
         }))
     }
 
+    /// Queues a lease's settle for the background settler and stops renewing it; never waits.
+    pub fn settle_later(&self, lease: u64, plan: Plan, keys: Arc<[String]>, token_delta: i64, cost: Usd) {
+        if let Ok(mut live) = self.inner.live.lock() {
+            live.remove(&lease);
+        }
+        self.inner
+            .pending
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let settle = Settle {
+            lease,
+            plan,
+            keys,
+            token_delta,
+            cost,
+        };
+        if self.inner.settles.send(settle).is_err() {
+            self.inner
+                .pending
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            tracing::error!(
+                lease,
+                "the quota settler has stopped: the reservation will expire without its spend"
+            );
+        }
+    }
+
+    /// Settles one lease now (one round trip).
     pub async fn settle(
         &self,
         plan: &Plan,
@@ -268,72 +370,145 @@ impl RedisQuota {
         token_delta: i64,
         cost: Usd,
     ) -> Result<(), redis::RedisError> {
-        let mut inv = self.scripts[1].prepare_invoke();
-        inv.arg(lease);
-        let mut any = false;
-        for c in &plan.checks {
+        if let Ok(mut live) = self.inner.live.lock() {
+            live.remove(&lease);
+        }
+        let one = Settle {
+            lease,
+            plan: plan.clone(),
+            keys: self.keys(plan),
+            token_delta,
+            cost,
+        };
+        send_settles(&self.inner.conn, &self.inner.settle, std::slice::from_ref(&one)).await
+    }
+
+    /// Waits until every queued settle was sent (or `max` passed): for a graceful shutdown.
+    pub async fn flush(&self, max: Duration) -> bool {
+        let done = async {
+            loop {
+                let notified = self.inner.settled.notified();
+                if self.inner.pending.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(max, done).await.is_ok()
+    }
+
+    /// How many running leases the renewer keeps alive.
+    pub fn live_leases(&self) -> usize {
+        self.inner.live.lock().map_or(0, |l| l.len())
+    }
+}
+
+/// One `SETTLE_V3` call for a batch of leases.
+async fn send_settles(
+    conn: &redis::aio::ConnectionManager,
+    script: &Script,
+    batch: &[Settle],
+) -> Result<(), redis::RedisError> {
+    let mut inv = script.prepare_invoke();
+    let mut any = false;
+    for s in batch {
+        for (c, key) in s.plan.checks.iter().zip(s.keys.iter()) {
             match c {
                 Check::Rate {
                     kind: LimitKind::Tokens,
                     limit,
                     ..
-                } if token_delta != 0 => {
-                    inv.key(self.key(c))
+                } if s.token_delta != 0 => {
+                    inv.key(key.as_str())
                         .arg("rate")
+                        .arg(s.lease)
                         .arg(*limit)
                         .arg(MINUTE_MS)
-                        .arg(token_delta);
+                        .arg(s.token_delta);
                 }
                 Check::Parallel { .. } => {
-                    inv.key(self.key(c)).arg("par");
+                    inv.key(key.as_str()).arg("par").arg(s.lease);
                 }
                 Check::Budget { period, .. } => {
-                    inv.key(self.key(c))
+                    inv.key(key.as_str())
                         .arg("bud")
-                        .arg(cost.micros())
+                        .arg(s.lease)
+                        .arg(s.cost.micros())
                         .arg(keep_secs(period));
                 }
                 Check::Rate { .. } => continue,
             }
             any = true;
         }
-        if any {
-            let mut conn = self.conn.clone();
-            inv.invoke_async::<i64>(&mut conn).await?;
-        }
-        Ok(())
     }
+    if any {
+        let mut conn = conn.clone();
+        inv.invoke_async::<i64>(&mut conn).await?;
+    }
+    Ok(())
+}
 
-    /// Keeps a running request's leases alive; returns `None` when the plan holds nothing that expires.
-    pub fn spawn_renewal(&self, plan: &Plan, lease: u64) -> Option<tokio::task::JoinHandle<()>> {
-        let items: Vec<(String, &'static str)> = plan
-            .checks
-            .iter()
-            .filter_map(|c| match c {
-                Check::Parallel { .. } => Some((self.key(c), "par")),
-                Check::Budget { .. } => Some((self.key(c), "bud")),
-                Check::Rate { .. } => None,
-            })
-            .collect();
-        if items.is_empty() {
-            return None;
-        }
-        let this = self.clone();
-        Some(tokio::spawn(async move {
-            let every = this.lease_ttl / 3;
-            loop {
-                tokio::time::sleep(every).await;
-                let mut inv = this.scripts[2].prepare_invoke();
-                inv.arg(lease).arg(this.lease_ttl.as_millis() as u64);
-                for (k, kind) in &items {
-                    inv.key(k).arg(*kind);
-                }
-                let mut conn = this.conn.clone();
-                if let Err(e) = inv.invoke_async::<i64>(&mut conn).await {
-                    tracing::warn!(error = %e, "quota lease renewal failed; the lease may expire early");
+/// Settles what the request path queued, a batch per call: while one call is in flight the next
+/// batch gathers, so a busy gateway makes far fewer calls than requests and an idle one adds no delay.
+async fn settler(inner: std::sync::Weak<Inner>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Settle>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let Some(inner) = inner.upgrade() else { return };
+        let mut wait = Duration::from_millis(50);
+        for attempt in 1..=6 {
+            match send_settles(&inner.conn, &inner.settle, &batch).await {
+                Ok(()) => break,
+                Err(e) if attempt == 6 => tracing::error!(
+                    error = %e,
+                    leases = batch.len(),
+                    "quota settle failed: the reservations will expire without their spend"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "quota settle failed, retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
                 }
             }
-        }))
+        }
+        inner
+            .pending
+            .fetch_sub(batch.len(), std::sync::atomic::Ordering::SeqCst);
+        inner.settled.notify_waiters();
+        batch.clear();
+    }
+}
+
+/// Every third of the TTL, pushes the expiry of every running lease forward (a batch per call), so a
+/// replica that dies frees its slots and reservations within one TTL, and a live one keeps them.
+async fn renewer(inner: std::sync::Weak<Inner>, ttl: Duration) {
+    let mut tick = tokio::time::interval(ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let live: Vec<(u64, Expiring)> = match inner.live.lock() {
+            Ok(l) => l.iter().map(|(id, e)| (*id, e.clone())).collect(),
+            Err(_) => continue,
+        };
+        for chunk in live.chunks(BATCH) {
+            let mut inv = inner.renew.prepare_invoke();
+            inv.arg(ttl.as_millis() as u64);
+            for (lease, e) in chunk {
+                for (i, key) in e.keys.iter().enumerate().take(64) {
+                    let kind = match (e.par >> i & 1, e.bud >> i & 1) {
+                        (1, _) => "par",
+                        (_, 1) => "bud",
+                        _ => continue,
+                    };
+                    inv.key(key.as_str()).arg(*lease).arg(kind);
+                }
+            }
+            let mut conn = inner.conn.clone();
+            if let Err(e) = inv.invoke_async::<i64>(&mut conn).await {
+                tracing::warn!(error = %e, leases = chunk.len(), "quota lease renewal failed; leases may expire early");
+            }
+        }
     }
 }
 
@@ -341,7 +516,7 @@ impl RedisQuota {
     /// Reads a check's current state: `(tat, in_flight, spent, reserved)`; for the admin API.
     pub async fn peek(&self, c: &Check) -> Result<(Option<f64>, u64, i64, i64), redis::RedisError> {
         let key = self.key(c);
-        let mut conn = self.conn.clone();
+        let mut conn = self.inner.conn.clone();
         match c {
             Check::Rate { .. } => {
                 let v: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
@@ -414,6 +589,14 @@ mod tests {
         }
     }
 
+    async fn acq(
+        q: &RedisQuota,
+        plan: &Plan,
+        lease: u64,
+    ) -> Result<Result<RateInfo, Rejection>, redis::RedisError> {
+        q.acquire(plan, &q.keys(plan), lease).await
+    }
+
     async fn totals(q: &RedisQuota) -> (i64, i64) {
         let (_, _, spent, reserved) = q.peek(&budget(0).checks[0]).await.unwrap();
         (spent, reserved)
@@ -424,26 +607,28 @@ mod tests {
         let Some(q) = quota(Duration::from_millis(300)).await else {
             return;
         };
-        assert!(q.acquire(&budget(600), 1).await.unwrap().is_ok());
+        assert!(acq(&q, &budget(600), 1).await.unwrap().is_ok());
+        // Its holder dies at once: nothing renews lease 1.
+        q.inner.live.lock().unwrap().clear();
         assert!(
-            q.acquire(&budget(600), 2).await.unwrap().is_err(),
+            acq(&q, &budget(600), 2).await.unwrap().is_err(),
             "600 + 600 > 1000"
         );
         assert_eq!(totals(&q).await, (0, 600));
 
         // Lease 1's holder died: its reservation expires and the next acquire drops it.
         tokio::time::sleep(Duration::from_millis(400)).await;
-        assert!(q.acquire(&budget(600), 2).await.unwrap().is_ok());
+        assert!(acq(&q, &budget(600), 2).await.unwrap().is_ok());
         assert_eq!(totals(&q).await, (0, 600));
 
         // Settling replaces the reservation by the actual cost.
         q.settle(&budget(600), 2, 0, Usd(100)).await.unwrap();
         assert_eq!(totals(&q).await, (100, 0));
         assert!(
-            q.acquire(&budget(900), 3).await.unwrap().is_ok(),
+            acq(&q, &budget(900), 3).await.unwrap().is_ok(),
             "100 + 900 = 1000"
         );
-        assert!(q.acquire(&budget(1), 4).await.unwrap().is_err());
+        assert!(acq(&q, &budget(1), 4).await.unwrap().is_err());
 
         // A late settle of the expired lease 1 bills its cost but frees nothing it no longer holds.
         q.settle(&budget(600), 1, 0, Usd(50)).await.unwrap();
@@ -456,16 +641,82 @@ mod tests {
             return;
         };
         for lease in 0..500 {
-            assert!(q.acquire(&budget(2), lease).await.unwrap().is_ok(), "{lease}");
+            assert!(acq(&q, &budget(2), lease).await.unwrap().is_ok(), "{lease}");
         }
         assert_eq!(totals(&q).await, (0, 1000));
         assert!(
-            q.acquire(&budget(1), 9999).await.unwrap().is_err(),
+            acq(&q, &budget(1), 9999).await.unwrap().is_err(),
             "the budget is fully reserved"
         );
         for lease in 0..500 {
             q.settle(&budget(2), lease, 0, Usd(1)).await.unwrap();
         }
         assert_eq!(totals(&q).await, (500, 0));
+    }
+
+    #[tokio::test]
+    async fn settles_queued_together_are_applied_by_the_settler() {
+        let Some(q) = quota(Duration::from_secs(30)).await else {
+            return;
+        };
+        let plan = budget(10);
+        for lease in 0..100 {
+            assert!(acq(&q, &plan, lease).await.unwrap().is_ok(), "{lease}");
+        }
+        assert_eq!(totals(&q).await, (0, 1000));
+        assert_eq!(q.live_leases(), 100);
+        for lease in 0..100 {
+            q.settle_later(lease, plan.clone(), q.keys(&plan), 0, Usd(3));
+        }
+        assert_eq!(q.live_leases(), 0, "settled leases are no longer renewed");
+        assert!(
+            q.flush(Duration::from_secs(5)).await,
+            "the settler drained its queue"
+        );
+        assert_eq!(totals(&q).await, (300, 0));
+    }
+
+    #[tokio::test]
+    async fn running_leases_are_renewed_until_settled() {
+        let Some(q) = quota(Duration::from_millis(300)).await else {
+            return;
+        };
+        let plan = Plan {
+            checks: vec![Check::Parallel {
+                owner: "k1".into(),
+                max: 1,
+            }],
+            ..Plan::default()
+        };
+        assert!(acq(&q, &plan, 1).await.unwrap().is_ok());
+        // Three TTLs later the slot is still held: the renewer kept it alive.
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let refused = acq(&q, &plan, 2).await.unwrap().unwrap_err();
+        assert_eq!(refused.kind, LimitKind::Parallel);
+        q.settle_later(1, plan.clone(), q.keys(&plan), 0, Usd(0));
+        assert!(q.flush(Duration::from_secs(5)).await);
+        assert!(
+            acq(&q, &plan, 2).await.unwrap().is_ok(),
+            "the settled slot is free"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unsettled_lease_of_a_dead_holder_expires() {
+        let Some(q) = quota(Duration::from_millis(300)).await else {
+            return;
+        };
+        let plan = Plan {
+            checks: vec![Check::Parallel {
+                owner: "k1".into(),
+                max: 1,
+            }],
+            ..Plan::default()
+        };
+        assert!(acq(&q, &plan, 1).await.unwrap().is_ok());
+        // The holder "dies": nothing renews lease 1 any more.
+        q.inner.live.lock().unwrap().clear();
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert!(acq(&q, &plan, 2).await.unwrap().is_ok(), "the dead lease expired");
     }
 }
