@@ -15,7 +15,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use redis::Script;
+use redis::{aio::ConnectionManager, Cmd, FromRedisValue, RedisResult};
 
 use crate::{
     money::Usd,
@@ -154,6 +154,43 @@ end
 return 1
 "#;
 
+/// A Lua script called by SHA. The command is built in one buffer, keys first, which costs a fraction
+/// of redis-rs's `ScriptInvocation` (it copies every key and argument twice); on `NOSCRIPT` (a
+/// restarted or flushed Redis) the script is loaded and the call repeated.
+struct Lua {
+    code: &'static str,
+    sha: String,
+}
+
+impl Lua {
+    fn new(code: &'static str) -> Lua {
+        let sha = redis::Script::new(code).get_hash().to_string();
+        Lua { code, sha }
+    }
+
+    /// `EVALSHA sha nkeys`: push the `nkeys` keys, then the arguments.
+    fn cmd(&self, nkeys: usize) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.sha).arg(nkeys);
+        cmd
+    }
+
+    async fn run<T: FromRedisValue>(&self, conn: &ConnectionManager, cmd: &Cmd) -> RedisResult<T> {
+        let mut conn = conn.clone();
+        match cmd.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(self.code)
+                    .query_async::<String>(&mut conn)
+                    .await?;
+                cmd.query_async(&mut conn).await
+            }
+            r => r,
+        }
+    }
+}
+
 /// At most this many leases per settle or renew call: a script blocks Redis while it runs.
 const BATCH: usize = 128;
 
@@ -168,11 +205,11 @@ pub struct RedisQuota {
 }
 
 struct Inner {
-    conn: redis::aio::ConnectionManager,
+    conn: ConnectionManager,
     prefix: String,
-    acquire: Script,
-    settle: Script,
-    renew: Script,
+    acquire: Lua,
+    settle: Lua,
+    renew: Lua,
     /// Settles waiting for the settler task, and how many are queued or being sent.
     settles: tokio::sync::mpsc::UnboundedSender<Settle>,
     pending: std::sync::atomic::AtomicUsize,
@@ -240,14 +277,14 @@ fn reply_f64(v: Option<&redis::Value>) -> f64 {
 
 impl RedisQuota {
     /// Starts the settle and renew tasks: call it within a Tokio runtime.
-    pub fn new(conn: redis::aio::ConnectionManager, prefix: &str, lease_ttl: Duration) -> RedisQuota {
+    pub fn new(conn: ConnectionManager, prefix: &str, lease_ttl: Duration) -> RedisQuota {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             conn,
             prefix: prefix.to_string(),
-            acquire: Script::new(ACQUIRE_V2),
-            settle: Script::new(SETTLE_V3),
-            renew: Script::new(RENEW_V3),
+            acquire: Lua::new(ACQUIRE_V2),
+            settle: Lua::new(SETTLE_V3),
+            renew: Lua::new(RENEW_V3),
             settles: tx,
             pending: Default::default(),
             settled: Default::default(),
@@ -283,24 +320,25 @@ impl RedisQuota {
         keys: &Arc<[String]>,
         lease: u64,
     ) -> Result<Result<RateInfo, Rejection>, redis::RedisError> {
-        let mut inv = self.inner.acquire.prepare_invoke();
-        inv.arg(lease).arg(self.lease_ttl.as_millis() as u64);
-        for (c, key) in plan.checks.iter().zip(keys.iter()) {
-            inv.key(key.as_str());
+        let mut cmd = self.inner.acquire.cmd(keys.len());
+        for key in keys.iter() {
+            cmd.arg(key.as_str());
+        }
+        cmd.arg(lease).arg(self.lease_ttl.as_millis() as u64);
+        for c in &plan.checks {
             match c {
-                Check::Rate { limit, cost, .. } => inv.arg("rate").arg(*limit).arg(MINUTE_MS).arg(*cost),
-                Check::Parallel { max, .. } => inv.arg("par").arg(*max),
+                Check::Rate { limit, cost, .. } => cmd.arg("rate").arg(*limit).arg(MINUTE_MS).arg(*cost),
+                Check::Parallel { max, .. } => cmd.arg("par").arg(*max),
                 Check::Budget {
                     period, limit, cost, ..
-                } => inv
+                } => cmd
                     .arg("bud")
                     .arg(limit.micros())
                     .arg(cost.micros())
                     .arg(keep_secs(period)),
             };
         }
-        let mut conn = self.inner.conn.clone();
-        let raw: Vec<redis::Value> = inv.invoke_async(&mut conn).await?;
+        let raw: Vec<redis::Value> = self.inner.acquire.run(&self.inner.conn, &cmd).await?;
         let mut info = RateInfo::default();
         for (i, c) in plan.checks.iter().enumerate() {
             if let Check::Rate { kind, limit, .. } = c {
@@ -404,48 +442,47 @@ impl RedisQuota {
 }
 
 /// One `SETTLE_V3` call for a batch of leases.
-async fn send_settles(
-    conn: &redis::aio::ConnectionManager,
-    script: &Script,
-    batch: &[Settle],
-) -> Result<(), redis::RedisError> {
-    let mut inv = script.prepare_invoke();
-    let mut any = false;
-    for s in batch {
-        for (c, key) in s.plan.checks.iter().zip(s.keys.iter()) {
-            match c {
-                Check::Rate {
-                    kind: LimitKind::Tokens,
-                    limit,
-                    ..
-                } if s.token_delta != 0 => {
-                    inv.key(key.as_str())
-                        .arg("rate")
-                        .arg(s.lease)
-                        .arg(*limit)
-                        .arg(MINUTE_MS)
-                        .arg(s.token_delta);
-                }
-                Check::Parallel { .. } => {
-                    inv.key(key.as_str()).arg("par").arg(s.lease);
-                }
-                Check::Budget { period, .. } => {
-                    inv.key(key.as_str())
-                        .arg("bud")
-                        .arg(s.lease)
-                        .arg(s.cost.micros())
-                        .arg(keep_secs(period));
-                }
-                Check::Rate { .. } => continue,
-            }
-            any = true;
-        }
+async fn send_settles(conn: &ConnectionManager, script: &Lua, batch: &[Settle]) -> RedisResult<()> {
+    // What each lease changes: a token rate corrected by the actual count, its parallel slot freed,
+    // its budget reservations replaced by the actual cost. Request rates need nothing.
+    let items: Vec<(&str, &Check, &Settle)> = batch
+        .iter()
+        .flat_map(|s| {
+            s.plan
+                .checks
+                .iter()
+                .zip(s.keys.iter())
+                .map(move |(c, k)| (k.as_str(), c, s))
+        })
+        .filter(|(_, c, s)| match c {
+            Check::Rate { kind, .. } => *kind == LimitKind::Tokens && s.token_delta != 0,
+            Check::Parallel { .. } | Check::Budget { .. } => true,
+        })
+        .collect();
+    if items.is_empty() {
+        return Ok(());
     }
-    if any {
-        let mut conn = conn.clone();
-        inv.invoke_async::<i64>(&mut conn).await?;
+    let mut cmd = script.cmd(items.len());
+    for (key, _, _) in &items {
+        cmd.arg(*key);
     }
-    Ok(())
+    for (_, c, s) in &items {
+        match c {
+            Check::Rate { limit, .. } => cmd
+                .arg("rate")
+                .arg(s.lease)
+                .arg(*limit)
+                .arg(MINUTE_MS)
+                .arg(s.token_delta),
+            Check::Parallel { .. } => cmd.arg("par").arg(s.lease),
+            Check::Budget { period, .. } => cmd
+                .arg("bud")
+                .arg(s.lease)
+                .arg(s.cost.micros())
+                .arg(keep_secs(period)),
+        };
+    }
+    script.run::<i64>(conn, &cmd).await.map(|_| ())
 }
 
 /// Settles what the request path queued, a batch per call: while one call is in flight the next
@@ -492,20 +529,27 @@ async fn renewer(inner: std::sync::Weak<Inner>, ttl: Duration) {
             Err(_) => continue,
         };
         for chunk in live.chunks(BATCH) {
-            let mut inv = inner.renew.prepare_invoke();
-            inv.arg(ttl.as_millis() as u64);
-            for (lease, e) in chunk {
-                for (i, key) in e.keys.iter().enumerate().take(64) {
-                    let kind = match (e.par >> i & 1, e.bud >> i & 1) {
-                        (1, _) => "par",
-                        (_, 1) => "bud",
-                        _ => continue,
-                    };
-                    inv.key(key.as_str()).arg(*lease).arg(kind);
-                }
+            let items: Vec<(&str, u64, &str)> = chunk
+                .iter()
+                .flat_map(|(lease, e)| {
+                    e.keys.iter().enumerate().take(64).filter_map(move |(i, key)| {
+                        match (e.par >> i & 1, e.bud >> i & 1) {
+                            (1, _) => Some((key.as_str(), *lease, "par")),
+                            (_, 1) => Some((key.as_str(), *lease, "bud")),
+                            _ => None,
+                        }
+                    })
+                })
+                .collect();
+            let mut cmd = inner.renew.cmd(items.len());
+            for (key, _, _) in &items {
+                cmd.arg(*key);
             }
-            let mut conn = inner.conn.clone();
-            if let Err(e) = inv.invoke_async::<i64>(&mut conn).await {
+            cmd.arg(ttl.as_millis() as u64);
+            for (_, lease, kind) in &items {
+                cmd.arg(*lease).arg(*kind);
+            }
+            if let Err(e) = inner.renew.run::<i64>(&inner.conn, &cmd).await {
                 tracing::warn!(error = %e, leases = chunk.len(), "quota lease renewal failed; leases may expire early");
             }
         }
@@ -718,5 +762,26 @@ mod tests {
         q.inner.live.lock().unwrap().clear();
         tokio::time::sleep(Duration::from_millis(450)).await;
         assert!(acq(&q, &plan, 2).await.unwrap().is_ok(), "the dead lease expired");
+    }
+
+    #[tokio::test]
+    async fn scripts_are_reloaded_after_redis_forgot_them() {
+        let Some(q) = quota(Duration::from_secs(30)).await else {
+            return;
+        };
+        let mut conn = q.inner.conn.clone();
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+        assert!(acq(&q, &budget(10), 1).await.unwrap().is_ok());
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+        q.settle(&budget(10), 1, 0, Usd(4)).await.unwrap();
+        assert_eq!(totals(&q).await, (4, 0));
     }
 }
