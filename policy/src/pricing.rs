@@ -246,10 +246,11 @@ const BEDROCK_GEOGRAPHIES: [&str; 6] = ["us.", "eu.", "apac.", "us-gov.", "jp.",
 impl Pricing for PriceTable {
     fn price(&self, provider_kind: &str, model: &str) -> Option<Price> {
         let lookup = |model: &str| {
-            self.prices
-                .get(&format!("{provider_kind}/{model}"))
-                .or_else(|| self.prices.get(model))
-                .copied()
+            let mut key = String::with_capacity(provider_kind.len() + 1 + model.len());
+            for part in [provider_kind, "/", model] {
+                key.push_str(part);
+            }
+            self.prices.get(&key).or_else(|| self.prices.get(model)).copied()
         };
         lookup(model).or_else(|| {
             let base = BEDROCK_GEOGRAPHIES
