@@ -1,17 +1,21 @@
 //! Quotas shared by every replica through Redis. One Lua script per acquire checks and reserves every
 //! limit of a request atomically (the Redis server runs scripts one at a time, so no replica ever sees a
-//! half-applied reservation); one script per settle applies the actual tokens and cost. Scripts are
-//! loaded once and called by SHA (`EVALSHA`, reloaded on `NOSCRIPT`), and carry a version in their
-//! name. Time comes from the Redis server (`TIME`), so replicas with skewed clocks still agree.
+//! half-applied reservation); settles and renewals are batched, one script call for many leases.
+//! Scripts are called by SHA (`EVALSHA`, loaded on `NOSCRIPT`) and carry a version in their name.
+//! Time comes from the Redis server (`TIME`), so replicas with skewed clocks still agree.
 //!
 //! Parallel-request leases and budget reservations expire after `lease_ttl` unless the holder renews
 //! them (every third of the TTL while the request runs), so a replica that dies frees its slots.
 //!
-//! Every script costs O(log n) in the requests in flight, never O(n): a budget hash keeps running
-//! `spent` and `reserved` totals beside one `r:<lease>` amount per reservation, and a sorted set
-//! `<budget key>:exp` orders the reservations by expiry, so an acquire drops only what has expired.
-//! (Version 1 summed every live reservation on each acquire: with thousands of open streams on one
-//! budget each check took milliseconds inside Redis, which serialises all replicas.)
+//! Keys (under the configured prefix): a rate is a string holding its GCRA theoretical arrival time,
+//! `q:<owner>:requests|tokens`; a parallel limit a sorted set of leases by expiry, `q:<owner>:par`.
+//! The budgets of one owner share one reservation hash `b:<owner>:r` (`total` and one amount per
+//! lease: a reservation counts against every budget period of its owner alike) and one sorted set of
+//! reservation expiries `b:<owner>:x`; each period has a spent counter `b:<owner>:s:<period>`.
+//! So a request with three budgets costs five Redis calls inside the acquire script, not twenty-one,
+//! and every script is O(log n) in the requests in flight (only expired reservations are scanned).
+//! Version 2 kept one hash per period (`b:<owner>:<period>` with `spent`, `reserved`, `r:<lease>`);
+//! its `spent` is carried over the first time a version 3 counter is read.
 
 use std::{sync::Arc, time::Duration};
 
@@ -22,60 +26,84 @@ use crate::{
     quota::{Check, LimitKind, Plan, RateInfo, Rejection, Window, MINUTE_MS},
 };
 
-/// Check-and-reserve, all or nothing. ARGV[1] = lease id, ARGV[2] = lease TTL ms; then per key:
-/// `rate limit period cost` | `par max` | `bud limit cost keep_s`. Returns one string,
-/// `"ok failed_index retry_after_ms remaining reset_ms ..."` with a remaining/reset pair per rate key
-/// in order: one bulk reply is far cheaper to decode than an array of them.
-const ACQUIRE_V3: &str = r#"
--- tollgate_quota_acquire_v3
+/// Lua shared by the scripts: the server's clock, decimal formatting, and a version-2 spent carried
+/// over into a version-3 counter that does not exist yet.
+const PRELUDE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local lease, ttl = ARGV[1], tonumber(ARGV[2])
-local a, out, kept, apply, failed, retry = 3, {}, {}, {}, 0, '0'
 local function fmt(x) return string.format('%.3f', x) end
-for i = 1, #KEYS do
+local function carried(spent_key, v2_key, keep)
+  local s = tonumber(redis.call('HGET', v2_key, 'spent') or '0') or 0
+  redis.call('SET', spent_key, s)
+  if keep > 0 then redis.call('EXPIRE', spent_key, keep) end
+  return s
+end
+"#;
+
+/// Check-and-reserve, all or nothing. ARGV[1] = lease id, ARGV[2] = lease TTL ms; then per item:
+/// `rate limit period cost` (key: the rate) | `par max` (key: the set) | `bud n cost` and n times
+/// `limit keep_s` (keys: `r`, `x`, n spent counters, n version-2 hashes). Returns one string,
+/// `"ok failed_item retry_after_ms remaining reset_ms ..."` with a remaining/reset pair per rate item:
+/// one bulk reply is far cheaper to decode than an array.
+const ACQUIRE_V3: &str = r#"
+-- tollgate_quota_acquire_v3
+local lease, ttl = ARGV[1], tonumber(ARGV[2])
+local a, k, item, out, kept, apply, failed, retry = 3, 1, 0, {}, {}, {}, 0, '0'
+while a <= #ARGV do
+  item = item + 1
   local kind = ARGV[a]
   if kind == 'rate' then
+    local key = KEYS[k]; k = k + 1
     local limit, period, cost = tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3]); a = a + 4
     local interval = period / limit
-    local base = math.max(tonumber(redis.call('GET', KEYS[i]) or '0'), now)
+    local base = math.max(tonumber(redis.call('GET', key) or '0'), now)
     local new_tat = base + cost * interval
     -- What is left now, and after this request: a refused request reports the former.
     local left = string.format('%.0f', math.max(0, math.floor((period - (base - now)) / interval))) .. ' ' .. fmt(base - now)
     if cost > 0 and new_tat - period > now + 0.000001 then
-      if failed == 0 then failed = i; retry = fmt(new_tat - period - now) end
+      if failed == 0 then failed = item; retry = fmt(new_tat - period - now) end
       out[#out+1] = left; kept[#kept+1] = left
     else
-      apply[#apply+1] = {'rate', KEYS[i], new_tat}
+      apply[#apply+1] = {'rate', key, new_tat}
       out[#out+1] = string.format('%.0f', math.max(0, math.floor((period - (new_tat - now)) / interval + 0.000000001))) .. ' ' .. fmt(new_tat - now)
       kept[#kept+1] = left
     end
   elseif kind == 'par' then
+    local key = KEYS[k]; k = k + 1
     local max = tonumber(ARGV[a+1]); a = a + 2
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-    local n = redis.call('ZCARD', KEYS[i])
+    local n = redis.call('ZCARD', key)
     if n >= max then
-      if failed == 0 then failed = i; retry = '1000' end
+      -- Full: drop the leases of holders that stopped renewing them, then count again.
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+      n = redis.call('ZCARD', key)
+    end
+    if n >= max then
+      if failed == 0 then failed = item; retry = '1000' end
     else
-      apply[#apply+1] = {'par', KEYS[i]}
+      apply[#apply+1] = {'par', key}
     end
   else
-    local limit, cost, keep = tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3]); a = a + 4
-    local exp = KEYS[i] .. ':exp'
-    local dead = redis.call('ZRANGEBYSCORE', exp, '-inf', now)
-    for _, l in ipairs(dead) do
-      local amt = tonumber(redis.call('HGET', KEYS[i], 'r:' .. l) or '0') or 0
-      redis.call('HDEL', KEYS[i], 'r:' .. l)
-      if amt ~= 0 then redis.call('HINCRBY', KEYS[i], 'reserved', -amt) end
+    local n, cost = tonumber(ARGV[a+1]), tonumber(ARGV[a+2]); a = a + 3
+    local r, x = KEYS[k], KEYS[k+1]
+    local reserved = tonumber(redis.call('HGET', r, 'total') or '0') or 0
+    local dead = redis.call('ZRANGEBYSCORE', x, '-inf', now)
+    if #dead > 0 then
+      for i = 1, #dead, 1000 do
+        local some = {unpack(dead, i, math.min(i + 999, #dead))}
+        for _, v in ipairs(redis.call('HMGET', r, unpack(some))) do reserved = reserved - (tonumber(v or '0') or 0) end
+        redis.call('HDEL', r, unpack(some))
+      end
+      redis.call('ZREMRANGEBYSCORE', x, '-inf', now)
+      redis.call('HSET', r, 'total', reserved)
     end
-    if #dead > 0 then redis.call('ZREMRANGEBYSCORE', exp, '-inf', now) end
-    local totals = redis.call('HMGET', KEYS[i], 'spent', 'reserved')
-    local used = tonumber(totals[1] or '0') + tonumber(totals[2] or '0')
-    if used + cost > limit then
-      if failed == 0 then failed = i; retry = '-1' end
-    else
-      apply[#apply+1] = {'bud', KEYS[i], cost, keep}
+    local spent = redis.call('MGET', unpack(KEYS, k + 2, k + 1 + n))
+    for j = 1, n do
+      local limit, keep = tonumber(ARGV[a]), tonumber(ARGV[a+1]); a = a + 2
+      local s = tonumber(spent[j] or '') or carried(KEYS[k + 1 + j], KEYS[k + 1 + n + j], keep)
+      if s + reserved + cost > limit and failed == 0 then failed = item; retry = '-1' end
     end
+    k = k + 2 + 2 * n
+    apply[#apply+1] = {'bud', r, x, reserved, cost}
   end
 end
 if failed > 0 then
@@ -88,53 +116,63 @@ for _, p in ipairs(apply) do
     redis.call('ZADD', p[2], now + ttl, lease)
     redis.call('PEXPIRE', p[2], ttl * 2)
   else
-    redis.call('HSET', p[2], 'r:' .. lease, p[3])
-    redis.call('HINCRBY', p[2], 'reserved', p[3])
-    redis.call('ZADD', p[2] .. ':exp', now + ttl, lease)
-    if p[4] > 0 then
-      redis.call('EXPIRE', p[2], p[4])
-      redis.call('EXPIRE', p[2] .. ':exp', p[4])
+    redis.call('HSET', p[2], 'total', p[4] + p[5], lease, p[5])
+    redis.call('ZADD', p[3], now + ttl, lease)
+    if p[4] == 0 then
+      -- The first reservation after an idle spell: an owner that goes away leaves nothing behind.
+      redis.call('EXPIRE', p[2], 35 * 86400)
+      redis.call('EXPIRE', p[3], 35 * 86400)
     end
   end
 end
 return '1 0 0 ' .. table.concat(out, ' ')
 "#;
 
-/// Settle a batch of leases: per key `rate lease limit period delta` | `par lease` |
-/// `bud lease actual keep_s`. One call settles every lease that ended while the previous call ran.
-const SETTLE_V3: &str = r#"
--- tollgate_quota_settle_v3
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local a = 1
-for i = 1, #KEYS do
+/// Settle a batch of leases: per item `rate lease limit period delta` | `par lease` |
+/// `bud lease actual n` and n times `keep_s` (keys as for the acquire). One call settles every lease
+/// that ended while the previous call ran.
+const SETTLE_V4: &str = r#"
+-- tollgate_quota_settle_v4
+local a, k = 1, 1
+while a <= #ARGV do
   local kind, lease = ARGV[a], ARGV[a+1]
   if kind == 'rate' then
+    local key = KEYS[k]; k = k + 1
     local limit, period, delta = tonumber(ARGV[a+2]), tonumber(ARGV[a+3]), tonumber(ARGV[a+4]); a = a + 5
-    local tat = math.max(tonumber(redis.call('GET', KEYS[i]) or '0'), now)
+    local tat = math.max(tonumber(redis.call('GET', key) or '0'), now)
     local new_tat = math.max(tat + delta * period / limit, now)
-    redis.call('SET', KEYS[i], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1000)
+    redis.call('SET', key, fmt(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
   elseif kind == 'par' then
+    redis.call('ZREM', KEYS[k], lease); k = k + 1
     a = a + 2
-    redis.call('ZREM', KEYS[i], lease)
   else
-    local actual, keep = tonumber(ARGV[a+2]), tonumber(ARGV[a+3]); a = a + 4
-    -- Only a reservation still in the expiry set is still counted in `reserved`.
-    if redis.call('ZREM', KEYS[i] .. ':exp', lease) == 1 then
-      local amt = tonumber(redis.call('HGET', KEYS[i], 'r:' .. lease) or '0') or 0
-      if amt ~= 0 then redis.call('HINCRBY', KEYS[i], 'reserved', -amt) end
+    local actual, n = tonumber(ARGV[a+2]), tonumber(ARGV[a+3]); a = a + 4
+    local r, x = KEYS[k], KEYS[k+1]
+    -- Only a reservation still in the expiry set is still counted in `total`.
+    if redis.call('ZREM', x, lease) == 1 then
+      local v = redis.call('HMGET', r, lease, 'total')
+      redis.call('HSET', r, 'total', (tonumber(v[2] or '0') or 0) - (tonumber(v[1] or '0') or 0))
     end
-    redis.call('HDEL', KEYS[i], 'r:' .. lease)
-    redis.call('HINCRBY', KEYS[i], 'spent', actual)
-    if keep > 0 then redis.call('EXPIRE', KEYS[i], keep) end
+    redis.call('HDEL', r, lease)
+    for j = 1, n do
+      local keep = tonumber(ARGV[a]); a = a + 1
+      local key = KEYS[k + 1 + j]
+      if redis.call('INCRBY', key, actual) == actual then
+        -- A new counter: carry over version 2's spent (and start its expiry).
+        carried(key, KEYS[k + 1 + n + j], keep)
+        redis.call('INCRBY', key, actual)
+      end
+    end
+    k = k + 2 + 2 * n
   end
 end
 return 1
 "#;
 
-/// Renew a batch of running leases: ARGV[1] = TTL ms; per key `lease kind` (`par` | `bud`).
-const RENEW_V3: &str = r#"
--- tollgate_quota_renew_v3
+/// Renew a batch of running leases: ARGV[1] = TTL ms; per key `lease kind`, `par` for a parallel set,
+/// `bud` for an owner's reservation expiry set.
+const RENEW_V4: &str = r#"
+-- tollgate_quota_renew_v4
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local ttl = tonumber(ARGV[1])
@@ -146,7 +184,7 @@ for i = 1, #KEYS do
       redis.call('PEXPIRE', KEYS[i], ttl * 2)
     end
   else
-    redis.call('ZADD', KEYS[i] .. ':exp', 'XX', now + ttl, lease)
+    redis.call('ZADD', KEYS[i], 'XX', now + ttl, lease)
   end
 end
 return 1
@@ -156,13 +194,15 @@ return 1
 /// of redis-rs's `ScriptInvocation` (it copies every key and argument twice); on `NOSCRIPT` (a
 /// restarted or flushed Redis) the script is loaded and the call repeated.
 struct Lua {
-    code: &'static str,
+    code: String,
     sha: String,
 }
 
 impl Lua {
-    fn new(code: &'static str) -> Lua {
-        let sha = redis::Script::new(code).get_hash().to_string();
+    /// The script of `parts`, concatenated (the shared prelude first).
+    fn new(parts: &[&str]) -> Lua {
+        let code = parts.concat();
+        let sha = redis::Script::new(&code).get_hash().to_string();
         Lua { code, sha }
     }
 
@@ -179,7 +219,7 @@ impl Lua {
             Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
                 redis::cmd("SCRIPT")
                     .arg("LOAD")
-                    .arg(self.code)
+                    .arg(&self.code)
                     .query_async::<String>(&mut conn)
                     .await?;
                 cmd.query_async(&mut conn).await
@@ -191,6 +231,65 @@ impl Lua {
 
 /// At most this many leases per settle or renew call: a script blocks Redis while it runs.
 const BATCH: usize = 128;
+
+/// How a plan's checks map onto the scripts' items and keys, in plan order: a rate or parallel check
+/// is one item with one key; the budgets of one owner (consecutive in a plan) are one item with keys
+/// `r`, `x`, one spent counter per period, then one version-2 hash per period.
+#[derive(Clone, Copy)]
+enum Item {
+    Rate(usize),
+    Par(usize),
+    /// Checks `first..end`, all budgets of one owner.
+    Budgets(usize, usize),
+}
+
+impl Item {
+    fn keys(self) -> usize {
+        match self {
+            Item::Rate(_) | Item::Par(_) => 1,
+            Item::Budgets(first, end) => 2 + 2 * (end - first),
+        }
+    }
+
+    fn first(self) -> usize {
+        match self {
+            Item::Rate(i) | Item::Par(i) | Item::Budgets(i, _) => i,
+        }
+    }
+}
+
+fn items(plan: &Plan) -> Vec<Item> {
+    let checks = &plan.checks;
+    let mut out = Vec::with_capacity(checks.len());
+    let mut i = 0;
+    while let Some(c) = checks.get(i) {
+        let item = match c {
+            Check::Rate { .. } => Item::Rate(i),
+            Check::Parallel { .. } => Item::Par(i),
+            Check::Budget { owner, .. } => {
+                let same = |c: &Check| matches!(c, Check::Budget { owner: o, .. } if o == owner);
+                let len = checks.iter().skip(i).take_while(|c| same(c)).count();
+                Item::Budgets(i, i + len)
+            }
+        };
+        out.push(item);
+        i = match item {
+            Item::Budgets(_, end) => end,
+            _ => i + 1,
+        };
+    }
+    out
+}
+
+fn owner(c: &Check) -> &str {
+    match c {
+        Check::Rate { owner, .. } | Check::Parallel { owner, .. } | Check::Budget { owner, .. } => owner,
+    }
+}
+
+fn concat(parts: &[&str]) -> String {
+    parts.concat()
+}
 
 /// Quotas in Redis. Cheap to clone (one shared state). Acquire is one round trip on the request path;
 /// settles and renewals never are: one background task settles every lease that ended while its previous
@@ -226,7 +325,8 @@ struct Settle {
     cost: Usd,
 }
 
-/// A running lease's keys, and a bit per key: set for a parallel slot (`par`) or a budget (`bud`).
+/// A running lease's keys, and a bit per key to renew: a parallel set (`par`) or an owner's
+/// reservation expiry set (`bud`).
 #[derive(Clone)]
 struct Expiring {
     keys: Arc<[String]>,
@@ -236,15 +336,16 @@ struct Expiring {
 
 impl Expiring {
     fn of(plan: &Plan, keys: &Arc<[String]>) -> Option<Expiring> {
-        let (mut par, mut bud) = (0u64, 0u64);
-        for (i, c) in plan.checks.iter().enumerate().take(64) {
-            match c {
-                Check::Parallel { .. } => par |= 1 << i,
-                Check::Budget { .. } => bud |= 1 << i,
-                Check::Rate { .. } => {}
+        let (mut par, mut bud, mut at) = (0u64, 0u64, 0);
+        for item in items(plan) {
+            match item {
+                Item::Par(_) => par |= 1 << at.min(63),
+                Item::Budgets(..) => bud |= 1 << (at + 1).min(63),
+                Item::Rate(_) => {}
             }
+            at += item.keys();
         }
-        (par | bud != 0).then(|| Expiring {
+        (par | bud != 0 && at <= 64).then(|| Expiring {
             keys: Arc::clone(keys),
             par,
             bud,
@@ -267,9 +368,9 @@ impl RedisQuota {
         let inner = Arc::new(Inner {
             conn,
             prefix: prefix.to_string(),
-            acquire: Lua::new(ACQUIRE_V3),
-            settle: Lua::new(SETTLE_V3),
-            renew: Lua::new(RENEW_V3),
+            acquire: Lua::new(&[PRELUDE, ACQUIRE_V3]),
+            settle: Lua::new(&[PRELUDE, SETTLE_V4]),
+            renew: Lua::new(&[RENEW_V4]),
             settles: tx,
             pending: Default::default(),
             settled: Default::default(),
@@ -291,10 +392,37 @@ impl RedisQuota {
         c.prefixed_key(&self.inner.prefix)
     }
 
-    /// The Redis key of every check of `plan`, in order: computed once per request and kept in the
-    /// lease for its settle and renewals.
+    fn spent_key(&self, c: &Check) -> String {
+        let period = match c {
+            Check::Budget { period, .. } => period.as_str(),
+            _ => "",
+        };
+        concat(&[&self.inner.prefix, "b:", owner(c), ":s:", period])
+    }
+
+    fn owner_key(&self, c: &Check, tail: &str) -> String {
+        concat(&[&self.inner.prefix, "b:", owner(c), tail])
+    }
+
+    /// The scripts' keys for `plan` (see [`Item`]): computed once per request and kept in the lease
+    /// for its settle and renewals.
     pub fn keys(&self, plan: &Plan) -> Arc<[String]> {
-        plan.checks.iter().map(|c| self.key(c)).collect()
+        let mut keys = Vec::with_capacity(plan.checks.len() + 4);
+        for item in items(plan) {
+            match item {
+                Item::Rate(i) | Item::Par(i) => keys.extend(plan.checks.get(i).map(|c| self.key(c))),
+                Item::Budgets(first, end) => {
+                    let group = plan.checks.get(first..end).unwrap_or_default();
+                    if let Some(c) = group.first() {
+                        keys.push(self.owner_key(c, ":r"));
+                        keys.push(self.owner_key(c, ":x"));
+                    }
+                    keys.extend(group.iter().map(|c| self.spent_key(c)));
+                    keys.extend(group.iter().map(|c| self.key(c)));
+                }
+            }
+        }
+        keys.into()
     }
 
     /// One round trip. `Ok(Err(_))` is a refusal; `Err(_)` means Redis could not answer. On success the
@@ -305,23 +433,38 @@ impl RedisQuota {
         keys: &Arc<[String]>,
         lease: u64,
     ) -> Result<Result<RateInfo, Rejection>, redis::RedisError> {
+        let layout = items(plan);
         let mut cmd = self.inner.acquire.cmd(keys.len());
         for key in keys.iter() {
             cmd.arg(key.as_str());
         }
         cmd.arg(lease).arg(self.lease_ttl.as_millis() as u64);
-        for c in &plan.checks {
-            match c {
-                Check::Rate { limit, cost, .. } => cmd.arg("rate").arg(*limit).arg(MINUTE_MS).arg(*cost),
-                Check::Parallel { max, .. } => cmd.arg("par").arg(*max),
-                Check::Budget {
-                    period, limit, cost, ..
-                } => cmd
-                    .arg("bud")
-                    .arg(limit.micros())
-                    .arg(cost.micros())
-                    .arg(keep_secs(period)),
-            };
+        for item in &layout {
+            match *item {
+                Item::Rate(i) => {
+                    if let Some(Check::Rate { limit, cost, .. }) = plan.checks.get(i) {
+                        cmd.arg("rate").arg(*limit).arg(MINUTE_MS).arg(*cost);
+                    }
+                }
+                Item::Par(i) => {
+                    if let Some(Check::Parallel { max, .. }) = plan.checks.get(i) {
+                        cmd.arg("par").arg(*max);
+                    }
+                }
+                Item::Budgets(first, end) => {
+                    // One reservation per owner: every budget of a plan reserves the same estimate.
+                    let cost = match plan.checks.get(first) {
+                        Some(Check::Budget { cost, .. }) => cost.micros(),
+                        _ => 0,
+                    };
+                    cmd.arg("bud").arg(end - first).arg(cost);
+                    for c in plan.checks.get(first..end).unwrap_or_default() {
+                        if let Check::Budget { limit, period, .. } = c {
+                            cmd.arg(limit.micros()).arg(keep_secs(period));
+                        }
+                    }
+                }
+            }
         }
         let reply: String = self.inner.acquire.run(&self.inner.conn, &cmd).await?;
         let mut fields = reply
@@ -358,10 +501,11 @@ impl RedisQuota {
             }
             return Ok(Ok(info));
         }
-        let (kind, owner) = match plan.checks.get(failed.saturating_sub(1)) {
-            Some(Check::Rate { kind, owner, .. }) => (*kind, owner.clone()),
-            Some(Check::Parallel { owner, .. }) => (LimitKind::Parallel, owner.clone()),
-            Some(Check::Budget { owner, .. }) => (LimitKind::Budget, owner.clone()),
+        let check = layout
+            .get(failed.saturating_sub(1))
+            .and_then(|item| plan.checks.get(item.first()));
+        let (kind, owner) = match check {
+            Some(c) => (c.kind(), owner(c).to_string()),
             None => (LimitKind::Requests, String::new()),
         };
         Ok(Err(Rejection {
@@ -437,48 +581,112 @@ impl RedisQuota {
     pub fn live_leases(&self) -> usize {
         self.inner.live.lock().map_or(0, |l| l.len())
     }
+
+    /// Reads a check's current state: `(tat, in_flight, spent, reserved)`; for the admin API.
+    pub async fn peek(&self, c: &Check) -> Result<(Option<f64>, u64, i64, i64), redis::RedisError> {
+        let key = self.key(c);
+        let mut conn = self.inner.conn.clone();
+        match c {
+            Check::Rate { .. } => {
+                let v: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+                Ok((v.and_then(|s| s.parse().ok()), 0, 0, 0))
+            }
+            Check::Parallel { .. } => {
+                let now_ms = crate::keys::now_ms();
+                let n: u64 = redis::cmd("ZCOUNT")
+                    .arg(&key)
+                    .arg(now_ms)
+                    .arg("+inf")
+                    .query_async(&mut conn)
+                    .await?;
+                Ok((None, n, 0, 0))
+            }
+            Check::Budget { .. } => {
+                // `total` may still count reservations that expired since the last acquire.
+                let spent: Option<i64> = redis::cmd("GET")
+                    .arg(self.spent_key(c))
+                    .query_async(&mut conn)
+                    .await?;
+                let spent = match spent {
+                    Some(s) => s,
+                    None => redis::cmd("HGET")
+                        .arg(&key)
+                        .arg("spent")
+                        .query_async::<Option<i64>>(&mut conn)
+                        .await?
+                        .unwrap_or(0),
+                };
+                let reserved: Option<i64> = redis::cmd("HGET")
+                    .arg(self.owner_key(c, ":r"))
+                    .arg("total")
+                    .query_async(&mut conn)
+                    .await?;
+                Ok((None, 0, spent, reserved.unwrap_or(0)))
+            }
+        }
+    }
 }
 
-/// One `SETTLE_V3` call for a batch of leases.
+/// One `SETTLE_V4` call for a batch of leases.
 async fn send_settles(conn: &ConnectionManager, script: &Lua, batch: &[Settle]) -> RedisResult<()> {
     // What each lease changes: a token rate corrected by the actual count, its parallel slot freed,
     // its budget reservations replaced by the actual cost. Request rates need nothing.
-    let items: Vec<(&str, &Check, &Settle)> = batch
-        .iter()
-        .flat_map(|s| {
-            s.plan
-                .checks
-                .iter()
-                .zip(s.keys.iter())
-                .map(move |(c, k)| (k.as_str(), c, s))
-        })
-        .filter(|(_, c, s)| match c {
-            Check::Rate { kind, .. } => *kind == LimitKind::Tokens && s.token_delta != 0,
-            Check::Parallel { .. } | Check::Budget { .. } => true,
-        })
-        .collect();
-    if items.is_empty() {
+    let mut parts: Vec<(&[String], Item, &Settle)> = Vec::with_capacity(batch.len() * 3);
+    for s in batch {
+        let mut at = 0;
+        for item in items(&s.plan) {
+            let n = item.keys();
+            let wanted = match item {
+                Item::Rate(i) => {
+                    s.token_delta != 0
+                        && matches!(
+                            s.plan.checks.get(i),
+                            Some(Check::Rate {
+                                kind: LimitKind::Tokens,
+                                ..
+                            })
+                        )
+                }
+                Item::Par(_) | Item::Budgets(..) => true,
+            };
+            if let (true, Some(keys)) = (wanted, s.keys.get(at..at + n)) {
+                parts.push((keys, item, s));
+            }
+            at += n;
+        }
+    }
+    if parts.is_empty() {
         return Ok(());
     }
-    let mut cmd = script.cmd(items.len());
-    for (key, _, _) in &items {
-        cmd.arg(*key);
+    let mut cmd = script.cmd(parts.iter().map(|(k, _, _)| k.len()).sum());
+    for (keys, _, _) in &parts {
+        for key in keys.iter() {
+            cmd.arg(key.as_str());
+        }
     }
-    for (_, c, s) in &items {
-        match c {
-            Check::Rate { limit, .. } => cmd
-                .arg("rate")
-                .arg(s.lease)
-                .arg(*limit)
-                .arg(MINUTE_MS)
-                .arg(s.token_delta),
-            Check::Parallel { .. } => cmd.arg("par").arg(s.lease),
-            Check::Budget { period, .. } => cmd
-                .arg("bud")
-                .arg(s.lease)
-                .arg(s.cost.micros())
-                .arg(keep_secs(period)),
-        };
+    for (_, item, s) in &parts {
+        match *item {
+            Item::Rate(i) => {
+                if let Some(Check::Rate { limit, .. }) = s.plan.checks.get(i) {
+                    cmd.arg("rate")
+                        .arg(s.lease)
+                        .arg(*limit)
+                        .arg(MINUTE_MS)
+                        .arg(s.token_delta);
+                }
+            }
+            Item::Par(_) => {
+                cmd.arg("par").arg(s.lease);
+            }
+            Item::Budgets(first, end) => {
+                cmd.arg("bud").arg(s.lease).arg(s.cost.micros()).arg(end - first);
+                for c in s.plan.checks.get(first..end).unwrap_or_default() {
+                    if let Check::Budget { period, .. } = c {
+                        cmd.arg(keep_secs(period));
+                    }
+                }
+            }
+        }
     }
     script.run::<i64>(conn, &cmd).await.map(|_| ())
 }
@@ -549,40 +757,6 @@ async fn renewer(inner: std::sync::Weak<Inner>, ttl: Duration) {
             }
             if let Err(e) = inner.renew.run::<i64>(&inner.conn, &cmd).await {
                 tracing::warn!(error = %e, leases = chunk.len(), "quota lease renewal failed; leases may expire early");
-            }
-        }
-    }
-}
-
-impl RedisQuota {
-    /// Reads a check's current state: `(tat, in_flight, spent, reserved)`; for the admin API.
-    pub async fn peek(&self, c: &Check) -> Result<(Option<f64>, u64, i64, i64), redis::RedisError> {
-        let key = self.key(c);
-        let mut conn = self.inner.conn.clone();
-        match c {
-            Check::Rate { .. } => {
-                let v: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
-                Ok((v.and_then(|s| s.parse().ok()), 0, 0, 0))
-            }
-            Check::Parallel { .. } => {
-                let now_ms = crate::keys::now_ms();
-                let n: u64 = redis::cmd("ZCOUNT")
-                    .arg(&key)
-                    .arg(now_ms)
-                    .arg("+inf")
-                    .query_async(&mut conn)
-                    .await?;
-                Ok((None, n, 0, 0))
-            }
-            Check::Budget { .. } => {
-                // `reserved` may still count reservations that expired since the last acquire.
-                let (spent, reserved): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
-                    .arg(&key)
-                    .arg("spent")
-                    .arg("reserved")
-                    .query_async(&mut conn)
-                    .await?;
-                Ok((None, 0, spent.unwrap_or(0), reserved.unwrap_or(0)))
             }
         }
     }
@@ -842,5 +1016,95 @@ mod tests {
             "the refused request took nothing"
         );
         assert_eq!(totals(&q).await, (0, 2));
+    }
+
+    fn budgets(owner: &str, limits: [i64; 3], cost: i64) -> Vec<Check> {
+        ["d:20261126", "m:202611", "total"]
+            .iter()
+            .zip(limits)
+            .map(|(period, limit)| Check::Budget {
+                owner: owner.into(),
+                period: period.to_string(),
+                limit: Usd(limit),
+                cost: Usd(cost),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_budgets_of_a_key_and_its_team_share_one_reservation_each() {
+        let Some(q) = quota(Duration::from_millis(300)).await else {
+            return;
+        };
+        let plan = |cost| Plan {
+            checks: [
+                budgets("k:1", [1000, 2000, 3000], cost),
+                budgets("t:1", [5000, 400, 5000], cost),
+            ]
+            .concat(),
+            ..Plan::default()
+        };
+        assert!(acq(&q, &plan(300), 1).await.unwrap().is_ok());
+        let team_month = &plan(0).checks[4];
+        assert_eq!(q.peek(team_month).await.unwrap(), (None, 0, 0, 300));
+        // The team's monthly 400 refuses the next 300, and says whose limit it was.
+        let refused = acq(&q, &plan(300), 2).await.unwrap().unwrap_err();
+        assert_eq!((refused.kind, refused.owner.as_str()), (LimitKind::Budget, "t:1"));
+        q.settle_later(1, plan(300), q.keys(&plan(300)), 0, Usd(50));
+        assert!(q.flush(Duration::from_secs(5)).await);
+        for c in &plan(0).checks {
+            assert_eq!(q.peek(c).await.unwrap(), (None, 0, 50, 0), "{c:?}");
+        }
+        // A holder that dies: its reservation expires from both owners at the next acquire.
+        assert!(acq(&q, &plan(300), 3).await.unwrap().is_ok());
+        q.inner.live.lock().unwrap().clear();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(acq(&q, &plan(300), 4).await.unwrap().is_ok(), "lease 3 expired");
+        assert_eq!(q.peek(team_month).await.unwrap(), (None, 0, 50, 300));
+    }
+
+    #[tokio::test]
+    async fn spend_recorded_by_version_2_is_carried_over() {
+        let Some(q) = quota(Duration::from_secs(30)).await else {
+            return;
+        };
+        let mut conn = q.inner.conn.clone();
+        let old = budget(0).checks[0].prefixed_key(&q.inner.prefix);
+        redis::cmd("HSET")
+            .arg(&old)
+            .arg("spent")
+            .arg(500)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            totals(&q).await,
+            (500, 0),
+            "read through before the first acquire"
+        );
+        assert!(
+            acq(&q, &budget(600), 1).await.unwrap().is_err(),
+            "500 + 600 > 1000"
+        );
+        assert!(acq(&q, &budget(400), 2).await.unwrap().is_ok());
+        q.settle(&budget(400), 2, 0, Usd(100)).await.unwrap();
+        assert_eq!(totals(&q).await, (600, 0));
+
+        // A counter a version 2 replica settles into before any version 3 acquire read it.
+        let other = Plan {
+            checks: budgets("k:2", [1000, 1000, 1000], 10),
+            ..Plan::default()
+        };
+        let old = other.checks[2].prefixed_key(&q.inner.prefix);
+        redis::cmd("HSET")
+            .arg(&old)
+            .arg("spent")
+            .arg(70)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+        q.settle(&other, 9, 0, Usd(5)).await.unwrap();
+        assert_eq!(q.peek(&other.checks[2]).await.unwrap().2, 75);
+        assert_eq!(q.peek(&other.checks[0]).await.unwrap().2, 5);
     }
 }
