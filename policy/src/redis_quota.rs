@@ -51,25 +51,21 @@ end
 const ACQUIRE_V3: &str = r#"
 -- tollgate_quota_acquire_v3
 local lease, ttl = ARGV[1], tonumber(ARGV[2])
-local a, k, item, out, kept, apply, failed, retry = 3, 1, 0, {}, {}, {}, 0, '0'
+local a, k, item, windows, apply, failed, retry = 3, 1, 0, {}, {}, 0, '0'
 while a <= #ARGV do
   item = item + 1
   local kind = ARGV[a]
   if kind == 'rate' then
     local key = KEYS[k]; k = k + 1
     local limit, period, cost = tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3]); a = a + 4
-    local interval = period / limit
     local base = math.max(tonumber(redis.call('GET', key) or '0'), now)
-    local new_tat = base + cost * interval
-    -- What is left now, and after this request: a refused request reports the former.
-    local left = string.format('%.0f', math.max(0, math.floor((period - (base - now)) / interval))) .. ' ' .. fmt(base - now)
+    local new_tat = base + cost * period / limit
+    -- Windows are formatted at the end: after this request, or as they are now if it is refused.
+    windows[#windows+1] = {period / limit, period, base, new_tat}
     if cost > 0 and new_tat - period > now + 0.000001 then
       if failed == 0 then failed = item; retry = fmt(new_tat - period - now) end
-      out[#out+1] = left; kept[#kept+1] = left
     else
       apply[#apply+1] = {'rate', key, new_tat}
-      out[#out+1] = string.format('%.0f', math.max(0, math.floor((period - (new_tat - now)) / interval + 0.000000001))) .. ' ' .. fmt(new_tat - now)
-      kept[#kept+1] = left
     end
   elseif kind == 'par' then
     local key = KEYS[k]; k = k + 1
@@ -109,8 +105,16 @@ while a <= #ARGV do
     apply[#apply+1] = {'bud', r, x, reserved, cost}
   end
 end
+-- Each rate's remaining and reset: at its TAT before (3) or after (4) this request.
+local function windows_at(i)
+  local parts = {}
+  for j, w in ipairs(windows) do
+    parts[j] = string.format('%.0f %.3f', math.max(0, math.floor((w[2] - (w[i] - now)) / w[1] + 0.000000001)), w[i] - now)
+  end
+  return table.concat(parts, ' ')
+end
 if failed > 0 then
-  return '0 ' .. failed .. ' ' .. retry .. ' ' .. table.concat(kept, ' ')
+  return '0 ' .. failed .. ' ' .. retry .. ' ' .. windows_at(3)
 end
 for _, p in ipairs(apply) do
   if p[1] == 'rate' then
@@ -123,7 +127,7 @@ for _, p in ipairs(apply) do
     redis.call('ZADD', p[3], now + ttl, lease)
   end
 end
-return '1 0 0 ' .. table.concat(out, ' ')
+return '1 0 0 ' .. windows_at(4)
 "#;
 
 /// Settle a batch of leases: per item `rate lease limit period delta` | `par lease` |
