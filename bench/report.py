@@ -190,6 +190,11 @@ def main():
         if cpus:
             w("CPU per request: user + system time of the proxy process (and LiteLLM's workers) over a run at the rate, "
               "divided by the requests answered; Redis and ClickHouse are not included.")
+            deps = next((m for m in meta if m["kind"] == "cpu_deps"), None)
+            c = cpus.get(TG_ON)
+            if deps and c and c["requests"]:
+                w(f"Meanwhile, for {TG_ON}: Redis spent {1000 * deps['redis_s'] / c['requests']:.3f} ms and ClickHouse "
+                  f"{1000 * deps['clickhouse_s'] / c['requests']:.3f} ms of CPU per request (whole processes, same run).")
 
     micro = [m for m in meta if m["kind"] == "micro"]
     if micro:

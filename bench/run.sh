@@ -81,6 +81,7 @@ if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
 fi
 
 CH_URL=""
+CH_PID=""
 start_clickhouse() {
   command -v clickhouse-server >/dev/null 2>&1 || { say "no clickhouse-server: usage goes to the embedded SQLite sink"; return; }
   local d="$WORK/ch"; mkdir -p "$d/data"
@@ -97,7 +98,7 @@ start_clickhouse() {
   <default_database>default</default_database><timezone>UTC</timezone>
 </yandex>
 XML
-  clickhouse-server --config-file="$d/config.xml" >/dev/null 2>&1 & PIDS+=($!)
+  clickhouse-server --config-file="$d/config.xml" >/dev/null 2>&1 & CH_PID=$!; PIDS+=($CH_PID)
   for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:19123/?query=SELECT%201" >/dev/null && { CH_URL=http://127.0.0.1:19123; return; }; sleep 0.1; done
   say "clickhouse-server did not start"
 }
@@ -298,7 +299,12 @@ if want chat; then
   }
   cpu_row baseline "$BASE_PID" "http://$BASE/v1/chat/completions" "" 1000 "$DUR"
   cpu_row "tollgate (features off)" "$OFF_PID" http://127.0.0.1:19200/v1/chat/completions "$OFF_KEY" 1000 "$DUR"
+  # With every feature on, also the CPU that Redis and ClickHouse spend for Tollgate meanwhile.
+  REDIS_PID=$(pgrep -x redis-server | head -1 || true)
+  r0=$([ -n "$REDIS_PID" ] && cpu_ticks "$REDIS_PID" || echo 0); c0=$([ -n "$CH_PID" ] && cpu_ticks "$CH_PID" || echo 0)
   cpu_row "tollgate (all on)" "$ON_PID" http://127.0.0.1:19300/v1/chat/completions "$ON_KEY" 1000 "$DUR"
+  r1=$([ -n "$REDIS_PID" ] && cpu_ticks "$REDIS_PID" || echo 0); c1=$([ -n "$CH_PID" ] && cpu_ticks "$CH_PID" || echo 0)
+  meta "{\"kind\":\"cpu_deps\",\"label\":\"tollgate (all on)\",\"redis_s\":$(python3 -c "print(($r1-$r0)/$TICK)"),\"clickhouse_s\":$(python3 -c "print(($c1-$c0)/$TICK)")}"
   $LITELLM && cpu_row litellm "$LITELLM_PID" "http://127.0.0.1:$LITELLM_PORT/v1/chat/completions" sk-bench-master 40 5 --max-inflight 256 --timeout 15
 fi
 if want search; then
