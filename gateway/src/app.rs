@@ -481,6 +481,13 @@ pub async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> a
     if let Some(r) = reloader {
         r.abort();
     }
+    // Quota settles are queued for a background task: send what is queued, so the spend of the
+    // requests that just finished reaches the shared budgets instead of expiring as reservations.
+    if let Some(redis) = &state.quota.redis {
+        if !redis.flush(Duration::from_secs(5)).await {
+            tracing::warn!("quota settles still queued at shutdown: their reservations will expire");
+        }
+    }
     // Let the shipper finish its insert and empty the spool, rather than cutting an insert short
     // (the server could commit it after a retry checked for it). Past the deadline, what is left
     // stays in the spool for the caller's final drain or the next start.
