@@ -815,6 +815,16 @@ mod tests {
         q.acquire(plan, &q.keys(plan), lease).await
     }
 
+    fn one_slot() -> Plan {
+        Plan {
+            checks: vec![Check::Parallel {
+                owner: "k1".into(),
+                max: 1,
+            }],
+            ..Plan::default()
+        }
+    }
+
     async fn totals(q: &RedisQuota) -> (i64, i64) {
         let (_, _, spent, reserved) = q.peek(&budget(0).checks[0]).await.unwrap();
         (spent, reserved)
@@ -899,13 +909,7 @@ mod tests {
         let Some(q) = quota(Duration::from_millis(300)).await else {
             return;
         };
-        let plan = Plan {
-            checks: vec![Check::Parallel {
-                owner: "k1".into(),
-                max: 1,
-            }],
-            ..Plan::default()
-        };
+        let plan = one_slot();
         assert!(acq(&q, &plan, 1).await.unwrap().is_ok());
         // Three TTLs later the slot is still held: the renewer kept it alive.
         tokio::time::sleep(Duration::from_millis(900)).await;
@@ -924,13 +928,7 @@ mod tests {
         let Some(q) = quota(Duration::from_millis(300)).await else {
             return;
         };
-        let plan = Plan {
-            checks: vec![Check::Parallel {
-                owner: "k1".into(),
-                max: 1,
-            }],
-            ..Plan::default()
-        };
+        let plan = one_slot();
         assert!(acq(&q, &plan, 1).await.unwrap().is_ok());
         // The holder "dies": nothing renews lease 1 any more.
         q.inner.live.lock().unwrap().clear();
