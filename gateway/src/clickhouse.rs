@@ -6,8 +6,7 @@
 
 use std::{collections::HashSet, fmt::Write, time::Duration};
 
-use serde::Serialize;
-use serde_json::{json, value::RawValue, Value};
+use serde_json::{json, Value};
 use tollgate_schemas::{UsageEvent, CLICKHOUSE_SCHEMA};
 use uuid::Uuid;
 
@@ -47,84 +46,147 @@ fn opt(s: &Option<String>) -> &str {
     s.as_deref().unwrap_or("")
 }
 
-/// One `usage_events` row for `JSONEachRow`, borrowed from the event: serialised straight into the
-/// insert body (a `json!` map per event cost about 50,000 instructions; this about a tenth of it).
-#[derive(Serialize)]
-struct Row<'a> {
-    id: &'a Uuid,
-    ts: i64,
-    ts_ms: i64,
-    request_id: &'a str,
-    key_id: &'a str,
-    team_id: &'a str,
-    user: &'a str,
-    endpoint: &'a str,
-    requested_model: &'a str,
-    served_model: &'a str,
-    provider: &'a str,
-    status: u16,
-    error_type: &'a str,
-    streamed: u8,
-    cancelled: u8,
-    input_tokens: u64,
-    output_tokens: u64,
-    cached_input_tokens: u64,
-    cache_write_input_tokens: u64,
-    reasoning_tokens: u64,
-    /// A JSON number written from the decimal string: exact, never a float.
-    cost_usd: Option<&'a RawValue>,
-    latency_ms: u64,
-    ttft_ms: Option<u64>,
-    attempts: u32,
-    instance: &'a str,
-    target: &'a str,
-    fallback: u8,
-    bytes_in: u64,
-    bytes_out: u64,
-}
-
-/// Appends one event as a `JSONEachRow` line.
+/// Appends one event as a `JSONEachRow` line of the `usage_events` table, written by hand (no
+/// serializer, no intermediate values): the same bytes `serde_json` would write for these columns.
+/// Strings are written as given, absent ones as `""`; the cost is a JSON number copied from the
+/// decimal string (exact, never a float), `null` when unknown; a malformed cost is refused.
 fn write_row(out: &mut Vec<u8>, e: &UsageEvent) -> anyhow::Result<()> {
     let cost = match e.cost_usd.as_deref() {
         Some(c) if !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') => {
-            Some(serde_json::from_str::<&RawValue>(c)?)
+            anyhow::ensure!(is_json_decimal(c), "malformed cost_usd {c:?}");
+            Some(c)
         }
         _ => None,
     };
-    let row = Row {
-        id: &e.id,
-        ts: e.ts_ms / 1000,
-        ts_ms: e.ts_ms,
-        request_id: &e.request_id,
-        key_id: opt(&e.key_id),
-        team_id: opt(&e.team_id),
-        user: opt(&e.user),
-        endpoint: &e.endpoint,
-        requested_model: opt(&e.requested_model),
-        served_model: opt(&e.served_model),
-        provider: opt(&e.provider),
-        status: e.status,
-        error_type: opt(&e.error_type),
-        streamed: u8::from(e.streamed),
-        cancelled: u8::from(e.cancelled),
-        input_tokens: e.input_tokens,
-        output_tokens: e.output_tokens,
-        cached_input_tokens: e.cached_input_tokens,
-        cache_write_input_tokens: e.cache_write_input_tokens,
-        reasoning_tokens: e.reasoning_tokens,
-        cost_usd: cost,
-        latency_ms: e.latency_ms,
-        ttft_ms: e.ttft_ms,
-        attempts: e.attempts,
-        instance: &e.instance,
-        target: opt(&e.target),
-        fallback: u8::from(e.fallback),
-        bytes_in: e.bytes_in,
-        bytes_out: e.bytes_out,
-    };
-    serde_json::to_writer(&mut *out, &row)?;
-    out.push(b'\n');
+    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    out.extend_from_slice(b"{\"id\":\"");
+    out.extend_from_slice(e.id.hyphenated().encode_lower(&mut id).as_bytes());
+    out.extend_from_slice(b"\",\"ts\":");
+    push_i64(out, e.ts_ms / 1000);
+    out.extend_from_slice(b",\"ts_ms\":");
+    push_i64(out, e.ts_ms);
+    let strings: [(&[u8], &str); 8] = [
+        (b",\"request_id\":", &e.request_id),
+        (b",\"key_id\":", opt(&e.key_id)),
+        (b",\"team_id\":", opt(&e.team_id)),
+        (b",\"user\":", opt(&e.user)),
+        (b",\"endpoint\":", &e.endpoint),
+        (b",\"requested_model\":", opt(&e.requested_model)),
+        (b",\"served_model\":", opt(&e.served_model)),
+        (b",\"provider\":", opt(&e.provider)),
+    ];
+    for (key, value) in strings {
+        out.extend_from_slice(key);
+        push_str(out, value);
+    }
+    out.extend_from_slice(b",\"status\":");
+    push_u64(out, u64::from(e.status));
+    out.extend_from_slice(b",\"error_type\":");
+    push_str(out, opt(&e.error_type));
+    let numbers: [(&[u8], u64); 7] = [
+        (b",\"streamed\":", u64::from(e.streamed)),
+        (b",\"cancelled\":", u64::from(e.cancelled)),
+        (b",\"input_tokens\":", e.input_tokens),
+        (b",\"output_tokens\":", e.output_tokens),
+        (b",\"cached_input_tokens\":", e.cached_input_tokens),
+        (b",\"cache_write_input_tokens\":", e.cache_write_input_tokens),
+        (b",\"reasoning_tokens\":", e.reasoning_tokens),
+    ];
+    for (key, value) in numbers {
+        out.extend_from_slice(key);
+        push_u64(out, value);
+    }
+    out.extend_from_slice(b",\"cost_usd\":");
+    out.extend_from_slice(cost.map_or(b"null".as_slice(), str::as_bytes));
+    out.extend_from_slice(b",\"latency_ms\":");
+    push_u64(out, e.latency_ms);
+    out.extend_from_slice(b",\"ttft_ms\":");
+    match e.ttft_ms {
+        Some(t) => push_u64(out, t),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"attempts\":");
+    push_u64(out, u64::from(e.attempts));
+    out.extend_from_slice(b",\"instance\":");
+    push_str(out, &e.instance);
+    out.extend_from_slice(b",\"target\":");
+    push_str(out, opt(&e.target));
+    out.extend_from_slice(b",\"fallback\":");
+    push_u64(out, u64::from(e.fallback));
+    out.extend_from_slice(b",\"bytes_in\":");
+    push_u64(out, e.bytes_in);
+    out.extend_from_slice(b",\"bytes_out\":");
+    push_u64(out, e.bytes_out);
+    out.extend_from_slice(b"}\n");
     Ok(())
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?`: a JSON number without exponent (what `format_nanos` writes).
+fn is_json_decimal(s: &str) -> bool {
+    let s = s.strip_prefix('-').unwrap_or(s);
+    let (int, frac) = match s.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (s, None),
+    };
+    let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    digits(int) && (int == "0" || !int.starts_with('0')) && frac.is_none_or(digits)
+}
+
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn push_i64(out: &mut Vec<u8>, n: i64) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    push_u64(out, n.unsigned_abs());
+}
+
+/// Appends a JSON string literal, escaped as `serde_json` does: `"`, `\` and control characters
+/// (short forms where JSON has them, else `\u00xx`); everything else, UTF-8 included, as is.
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        start = i + 1;
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 fn none_if_empty(v: &Value) -> Option<String> {
@@ -199,7 +261,7 @@ impl ClickHouse {
         })
     }
 
-    async fn run(&self, query: &str, body: Option<String>) -> anyhow::Result<String> {
+    async fn run(&self, query: &str, body: Option<Vec<u8>>) -> anyhow::Result<String> {
         let mut req = self.http.post(&self.url).query(&[
             ("output_format_json_quote_64bit_integers", "0"),
             ("date_time_input_format", "basic"),
@@ -255,7 +317,7 @@ impl ClickHouse {
     }
 
     /// Ids of `events` already stored.
-    async fn existing(&self, events: &[UsageEvent]) -> anyhow::Result<HashSet<String>> {
+    async fn existing(&self, events: &[&UsageEvent]) -> anyhow::Result<HashSet<Uuid>> {
         let mut found = HashSet::new();
         for chunk in events.chunks(1000) {
             let (lo, hi) = chunk.iter().fold((i64::MAX, i64::MIN), |(lo, hi), e| {
@@ -271,42 +333,52 @@ impl ClickHouse {
                 let _ = write!(q, "{}'{}'", if i > 0 { "," } else { "" }, e.id);
             }
             q.push_str(") FORMAT TabSeparated");
-            found.extend(self.run(&q, None).await?.lines().map(str::to_string));
+            found.extend(
+                self.run(&q, None)
+                    .await?
+                    .lines()
+                    .filter_map(|l| Uuid::parse_str(l).ok()),
+            );
         }
         Ok(found)
     }
 
     /// Inserts events; with `maybe_sent`, skips the ones already stored (idempotent retry).
     pub async fn insert(&self, events: &[UsageEvent], maybe_sent: bool) -> anyhow::Result<usize> {
+        self.insert_parts(&[events], maybe_sent).await
+    }
+
+    /// Inserts the events of several slices (a spool batch's segments) in one insert, like `insert`.
+    pub async fn insert_parts<P: AsRef<[UsageEvent]> + Sync>(
+        &self,
+        parts: &[P],
+        maybe_sent: bool,
+    ) -> anyhow::Result<usize> {
+        let events: Vec<&UsageEvent> = parts.iter().flat_map(|p| p.as_ref()).collect();
         self.ensure_schema().await?;
         // Bodies first: once an event is visible, its body (if any) is too.
-        self.insert_bodies(events, maybe_sent).await?;
+        self.insert_bodies(&events, maybe_sent).await?;
         let skip = if maybe_sent {
-            self.existing(events).await?
+            self.existing(&events).await?
         } else {
             HashSet::new()
         };
         let mut body = Vec::with_capacity(events.len() * 600);
         let mut n = 0;
-        for e in events
-            .iter()
-            .filter(|e| skip.is_empty() || !skip.contains(&e.id.to_string()))
-        {
+        for e in events.iter().filter(|e| skip.is_empty() || !skip.contains(&e.id)) {
             write_row(&mut body, e)?;
             n += 1;
         }
         if n > 0 {
             let q = format!("INSERT INTO {}.usage_events FORMAT JSONEachRow", self.database);
-            // Rows are JSON text, so always UTF-8.
-            let body = String::from_utf8(body)?;
             self.run(&q, Some(body)).await?;
         }
         Ok(n)
     }
 
     /// Opt-in bodies go to their own table (idempotent like the events).
-    async fn insert_bodies(&self, events: &[UsageEvent], maybe_sent: bool) -> anyhow::Result<()> {
-        let with: Vec<&UsageEvent> = events.iter().filter(|e| e.bodies.is_some()).collect();
+    async fn insert_bodies(&self, events: &[&UsageEvent], maybe_sent: bool) -> anyhow::Result<()> {
+        let with: Vec<&UsageEvent> = events.iter().copied().filter(|e| e.bodies.is_some()).collect();
         if with.is_empty() {
             return Ok(());
         }
@@ -334,7 +406,7 @@ impl ClickHouse {
         if !rows.is_empty() {
             self.run(
                 &format!("INSERT INTO {}.usage_bodies FORMAT JSONEachRow", self.database),
-                Some(rows),
+                Some(rows.into_bytes()),
             )
             .await?;
         }
@@ -559,6 +631,117 @@ mod tests {
         write_row(&mut out, &event(None)).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert!(v["cost_usd"].is_null());
-        assert!(write_row(&mut Vec::new(), &event(Some("1.2.3"))).is_err());
+        for bad in ["1.2.3", "01", "1.", ".5", "-", "1-2"] {
+            assert!(write_row(&mut Vec::new(), &event(Some(bad))).is_err(), "{bad}");
+        }
+        for odd in ["", "n/a", "1e5"] {
+            let mut out = Vec::new();
+            write_row(&mut out, &event(Some(odd))).unwrap();
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            assert!(v["cost_usd"].is_null(), "{odd}");
+        }
+        for good in ["0", "-0.5", "12.000000001", "10"] {
+            let mut out = Vec::new();
+            write_row(&mut out, &event(Some(good))).unwrap();
+            assert!(String::from_utf8(out)
+                .unwrap()
+                .contains(&format!(",\"cost_usd\":{good},")));
+        }
+    }
+
+    /// The row `serde_json` writes for the same columns (the encoder before the hand-written one).
+    #[derive(serde::Serialize)]
+    struct Reference<'a> {
+        id: &'a Uuid,
+        ts: i64,
+        ts_ms: i64,
+        request_id: &'a str,
+        key_id: &'a str,
+        team_id: &'a str,
+        user: &'a str,
+        endpoint: &'a str,
+        requested_model: &'a str,
+        served_model: &'a str,
+        provider: &'a str,
+        status: u16,
+        error_type: &'a str,
+        streamed: u8,
+        cancelled: u8,
+        input_tokens: u64,
+        output_tokens: u64,
+        cached_input_tokens: u64,
+        cache_write_input_tokens: u64,
+        reasoning_tokens: u64,
+        cost_usd: Option<&'a serde_json::value::RawValue>,
+        latency_ms: u64,
+        ttft_ms: Option<u64>,
+        attempts: u32,
+        instance: &'a str,
+        target: &'a str,
+        fallback: u8,
+        bytes_in: u64,
+        bytes_out: u64,
+    }
+
+    #[test]
+    fn rows_are_byte_for_byte_what_serde_json_writes() {
+        let control: String = (0u8..0x20).map(char::from).collect();
+        let strings = [
+            String::new(),
+            "plain".into(),
+            "quote \" backslash \\ slash / del \u{7f}".into(),
+            control,
+            "ü € 𝄞 \u{2028}".into(),
+        ];
+        for (i, s) in strings.iter().enumerate() {
+            let mut e = event(Some("0.000012345"));
+            e.request_id = s.clone();
+            e.user = Some(s.clone());
+            e.error_type = (i % 2 == 0).then(|| s.clone());
+            e.ts_ms = [0, -1_500, i64::MAX, 1_795_600_000_123, 999][i];
+            e.ttft_ms = (i % 2 == 1).then_some(u64::MAX);
+            e.input_tokens = [0, 9, 10, u64::MAX, 1234567890][i];
+            e.streamed = i % 2 == 0;
+            let mut ours = Vec::new();
+            write_row(&mut ours, &e).unwrap();
+            let cost = e.cost_usd.as_deref().map(|c| serde_json::from_str(c).unwrap());
+            let reference = Reference {
+                id: &e.id,
+                ts: e.ts_ms / 1000,
+                ts_ms: e.ts_ms,
+                request_id: &e.request_id,
+                key_id: opt(&e.key_id),
+                team_id: opt(&e.team_id),
+                user: opt(&e.user),
+                endpoint: &e.endpoint,
+                requested_model: opt(&e.requested_model),
+                served_model: opt(&e.served_model),
+                provider: opt(&e.provider),
+                status: e.status,
+                error_type: opt(&e.error_type),
+                streamed: u8::from(e.streamed),
+                cancelled: u8::from(e.cancelled),
+                input_tokens: e.input_tokens,
+                output_tokens: e.output_tokens,
+                cached_input_tokens: e.cached_input_tokens,
+                cache_write_input_tokens: e.cache_write_input_tokens,
+                reasoning_tokens: e.reasoning_tokens,
+                cost_usd: cost,
+                latency_ms: e.latency_ms,
+                ttft_ms: e.ttft_ms,
+                attempts: e.attempts,
+                instance: &e.instance,
+                target: opt(&e.target),
+                fallback: u8::from(e.fallback),
+                bytes_in: e.bytes_in,
+                bytes_out: e.bytes_out,
+            };
+            let mut theirs = serde_json::to_vec(&reference).unwrap();
+            theirs.push(b'\n');
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                String::from_utf8(theirs).unwrap()
+            );
+        }
     }
 }

@@ -101,6 +101,12 @@ impl UsageStore {
 
     /// Inserts a batch in one transaction. Re-inserting an event id is a no-op (idempotent retries).
     pub fn insert(&self, events: &[UsageEvent]) -> anyhow::Result<()> {
+        self.insert_parts(&[events])
+    }
+
+    /// Inserts the events of several slices (a spool batch's segments) in one transaction.
+    pub fn insert_parts<P: AsRef<[UsageEvent]>>(&self, parts: &[P]) -> anyhow::Result<()> {
+        let events = || parts.iter().flat_map(|p| p.as_ref());
         let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         {
@@ -108,7 +114,7 @@ impl UsageStore {
                 "INSERT OR IGNORE INTO usage_events ({COLUMNS}) VALUES \
                  (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28)"
             ))?;
-            for e in events {
+            for e in events() {
                 stmt.execute(params![
                     e.id.to_string(),
                     e.ts_ms,
@@ -143,7 +149,7 @@ impl UsageStore {
             let mut bodies = tx.prepare_cached(
                 "INSERT OR IGNORE INTO usage_bodies (id, ts_ms, key_id, expires_ms, request, response) VALUES (?1,?2,?3,?4,?5,?6)",
             )?;
-            for e in events {
+            for e in events() {
                 if let Some(b) = &e.bodies {
                     bodies.execute(params![
                         e.id.to_string(),
@@ -241,14 +247,15 @@ pub enum UsageBackend {
 }
 
 impl UsageBackend {
-    /// Stores a batch; `maybe_sent` when it may have been stored before (idempotent either way).
-    pub async fn insert(&self, events: Vec<UsageEvent>, maybe_sent: bool) -> anyhow::Result<()> {
+    /// Stores a batch (the events of its parts, in order); `maybe_sent` when it may have been
+    /// stored before (idempotent either way).
+    pub async fn insert(&self, parts: Vec<Arc<[UsageEvent]>>, maybe_sent: bool) -> anyhow::Result<()> {
         match self {
             UsageBackend::Sqlite(store) => {
                 let store = Arc::clone(store);
-                tokio::task::spawn_blocking(move || store.insert(&events)).await?
+                tokio::task::spawn_blocking(move || store.insert_parts(&parts)).await?
             }
-            UsageBackend::ClickHouse(ch) => ch.insert(&events, maybe_sent).await.map(|_| ()),
+            UsageBackend::ClickHouse(ch) => ch.insert_parts(&parts, maybe_sent).await.map(|_| ()),
         }
     }
 
@@ -358,7 +365,7 @@ impl UsageSink {
                             Err(_) => break,
                         }
                     }
-                    write_until_stored(&spool, &batch, &writer_metrics);
+                    write_until_stored(&spool, &mut batch, &writer_metrics);
                     written.notify_one();
                     writer_metrics
                         .usage_queue_depth
@@ -387,16 +394,16 @@ impl UsageSink {
     }
 }
 
-/// Writes a batch to the spool, retrying (and reporting) until the disk takes it: a full or failing
-/// disk backs the queue up and shows in metrics, logs and `/readyz`; it never silently drops the batch.
-fn write_until_stored(spool: &Spool, batch: &[UsageEvent], metrics: &Metrics) {
+/// Writes a batch to the spool (which takes the events, for the shipper), retrying (and reporting)
+/// until the disk takes it: a full or failing disk backs the queue up and shows in metrics, logs
+/// and `/readyz`; it never silently drops the batch.
+fn write_until_stored(spool: &Spool, batch: &mut Vec<UsageEvent>, metrics: &Metrics) {
     let mut delay = std::time::Duration::from_millis(50);
+    let n = batch.len() as u64;
     loop {
-        match spool.write(batch) {
+        match spool.write_batch(batch) {
             Ok(bytes) => {
-                metrics
-                    .usage_written
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                metrics.usage_written.fetch_add(n, Ordering::Relaxed);
                 metrics.spool_bytes_written.fetch_add(bytes, Ordering::Relaxed);
                 metrics.spool_failing.store(0, Ordering::Relaxed);
                 return;
@@ -412,9 +419,9 @@ fn write_until_stored(spool: &Spool, batch: &[UsageEvent], metrics: &Metrics) {
     }
 }
 
-/// Ships ready spool segments to the backend, oldest first, in inserts of at most `batch_rows`;
-/// deletes a segment only after the backend confirmed it. Runs until `stop` turns true and the
-/// spool is empty, or the `deadline` after `stop` passed.
+/// Ships ready spool segments to the backend, oldest first, in inserts of at most `batch_rows`
+/// (a segment is never split); deletes a segment only after the backend confirmed it. Runs until
+/// `stop` turns true and the spool is empty, or the `deadline` after `stop` passed.
 pub async fn ship(
     spool: Arc<Spool>,
     backend: Arc<UsageBackend>,
@@ -427,49 +434,45 @@ pub async fn ship(
     let mut retry_delay = std::time::Duration::from_millis(100);
     loop {
         let stopping = *stop.borrow();
-        let ready = spool.ready();
-        metrics
-            .spool_segments
-            .store(ready.len() as u64, Ordering::Relaxed);
-        metrics
-            .sink_lag_ms
-            .store(oldest_age_ms(ready.first()), Ordering::Relaxed);
-        if ready.is_empty() {
+        let (segments, oldest) = spool.pending();
+        metrics.spool_segments.store(segments as u64, Ordering::Relaxed);
+        metrics.sink_lag_ms.store(
+            oldest
+                .and_then(|t| t.elapsed().ok())
+                .map_or(0, |d| d.as_millis() as u64),
+            Ordering::Relaxed,
+        );
+        // From here the sink may receive them even if this task is aborted mid-insert.
+        let batch = if segments == 0 {
+            crate::spool::Batch::default()
+        } else {
+            spool.take(batch_rows)
+        };
+        if batch.seqs.is_empty() {
             if stopping {
                 return;
             }
-            tokio::select! {
-                _ = written.notified() => tokio::time::sleep(flush).await,
-                _ = stop.changed() => {}
+            if segments == 0 {
+                tokio::select! {
+                    _ = written.notified() => tokio::time::sleep(flush).await,
+                    _ = stop.changed() => {}
+                }
+            } else {
+                // Only unreadable segments (logged by `take`): look again later.
+                tokio::select! {
+                    _ = tokio::time::sleep(retry_delay) => {}
+                    _ = stop.changed() => {}
+                }
+                retry_delay = (retry_delay * 2).min(std::time::Duration::from_secs(5));
             }
             continue;
         }
-        let mut taken = Vec::new();
-        let mut events = Vec::new();
-        let mut maybe_sent = false;
-        for path in ready {
-            let seg = match Spool::read(&path) {
-                Ok(seg) => seg,
-                Err(e) => {
-                    tracing::error!(error = %e, segment = %path.display(), "unreadable usage segment left in place");
-                    continue;
-                }
-            };
-            if !events.is_empty() && events.len() + seg.len() > batch_rows {
-                break;
-            }
-            maybe_sent |= spool.maybe_sent(&path);
-            events.extend(seg);
-            taken.push(path);
-        }
-        let n = events.len();
-        // From here the sink may receive them even if this task is aborted mid-insert.
-        spool.mark_attempted(&taken);
-        match backend.insert(events, maybe_sent).await {
+        let n = batch.len;
+        match backend.insert(batch.parts, batch.maybe_sent).await {
             Ok(()) => {
-                for p in &taken {
-                    if let Err(e) = spool.confirm(p) {
-                        tracing::error!(error = %e, "cannot remove a shipped usage segment");
+                for seq in batch.seqs {
+                    if let Err(e) = spool.confirm_seq(seq) {
+                        tracing::error!(error = %e, seq, "cannot remove a shipped usage segment");
                     }
                 }
                 metrics.usage_shipped.fetch_add(n as u64, Ordering::Relaxed);
@@ -486,13 +489,6 @@ pub async fn ship(
             }
         }
     }
-}
-
-fn oldest_age_ms(path: Option<&std::path::PathBuf>) -> u64 {
-    path.and_then(|p| std::fs::metadata(p).ok())
-        .and_then(|m| m.modified().ok())
-        .and_then(|t| t.elapsed().ok())
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// This process's name in usage events: `$TOLLGATE_INSTANCE`, else the host name and pid.
