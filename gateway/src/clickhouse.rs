@@ -7,7 +7,7 @@
 use std::{collections::HashSet, fmt::Write, time::Duration};
 
 use serde_json::{json, Value};
-use tollgate_schemas::{UsageEvent, CLICKHOUSE_SCHEMA};
+use tollgate_schemas::{usage::json, UsageEvent, CLICKHOUSE_SCHEMA};
 use uuid::Uuid;
 
 use tollgate_policy::pricing::format_nanos;
@@ -49,74 +49,102 @@ fn opt(s: &Option<String>) -> &str {
 /// Appends one event as a `JSONEachRow` line of the `usage_events` table, written by hand (no
 /// serializer, no intermediate values): the same bytes `serde_json` would write for these columns.
 /// Strings are written as given, absent ones as `""`; the cost is a JSON number copied from the
-/// decimal string (exact, never a float), `null` when unknown; a malformed cost is refused.
+/// decimal string (exact, never a float), `null` when unknown; a malformed cost is refused. Every
+/// field is named, so a new one cannot be forgotten (the destructuring stops compiling).
 fn write_row(out: &mut Vec<u8>, e: &UsageEvent) -> anyhow::Result<()> {
-    let cost = match e.cost_usd.as_deref() {
+    let UsageEvent {
+        id,
+        ts_ms,
+        request_id,
+        key_id,
+        team_id,
+        user,
+        endpoint,
+        requested_model,
+        served_model,
+        provider,
+        status,
+        error_type,
+        streamed,
+        cancelled,
+        input_tokens,
+        output_tokens,
+        cached_input_tokens,
+        cache_write_input_tokens,
+        reasoning_tokens,
+        latency_ms,
+        ttft_ms,
+        attempts,
+        cost_usd,
+        instance,
+        target,
+        fallback,
+        bytes_in,
+        bytes_out,
+        bodies: _, // their own table (`insert_bodies`)
+    } = e;
+    let cost = match cost_usd.as_deref() {
         Some(c) if !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') => {
             anyhow::ensure!(is_json_decimal(c), "malformed cost_usd {c:?}");
             Some(c)
         }
         _ => None,
     };
-    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    out.extend_from_slice(b"{\"id\":\"");
-    out.extend_from_slice(e.id.hyphenated().encode_lower(&mut id).as_bytes());
-    out.extend_from_slice(b"\",\"ts\":");
-    push_i64(out, e.ts_ms / 1000);
+    out.extend_from_slice(b"{\"id\":");
+    json::uuid(out, id);
+    out.extend_from_slice(b",\"ts\":");
+    json::int(out, ts_ms / 1000);
     out.extend_from_slice(b",\"ts_ms\":");
-    push_i64(out, e.ts_ms);
-    let strings: [(&[u8], &str); 8] = [
-        (b",\"request_id\":", &e.request_id),
-        (b",\"key_id\":", opt(&e.key_id)),
-        (b",\"team_id\":", opt(&e.team_id)),
-        (b",\"user\":", opt(&e.user)),
-        (b",\"endpoint\":", &e.endpoint),
-        (b",\"requested_model\":", opt(&e.requested_model)),
-        (b",\"served_model\":", opt(&e.served_model)),
-        (b",\"provider\":", opt(&e.provider)),
-    ];
-    for (key, value) in strings {
+    json::int(out, *ts_ms);
+    for (key, value) in [
+        (b",\"request_id\":".as_slice(), request_id.as_str()),
+        (b",\"key_id\":", opt(key_id)),
+        (b",\"team_id\":", opt(team_id)),
+        (b",\"user\":", opt(user)),
+        (b",\"endpoint\":", endpoint.as_str()),
+        (b",\"requested_model\":", opt(requested_model)),
+        (b",\"served_model\":", opt(served_model)),
+        (b",\"provider\":", opt(provider)),
+    ] {
         out.extend_from_slice(key);
-        push_str(out, value);
+        json::string(out, value);
     }
     out.extend_from_slice(b",\"status\":");
-    push_u64(out, u64::from(e.status));
+    json::uint(out, u64::from(*status));
     out.extend_from_slice(b",\"error_type\":");
-    push_str(out, opt(&e.error_type));
-    let numbers: [(&[u8], u64); 7] = [
-        (b",\"streamed\":", u64::from(e.streamed)),
-        (b",\"cancelled\":", u64::from(e.cancelled)),
-        (b",\"input_tokens\":", e.input_tokens),
-        (b",\"output_tokens\":", e.output_tokens),
-        (b",\"cached_input_tokens\":", e.cached_input_tokens),
-        (b",\"cache_write_input_tokens\":", e.cache_write_input_tokens),
-        (b",\"reasoning_tokens\":", e.reasoning_tokens),
-    ];
-    for (key, value) in numbers {
+    json::string(out, opt(error_type));
+    for (key, value) in [
+        (b",\"streamed\":".as_slice(), u64::from(*streamed)),
+        (b",\"cancelled\":", u64::from(*cancelled)),
+        (b",\"input_tokens\":", *input_tokens),
+        (b",\"output_tokens\":", *output_tokens),
+        (b",\"cached_input_tokens\":", *cached_input_tokens),
+        (b",\"cache_write_input_tokens\":", *cache_write_input_tokens),
+        (b",\"reasoning_tokens\":", *reasoning_tokens),
+    ] {
         out.extend_from_slice(key);
-        push_u64(out, value);
+        json::uint(out, value);
     }
     out.extend_from_slice(b",\"cost_usd\":");
     out.extend_from_slice(cost.map_or(b"null".as_slice(), str::as_bytes));
     out.extend_from_slice(b",\"latency_ms\":");
-    push_u64(out, e.latency_ms);
+    json::uint(out, *latency_ms);
     out.extend_from_slice(b",\"ttft_ms\":");
-    match e.ttft_ms {
-        Some(t) => push_u64(out, t),
-        None => out.extend_from_slice(b"null"),
-    }
+    json::opt_uint(out, *ttft_ms);
     out.extend_from_slice(b",\"attempts\":");
-    push_u64(out, u64::from(e.attempts));
+    json::uint(out, u64::from(*attempts));
     out.extend_from_slice(b",\"instance\":");
-    push_str(out, &e.instance);
+    json::string(out, instance);
     out.extend_from_slice(b",\"target\":");
-    push_str(out, opt(&e.target));
-    out.extend_from_slice(b",\"fallback\":");
-    push_u64(out, u64::from(e.fallback));
-    out.extend_from_slice(b",\"bytes_in\":");
-    push_u64(out, e.bytes_in);
-    out.extend_from_slice(b",\"bytes_out\":");
-    push_u64(out, e.bytes_out);
+    json::string(out, opt(target));
+    for (key, value) in [
+        (b",\"fallback\":".as_slice(), u64::from(*fallback)),
+        (b",\"bytes_in\":", *bytes_in),
+        (b",\"bytes_out\":", *bytes_out),
+    ] {
+        out.extend_from_slice(key);
+        json::uint(out, value);
+    }
     out.extend_from_slice(b"}\n");
     Ok(())
 }
@@ -130,63 +158,6 @@ fn is_json_decimal(s: &str) -> bool {
     };
     let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
     digits(int) && (int == "0" || !int.starts_with('0')) && frac.is_none_or(digits)
-}
-
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
-}
-
-fn push_i64(out: &mut Vec<u8>, n: i64) {
-    if n < 0 {
-        out.push(b'-');
-    }
-    push_u64(out, n.unsigned_abs());
-}
-
-/// Appends a JSON string literal, escaped as `serde_json` does: `"`, `\` and control characters
-/// (short forms where JSON has them, else `\u00xx`); everything else, UTF-8 included, as is.
-fn push_str(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b >= 0x20 && b != b'"' && b != b'\\' {
-            continue;
-        }
-        out.extend_from_slice(&bytes[start..i]);
-        start = i + 1;
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            _ => out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]),
-        }
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 fn none_if_empty(v: &Value) -> Option<String> {

@@ -1,7 +1,9 @@
 //! `usage-throughput --clickhouse URL [--events N] [--fsync always|never] [--batch-rows N]`: pushes N
 //! synthetic usage events through the real pipeline (queue -> spool segments -> shipper ->
-//! ClickHouse) and reports the sustained events per second until the last one is confirmed, plus
-//! the cost of `UsageSink::record` on the request path.
+//! ClickHouse) and reports the sustained events per second until the last one is confirmed, the
+//! CPU time this process spent per event (queue, spool writer, shipper and its HTTP client: the
+//! gateway's share; ClickHouse's own work is not in it), plus the cost of `UsageSink::record` on the
+//! request path.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -68,6 +70,7 @@ async fn main() {
         stop_rx,
     ));
     let events: Vec<UsageEvent> = (0..n).map(event).collect();
+    let cpu_start = cpu_seconds();
     let start = Instant::now();
     let mut record_ns = 0u128;
     for e in events {
@@ -84,14 +87,16 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let total = start.elapsed();
+    let cpu = cpu_seconds() - cpu_start;
     let _ = stop.send(true);
     let _ = shipper.await;
     println!(
-        "| {n} events | fsync {} | batch {batch_rows} | spooled in {:.2} s | in ClickHouse after {:.2} s | **{:.0} events/s** | record() {:.0} ns/event | dropped {} |",
+        "| {n} events | fsync {} | batch {batch_rows} | spooled in {:.2} s | in ClickHouse after {:.2} s | **{:.0} events/s**, pipeline CPU {:.2} µs/event | record() {:.0} ns/event | dropped {} |",
         if fsync == Fsync::Always { "always" } else { "never" },
         spooled.as_secs_f64(),
         total.as_secs_f64(),
         n as f64 / total.as_secs_f64(),
+        cpu * 1e6 / n as f64,
         record_ns as f64 / n as f64,
         metrics.usage_dropped.load(Ordering::Relaxed)
     );
@@ -101,4 +106,18 @@ async fn main() {
         .body(format!("DROP DATABASE IF EXISTS {db}"))
         .send()
         .await;
+}
+
+/// User and system CPU time of this process so far (every thread), from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces): utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // USER_HZ is 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
 }
