@@ -456,10 +456,39 @@ pub struct Provider {
     /// The largest non-streamed answer read; streams are bounded per event instead.
     pub max_answer_bytes: usize,
     pub adapter: Option<Box<dyn Adapter>>,
-    /// This provider's HTTP client (its own pool and connect timeout; Nagle off).
+    /// This provider's HTTP client (its own pool and connect timeout; Nagle off; no redirects).
     pub client: reqwest::Client,
+    /// The upstream URLs adapters built for this provider, parsed once.
+    pub urls: UrlCache,
+    /// `name` as the `x-tollgate-provider` answer header (`None` if it is no valid header value).
+    pub name_header: Option<http::HeaderValue>,
     /// Vertex AI with a service account: mints the access token sent as the provider key.
     pub google_auth: Option<Arc<crate::gcp_auth::TokenSource>>,
+}
+
+/// Upstream URLs parsed once per provider: adapters build each request's URL as text, and parsing it
+/// (with IDNA host processing) cost more than the rest of building the request. Bounded: a provider
+/// whose URLs vary without limit (e.g. they name the model) parses the ones past [`UrlCache::MAX`]
+/// every time, as before.
+#[derive(Default)]
+pub struct UrlCache(std::sync::RwLock<HashMap<String, reqwest::Url>>);
+
+impl UrlCache {
+    const MAX: usize = 256;
+
+    /// `url` parsed, or `None` when it does not parse (the caller lets reqwest report that).
+    pub fn parse(&self, url: &str) -> Option<reqwest::Url> {
+        if let Some(hit) = self.0.read().ok().and_then(|m| m.get(url).cloned()) {
+            return Some(hit);
+        }
+        let parsed = reqwest::Url::parse(url).ok()?;
+        if let Ok(mut m) = self.0.write() {
+            if m.len() < Self::MAX {
+                m.insert(url.to_string(), parsed.clone());
+            }
+        }
+        Some(parsed)
+    }
 }
 
 impl fmt::Debug for Provider {
@@ -845,6 +874,8 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+            // A provider API never redirects; following one would resend the credentials elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_else(|e| {
                 errors.push(format!("{at}: cannot build an HTTP client: {e}"));
@@ -861,6 +892,8 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
         providers.push(Arc::new(Provider {
             google_auth,
             client,
+            urls: UrlCache::default(),
+            name_header: http::HeaderValue::from_str(&p.name).ok(),
             adapter: bedrock.adapter.or_else(|| p.kind.adapter()),
             name: p.name,
             kind: p.kind,

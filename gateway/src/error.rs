@@ -223,10 +223,34 @@ pub fn rate_headers(h: &mut http::HeaderMap, info: &RateInfo) {
         let Some(w) = w else { continue };
         h.insert(limit, HeaderValue::from(w.limit));
         h.insert(remaining, HeaderValue::from(w.remaining));
-        if let Ok(v) = HeaderValue::from_str(&duration_text(w.reset_ms)) {
+        if let Some(v) = duration_value(w.reset_ms) {
             h.insert(reset, v);
         }
     }
+}
+
+/// [`duration_text`] as a header value; the common sub-second case (`17ms`, on most answers) is
+/// written without the formatting machinery.
+fn duration_value(ms: f64) -> Option<HeaderValue> {
+    let ms = ms.max(0.0);
+    if ms >= 1000.0 {
+        return HeaderValue::from_str(&duration_text(ms)).ok();
+    }
+    let mut n = ms.ceil() as u64;
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut text = Vec::with_capacity(digits.len() - start + 2);
+    text.extend_from_slice(&digits[start..]);
+    text.extend_from_slice(b"ms");
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok()
 }
 
 pub fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
@@ -273,6 +297,16 @@ mod tests {
         assert_eq!(duration_text(17.2), "18ms");
         assert_eq!(duration_text(1200.0), "1.2s");
         assert_eq!(duration_text(360_000.0), "6m0s");
+    }
+
+    #[test]
+    fn duration_values_are_the_texts() {
+        for ms in [
+            -5.0, 0.0, 0.2, 1.0, 9.5, 10.0, 17.2, 99.99, 100.0, 999.0, 999.4, 1000.0, 1200.0, 61_000.5,
+        ] {
+            let v = duration_value(ms).unwrap();
+            assert_eq!(v.to_str().unwrap(), duration_text(ms), "{ms}");
+        }
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub async fn embeddings(State(st): State<Arc<AppState>>, headers: HeaderMap, bod
 }
 
 pub const REQUEST_ID: &str = "x-request-id";
+const REQUEST_ID_HEADER: http::HeaderName = http::HeaderName::from_static(REQUEST_ID);
 
 /// The client's `x-request-id` when it is sane (visible ASCII, at most 128 bytes), else a new one.
 pub fn request_id(headers: &HeaderMap) -> String {
@@ -94,7 +95,7 @@ async fn handle(st: Arc<AppState>, op: Operation, headers: HeaderMap, body: Body
         }
     };
     if let Ok(v) = HeaderValue::from_str(&rid) {
-        res.headers_mut().insert(REQUEST_ID, v);
+        res.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
     res
 }
@@ -624,12 +625,16 @@ async fn attempt_target(
     let started = Instant::now();
     let deadline = started + provider.timeout;
     let first_byte = deadline.min(started + provider.first_byte_timeout);
-    let mut send = client.post(&up.url);
+    // The URL parsed once per provider (reqwest would parse the text on every request).
+    let mut send = match provider.urls.parse(&up.url) {
+        Some(url) => client.request(reqwest::Method::POST, url),
+        None => client.post(&up.url),
+    };
     // The client's allow-listed headers first, so the adapter's (credentials, versions) win.
     for (name, value) in out.forwarded {
         send = send.header(name, value);
     }
-    let mut send = send.headers(up.headers).header(REQUEST_ID, out.rid);
+    let mut send = send.headers(up.headers).header(REQUEST_ID_HEADER, out.rid);
     // Google user credentials name the project their calls are billed to.
     if let Some(v) = provider
         .google_auth
@@ -791,13 +796,19 @@ fn scrub(text: &str, provider: &Provider, token: Option<&Secret>) -> String {
     out
 }
 
+/// Headers an answer may carry: its own few, `x-tollgate-*`, the six rate-limit headers and
+/// `x-request-id`; reserved at once so the map does not grow (and rehash) on the way.
+const ANSWER_HEADERS: usize = 12;
+const PROVIDER_HEADER: http::HeaderName = http::HeaderName::from_static("x-tollgate-provider");
+const MODEL_HEADER: http::HeaderName = http::HeaderName::from_static("x-tollgate-model");
+
 fn tollgate_headers(res: &mut Response, target: &ModelTarget, served: &str) {
     let h = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&target.provider.name) {
-        h.insert("x-tollgate-provider", v);
+    if let Some(v) = &target.provider.name_header {
+        h.insert(PROVIDER_HEADER, v.clone());
     }
     if let Ok(v) = HeaderValue::from_str(served) {
-        h.insert("x-tollgate-model", v);
+        h.insert(MODEL_HEADER, v);
     }
 }
 
@@ -820,6 +831,7 @@ fn full_response(
         g.finish(200, None);
     }
     let mut res = (StatusCode::OK, parsed.body).into_response();
+    res.headers_mut().reserve(ANSWER_HEADERS);
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     tollgate_headers(&mut res, target, &served);
@@ -1058,6 +1070,7 @@ fn stream_response(
     });
     let mut res = Response::new(Body::from_stream(body));
     let h = res.headers_mut();
+    h.reserve(ANSWER_HEADERS);
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
