@@ -359,10 +359,17 @@ impl UsageSink {
                     while batch.len() < BATCH {
                         match rx.try_recv() {
                             Ok(e) => batch.push(e),
-                            Err(mpsc::error::TryRecvError::Empty) if Instant::now() < until => {
-                                std::thread::sleep(std::time::Duration::from_millis(1));
+                            Err(mpsc::error::TryRecvError::Empty) => {
+                                // Sleep out the rest of the linger at once (polling every
+                                // millisecond cost ten wake-ups an event at low rates); what
+                                // arrives meanwhile waits in the queue.
+                                let left = until.saturating_duration_since(Instant::now());
+                                if left.is_zero() {
+                                    break;
+                                }
+                                std::thread::sleep(left);
                             }
-                            Err(_) => break,
+                            Err(mpsc::error::TryRecvError::Disconnected) => break,
                         }
                     }
                     write_until_stored(&spool, &mut batch, &writer_metrics);

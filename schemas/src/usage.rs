@@ -107,6 +107,19 @@ pub const CLICKHOUSE_SCHEMA: &[&str] = &[include_str!("../sql/001_usage_events.s
 /// Hand-written JSON output for the usage path's hot encoders (the spool's lines, ClickHouse's
 /// rows): the bytes `serde_json` writes, without a serializer in between.
 pub mod json {
+    /// The bytes a JSON string must escape: control characters, `"` and `\`.
+    const ESCAPED: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 0x20 {
+            t[b] = true;
+            b += 1;
+        }
+        t[b'"' as usize] = true;
+        t[b'\\' as usize] = true;
+        t
+    };
+
     /// Appends a JSON string literal, escaped as `serde_json` does: `"`, `\` and control characters
     /// (short forms where JSON has them, else `\u00xx`); everything else, UTF-8 included, as is.
     pub fn string(out: &mut Vec<u8>, s: &str) {
@@ -116,7 +129,7 @@ pub mod json {
         out.push(b'"');
         let mut start = 0;
         for (i, &b) in bytes.iter().enumerate() {
-            if b >= 0x20 && b != b'"' && b != b'\\' {
+            if !ESCAPED[usize::from(b)] {
                 continue;
             }
             out.extend_from_slice(&bytes[start..i]);
