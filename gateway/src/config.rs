@@ -518,6 +518,8 @@ pub struct ModelTarget {
     pub weight: u32,
     /// `provider/model`: the circuit breaker's and metrics' name for this target.
     pub id: String,
+    /// This target's price from the config's table, looked up once (`None`: unknown model).
+    pub price: Option<tollgate_policy::pricing::Price>,
 }
 
 /// Every problem found in a config, each as `field.path: message`.
@@ -935,6 +937,7 @@ fn validate(raw: RawConfig, getenv: &dyn Fn(&str) -> Option<String>) -> Result<C
             match providers.iter().find(|p| p.name == t.provider) {
                 Some(p) => targets.push(ModelTarget {
                     id: format!("{}/{}", p.name, t.model),
+                    price: tollgate_policy::pricing::Pricing::price(&prices, p.kind.as_str(), &t.model),
                     provider: Arc::clone(p),
                     model: t.model,
                     weight: t.weight.unwrap_or(1),

@@ -32,7 +32,6 @@ use tollgate_adapters::{
     AdapterError, Framing, Operation, StreamTranslator, Target,
 };
 use tollgate_policy::{
-    pricing::Pricing,
     quota::{LimitKind, Plan, QuotaError},
     KeyRecord,
 };
@@ -345,7 +344,7 @@ async fn proxy(
         .as_ref()
         .and_then(|a| a.for_model(&first.model).default_max_tokens());
     let estimate = estimate_usage(&cfg, op, &req, body_len, default_out);
-    let est_cost = price_of(&cfg, first).map_or(tollgate_policy::Usd(0), |p| p.cost(&estimate));
+    let est_cost = price_of(first).map_or(tollgate_policy::Usd(0), |p| p.cost(&estimate));
     let est_tokens = estimate.input.saturating_add(estimate.output);
     let quota_plan = Plan::for_principal(&principal, est_tokens, est_cost, now_ms());
     let lease = st.quota.acquire(quota_plan).await.map_err(quota_error)?;
@@ -368,8 +367,9 @@ async fn proxy(
     Ok(res)
 }
 
-fn price_of(cfg: &Config, target: &ModelTarget) -> Option<tollgate_policy::pricing::Price> {
-    cfg.prices.price(target.provider.kind.as_str(), &target.model)
+/// The target's price from the config's table (looked up when the config was loaded).
+fn price_of(target: &ModelTarget) -> Option<tollgate_policy::pricing::Price> {
+    target.price
 }
 
 /// Tokens a request may use at most: the prompt from its size (about 4 bytes a token) and the
@@ -474,7 +474,7 @@ async fn dispatch(
                 e.target = Some(target.id.clone());
                 e.fallback = position > 0;
             });
-            g.price = price_of(config, target);
+            g.price = price_of(target);
             if attempts > 1 {
                 st.metrics
                     .upstream_retries
@@ -817,24 +817,27 @@ fn full_response(
     target: &ModelTarget,
     guard: &mut Option<UsageGuard>,
 ) -> Response {
-    let served = parsed.model.clone().unwrap_or_else(|| target.model.clone());
+    let tollgate_adapters::Parsed { body, usage, model } = parsed;
+    let served = model.unwrap_or_else(|| target.model.clone());
+    let bytes_out = body.len() as u64;
     if let Some(g) = guard.as_mut() {
-        let bytes_out = parsed.body.len() as u64;
-        g.capture_response(&parsed.body);
-        g.update(|e| {
-            e.served_model = Some(served.clone());
-            e.bytes_out = bytes_out;
-        });
-        if let Some(u) = &parsed.usage {
-            g.set_usage(u);
-        }
-        g.finish(200, None);
+        g.capture_response(&body);
     }
-    let mut res = (StatusCode::OK, parsed.body).into_response();
+    let mut res = (StatusCode::OK, body).into_response();
     res.headers_mut().reserve(ANSWER_HEADERS);
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     tollgate_headers(&mut res, target, &served);
+    if let Some(g) = guard.as_mut() {
+        g.update(|e| {
+            e.served_model = Some(served);
+            e.bytes_out = bytes_out;
+        });
+        if let Some(u) = &usage {
+            g.set_usage(u);
+        }
+        g.finish(200, None);
+    }
     res
 }
 

@@ -74,15 +74,26 @@ fn strip_answer_extensions(body: &mut Map<String, Value>) {
         return;
     };
     for message in messages.iter_mut().filter_map(Value::as_object_mut) {
-        for field in ANSWER_EXTENSIONS {
-            message.shift_remove(field);
-        }
-        if let Some(Value::Array(calls)) = message.get_mut("tool_calls") {
+        remove_extensions(message);
+        // Found by a scan: messages have a handful of fields, and most have no tool calls.
+        let calls = message
+            .iter_mut()
+            .find(|(k, _)| *k == "tool_calls")
+            .map(|(_, v)| v);
+        if let Some(Value::Array(calls)) = calls {
             for call in calls.iter_mut().filter_map(Value::as_object_mut) {
-                for field in ANSWER_EXTENSIONS {
-                    call.shift_remove(field);
-                }
+                remove_extensions(call);
             }
+        }
+    }
+}
+
+/// Removes [`ANSWER_EXTENSIONS`] from one object, looking them up (hashing) only when a scan of its
+/// few keys finds one: most messages have none.
+fn remove_extensions(object: &mut Map<String, Value>) {
+    if object.keys().any(|k| ANSWER_EXTENSIONS.contains(&k.as_str())) {
+        for field in ANSWER_EXTENSIONS {
+            object.shift_remove(field);
         }
     }
 }
