@@ -206,16 +206,7 @@ impl Spool {
     /// Deletes a segment the sink confirmed, and forgets it (even if the file cannot be removed:
     /// then the next start replays it as maybe sent, and the sink skips what it has).
     pub fn confirm_seq(&self, seq: u64) -> std::io::Result<()> {
-        {
-            let mut q = self.queue();
-            if let Ok(i) = q.position(seq) {
-                if let Some(s) = q.segments.remove(i) {
-                    if s.events.is_some() {
-                        q.held -= s.bytes;
-                    }
-                }
-            }
-        }
+        self.forget(seq);
         fs::remove_file(self.path(seq, "jsonl"))
     }
 
@@ -349,6 +340,7 @@ impl Spool {
         batch
     }
 
+    /// Drops a segment from the queue (and its events from memory).
     fn forget(&self, seq: u64) {
         let mut q = self.queue();
         if let Ok(i) = q.position(seq) {
