@@ -7,7 +7,8 @@
 #   bench/run.sh quick      every scenario, short runs (about 8 minutes; smoke test of the tooling)
 #   bench/run.sh SCENARIO   one of: chat search stream anthropic large streams resources cpu micro usage
 #                           (QUICK=1 shortens it too)
-# Environment: DUR (seconds per row), NO_LITELLM=1 (skip the peer), NOTE (a line added to the section).
+# Environment: DUR (seconds per row), NO_LITELLM=1 (skip the peer), NOTE (a line added to the section),
+# FLUSH_MS (the ClickHouse sink's flush_ms for "all on"; default: Tollgate's own, 5000).
 #
 # Installs what it needs on a fresh Debian machine: redis-server, clickhouse-server, valgrind,
 # python3-venv (apt), LiteLLM (`litellm[proxy]` from PyPI into target/bench-venv, kept between runs).
@@ -141,7 +142,8 @@ write_config() { # NAME PORT ("on"/"off" from the name's first part)
 path = \"$WORK/on-usage.db\""
     [ -n "$CH_URL" ] && sink="sink = \"clickhouse\"
 url = \"$CH_URL\"
-database = \"tollgate_bench\""
+database = \"tollgate_bench\"${FLUSH_MS:+
+flush_ms = $FLUSH_MS}"
     cat > "$WORK/$1.toml" <<TOML
 [server]
 listen = "127.0.0.1:$2"

@@ -461,7 +461,11 @@ pub async fn ship(
             }
             if segments == 0 {
                 tokio::select! {
-                    _ = written.notified() => tokio::time::sleep(flush).await,
+                    // Gather more events for `flush`, but a shutdown ships at once.
+                    _ = written.notified() => tokio::select! {
+                        _ = tokio::time::sleep(flush) => {}
+                        _ = stop.changed() => {}
+                    },
                     _ = stop.changed() => {}
                 }
             } else {
@@ -818,5 +822,50 @@ mod tests {
             .unwrap();
         assert_eq!(page.len(), 1);
         assert_eq!(page[0].request_id, "r1");
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_ships_at_once_whatever_the_flush_interval() {
+        let store = Arc::new(UsageStore::open(":memory:").unwrap());
+        let dir = std::env::temp_dir().join(format!("tg-usage-{}", Uuid::new_v4()));
+        let spool = Arc::new(Spool::open(&dir, crate::spool::Fsync::Never).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let written = Arc::new(tokio::sync::Notify::new());
+        let (sink, writer) = UsageSink::start(
+            Arc::clone(&spool),
+            16,
+            Arc::clone(&metrics),
+            Arc::clone(&written),
+            std::time::Duration::from_millis(5),
+        );
+        let backend = Arc::new(UsageBackend::Sqlite(Arc::clone(&store)));
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let shipper = tokio::spawn(ship(
+            Arc::clone(&spool),
+            backend,
+            Arc::clone(&metrics),
+            written,
+            std::time::Duration::from_secs(60),
+            100,
+            stop_rx,
+        ));
+        UsageGuard::new(sink.clone(), "r1", "chat").finish(200, None);
+        for _ in 0..500 {
+            if metrics.usage_written.load(Ordering::Relaxed) == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // The shipper now gathers more events for its 60 s; the shutdown must not wait for them.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        stop.send(true).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), shipper)
+            .await
+            .expect("the shipper stopped without waiting out its flush interval")
+            .unwrap();
+        assert_eq!(metrics.usage_shipped.load(Ordering::Relaxed), 1);
+        drop(sink);
+        writer.join().unwrap();
+        std::fs::remove_dir_all(dir).ok();
     }
 }
