@@ -756,8 +756,18 @@ impl Drop for UsageGuard {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn dropped_guard_records_a_cancelled_event() {
+    /// A SQLite store, a spool in a fresh directory (no fsync) and a running writer.
+    struct Pipeline {
+        store: Arc<UsageStore>,
+        dir: std::path::PathBuf,
+        spool: Arc<Spool>,
+        metrics: Arc<Metrics>,
+        written: Arc<tokio::sync::Notify>,
+        sink: UsageSink,
+        writer: std::thread::JoinHandle<()>,
+    }
+
+    fn pipeline() -> Pipeline {
         let store = Arc::new(UsageStore::open(":memory:").unwrap());
         let dir = std::env::temp_dir().join(format!("tg-usage-{}", Uuid::new_v4()));
         let spool = Arc::new(Spool::open(&dir, crate::spool::Fsync::Never).unwrap());
@@ -770,6 +780,28 @@ mod tests {
             Arc::clone(&written),
             std::time::Duration::from_millis(5),
         );
+        Pipeline {
+            store,
+            dir,
+            spool,
+            metrics,
+            written,
+            sink,
+            writer,
+        }
+    }
+
+    #[tokio::test]
+    async fn dropped_guard_records_a_cancelled_event() {
+        let Pipeline {
+            store,
+            dir,
+            spool,
+            metrics,
+            written,
+            sink,
+            writer,
+        } = pipeline();
         let mut done = UsageGuard::new(sink.clone(), "r1", "chat");
         done.update(|e| e.key_id = Some("key_a".into()));
         done.finish(200, None);
@@ -826,18 +858,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_shutdown_ships_at_once_whatever_the_flush_interval() {
-        let store = Arc::new(UsageStore::open(":memory:").unwrap());
-        let dir = std::env::temp_dir().join(format!("tg-usage-{}", Uuid::new_v4()));
-        let spool = Arc::new(Spool::open(&dir, crate::spool::Fsync::Never).unwrap());
-        let metrics = Arc::new(Metrics::default());
-        let written = Arc::new(tokio::sync::Notify::new());
-        let (sink, writer) = UsageSink::start(
-            Arc::clone(&spool),
-            16,
-            Arc::clone(&metrics),
-            Arc::clone(&written),
-            std::time::Duration::from_millis(5),
-        );
+        let Pipeline {
+            store,
+            dir,
+            spool,
+            metrics,
+            written,
+            sink,
+            writer,
+        } = pipeline();
         let backend = Arc::new(UsageBackend::Sqlite(Arc::clone(&store)));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let shipper = tokio::spawn(ship(
