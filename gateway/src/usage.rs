@@ -756,16 +756,16 @@ impl Drop for UsageGuard {
 mod tests {
     use super::*;
 
-    /// A SQLite store, a spool in a fresh directory (no fsync) and a running writer.
-    struct Pipeline {
-        store: Arc<UsageStore>,
-        dir: std::path::PathBuf,
-        spool: Arc<Spool>,
-        metrics: Arc<Metrics>,
-        written: Arc<tokio::sync::Notify>,
-        sink: UsageSink,
-        writer: std::thread::JoinHandle<()>,
-    }
+    /// A SQLite store, a spool in a fresh directory (no fsync), its metrics and a running writer.
+    type Pipeline = (
+        Arc<UsageStore>,
+        std::path::PathBuf,
+        Arc<Spool>,
+        Arc<Metrics>,
+        Arc<tokio::sync::Notify>,
+        UsageSink,
+        std::thread::JoinHandle<()>,
+    );
 
     fn pipeline() -> Pipeline {
         let store = Arc::new(UsageStore::open(":memory:").unwrap());
@@ -780,28 +780,12 @@ mod tests {
             Arc::clone(&written),
             std::time::Duration::from_millis(5),
         );
-        Pipeline {
-            store,
-            dir,
-            spool,
-            metrics,
-            written,
-            sink,
-            writer,
-        }
+        (store, dir, spool, metrics, written, sink, writer)
     }
 
     #[tokio::test]
     async fn dropped_guard_records_a_cancelled_event() {
-        let Pipeline {
-            store,
-            dir,
-            spool,
-            metrics,
-            written,
-            sink,
-            writer,
-        } = pipeline();
+        let (store, dir, spool, metrics, written, sink, writer) = pipeline();
         let mut done = UsageGuard::new(sink.clone(), "r1", "chat");
         done.update(|e| e.key_id = Some("key_a".into()));
         done.finish(200, None);
@@ -858,15 +842,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_shutdown_ships_at_once_whatever_the_flush_interval() {
-        let Pipeline {
-            store,
-            dir,
-            spool,
-            metrics,
-            written,
-            sink,
-            writer,
-        } = pipeline();
+        let (store, dir, spool, metrics, written, sink, writer) = pipeline();
         let backend = Arc::new(UsageBackend::Sqlite(Arc::clone(&store)));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let shipper = tokio::spawn(ship(
