@@ -44,24 +44,58 @@ impl Histogram {
     }
 }
 
+/// Joins the label values of a series key: the unit separator, which no label value holds (models and
+/// providers are configured names, endpoints and error types fixed words). One string names a series,
+/// so recording an event allocates two keys, and stores neither when its series exist; keys sort as
+/// the tuples of their values would.
+const SEP: char = '\u{1f}';
+
+/// The token classes, in the order they are rendered.
+const TOKEN_CLASSES: [&str; 4] = ["cached_input", "input", "output", "reasoning"];
+
 #[derive(Default)]
 struct Families {
-    /// (endpoint, model, provider, status, error_type) -> count
-    requests: BTreeMap<(String, String, String, u16, String), u64>,
+    /// `endpoint SEP model SEP provider SEP status SEP error_type` -> count
+    requests: BTreeMap<String, u64>,
     /// endpoint -> latency
     latency: BTreeMap<String, Histogram>,
-    /// (model, provider) -> ttft
-    ttft: BTreeMap<(String, String), Histogram>,
+    /// `model SEP provider` -> time to first token, cost, tokens
+    models: BTreeMap<String, ModelSeries>,
     /// provider -> time from sending an upstream request to its response headers
     upstream: BTreeMap<String, Histogram>,
     /// limit kind -> refusals
     rejections: BTreeMap<&'static str, u64>,
-    /// (model, provider, class) -> tokens
-    tokens: BTreeMap<(String, String, &'static str), u64>,
-    /// (model, provider) -> cost in nano-dollars
-    cost_nanos: BTreeMap<(String, String), i128>,
     /// requests that reached a provider whose price is unknown
     cost_unknown: u64,
+}
+
+/// What is counted per model and provider.
+#[derive(Default)]
+struct ModelSeries {
+    ttft: Option<Histogram>,
+    /// Nano-dollars.
+    cost_nanos: Option<i128>,
+    /// By [`TOKEN_CLASSES`].
+    tokens: [u64; 4],
+}
+
+/// The value of `key`, inserted as the default (the key's one allocation) when new.
+fn slot<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> Option<&'m mut V> {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key)
+}
+
+fn joined(parts: &[&str]) -> String {
+    let mut key = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>() + 4);
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push(SEP);
+        }
+        key.push_str(p);
+    }
+    key
 }
 
 #[derive(Default)]
@@ -95,54 +129,48 @@ fn escape(v: &str) -> String {
 
 impl Metrics {
     pub fn record_usage_event(&self, e: &UsageEvent) {
-        let bounded_model = if e.provider.is_some() {
-            e.requested_model.clone().unwrap_or_default()
-        } else {
-            String::new()
+        // A model name is a label only once it resolved to a configured model (a provider served it);
+        // what a client typed is not, or anyone could grow the series without bound.
+        let model = match e.provider {
+            Some(_) => e.requested_model.as_deref().unwrap_or_default(),
+            None => "",
         };
-        let provider = e.provider.clone().unwrap_or_default();
+        let provider = e.provider.as_deref().unwrap_or_default();
+        let mut requests = joined(&[&e.endpoint, model, provider, ""]);
+        let _ = write!(requests, "{}{SEP}", e.status);
+        requests.push_str(e.error_type.as_deref().unwrap_or_default());
+        let model_key = joined(&[model, provider]);
         let Ok(mut f) = self.families.lock() else { return };
-        *f.requests
-            .entry((
-                e.endpoint.clone(),
-                bounded_model.clone(),
-                provider.clone(),
-                e.status,
-                e.error_type.clone().unwrap_or_default(),
-            ))
-            .or_default() += 1;
-        f.latency
-            .entry(e.endpoint.clone())
-            .or_default()
-            .observe(e.latency_ms as f64 / 1000.0);
+        if let Some(n) = slot(&mut f.requests, &requests) {
+            *n += 1;
+        }
+        if let Some(h) = slot(&mut f.latency, &e.endpoint) {
+            h.observe(e.latency_ms as f64 / 1000.0);
+        }
+        let cost = e.cost_usd.as_deref().map(crate::analytics::parse_nanos);
+        if cost.is_none() && e.attempts > 0 && e.status < 400 {
+            f.cost_unknown += 1;
+        }
+        let Some(series) = slot(&mut f.models, &model_key) else {
+            return;
+        };
         if let Some(t) = e.ttft_ms {
-            f.ttft
-                .entry((bounded_model.clone(), provider.clone()))
-                .or_default()
+            series
+                .ttft
+                .get_or_insert_with(Histogram::default)
                 .observe(t as f64 / 1000.0);
         }
-        match e.cost_usd.as_deref().map(crate::analytics::parse_nanos) {
-            Some(n) => {
-                *f.cost_nanos
-                    .entry((bounded_model.clone(), provider.clone()))
-                    .or_default() += n
-            }
-            None if e.attempts > 0 && e.status < 400 => f.cost_unknown += 1,
-            None => {}
+        if let Some(n) = cost {
+            *series.cost_nanos.get_or_insert(0) += n;
         }
-        for (class, n) in [
-            ("input", e.input_tokens),
-            ("output", e.output_tokens),
-            ("cached_input", e.cached_input_tokens),
-            ("reasoning", e.reasoning_tokens),
-        ] {
-            if n > 0 {
-                let total = f
-                    .tokens
-                    .entry((bounded_model.clone(), provider.clone(), class))
-                    .or_default();
-                *total = total.saturating_add(n);
-            }
+        let counts = [
+            e.cached_input_tokens,
+            e.input_tokens,
+            e.output_tokens,
+            e.reasoning_tokens,
+        ];
+        for (total, n) in series.tokens.iter_mut().zip(counts) {
+            *total = total.saturating_add(n);
         }
     }
 
@@ -180,7 +208,10 @@ impl Metrics {
             }
             out.push_str("# HELP tollgate_requests_total Requests by endpoint, model, provider, status and error type.\n");
             out.push_str("# TYPE tollgate_requests_total counter\n");
-            for ((endpoint, model, provider, status, err), n) in &f.requests {
+            for (key, n) in &f.requests {
+                let mut labels = key.split(SEP);
+                let mut next = || labels.next().unwrap_or_default();
+                let (endpoint, model, provider, status, err) = (next(), next(), next(), next(), next());
                 let _ = writeln!(
                     out,
                     "tollgate_requests_total{{endpoint=\"{}\",model=\"{}\",provider=\"{}\",status=\"{status}\",error_type=\"{}\"}} {n}",
@@ -200,7 +231,8 @@ impl Metrics {
             }
             out.push_str("# HELP tollgate_time_to_first_token_seconds Time to the first streamed chunk.\n");
             out.push_str("# TYPE tollgate_time_to_first_token_seconds histogram\n");
-            for ((model, provider), h) in &f.ttft {
+            for (key, h) in f.models.iter().filter_map(|(k, s)| Some((k, s.ttft.as_ref()?))) {
+                let (model, provider) = key.split_once(SEP).unwrap_or((key, ""));
                 h.render(
                     &mut out,
                     "tollgate_time_to_first_token_seconds",
@@ -209,13 +241,14 @@ impl Metrics {
             }
             out.push_str("# HELP tollgate_cost_usd_total Spend by model and provider.\n");
             out.push_str("# TYPE tollgate_cost_usd_total counter\n");
-            for ((model, provider), n) in &f.cost_nanos {
+            for (key, n) in f.models.iter().filter_map(|(k, s)| Some((k, s.cost_nanos?))) {
+                let (model, provider) = key.split_once(SEP).unwrap_or((key, ""));
                 let _ = writeln!(
                     out,
                     "tollgate_cost_usd_total{{model=\"{}\",provider=\"{}\"}} {}",
                     escape(model),
                     escape(provider),
-                    *n as f64 / 1e9
+                    n as f64 / 1e9
                 );
             }
             out.push_str("# HELP tollgate_cost_unknown_total Served requests whose model has no price (cost recorded as null).\n");
@@ -223,13 +256,16 @@ impl Metrics {
             let _ = writeln!(out, "tollgate_cost_unknown_total {}", f.cost_unknown);
             out.push_str("# HELP tollgate_tokens_total Tokens by model, provider and class.\n");
             out.push_str("# TYPE tollgate_tokens_total counter\n");
-            for ((model, provider, class), n) in &f.tokens {
-                let _ = writeln!(
-                    out,
-                    "tollgate_tokens_total{{model=\"{}\",provider=\"{}\",class=\"{class}\"}} {n}",
-                    escape(model),
-                    escape(provider)
-                );
+            for (key, s) in &f.models {
+                let (model, provider) = key.split_once(SEP).unwrap_or((key, ""));
+                for (class, n) in TOKEN_CLASSES.iter().zip(s.tokens).filter(|(_, n)| *n > 0) {
+                    let _ = writeln!(
+                        out,
+                        "tollgate_tokens_total{{model=\"{}\",provider=\"{}\",class=\"{class}\"}} {n}",
+                        escape(model),
+                        escape(provider)
+                    );
+                }
             }
         }
         for (name, help, kind, v) in [
@@ -407,5 +443,36 @@ mod tests {
         assert!(text.contains(r#"tollgate_request_duration_seconds_bucket{endpoint="chat",le="0.005"} 2"#));
         assert!(!text.contains("attacker-chosen"));
         assert!(!text.contains("key_1"));
+
+        // A priced request on another provider, and a refused one: each series on its own line.
+        e.provider = Some("q".into());
+        e.requested_model = Some("gpt".into());
+        e.cost_usd = Some("0.25".into());
+        e.cached_input_tokens = 2;
+        m.record_usage_event(&e);
+        e.status = 429;
+        e.error_type = Some("rate_limit_exceeded".into());
+        m.record_usage_event(&e);
+        let text = m.render();
+        for line in [
+            r#"tollgate_requests_total{endpoint="chat",model="gpt",provider="q",status="200",error_type=""} 1"#,
+            r#"tollgate_requests_total{endpoint="chat",model="gpt",provider="q",status="429",error_type="rate_limit_exceeded"} 1"#,
+            r#"tollgate_requests_total{endpoint="chat",model="",provider="",status="200",error_type=""} 1"#,
+            r#"tollgate_cost_usd_total{model="gpt",provider="q"} 0.5"#,
+            r#"tollgate_tokens_total{model="gpt",provider="q",class="cached_input"} 4"#,
+            r#"tollgate_tokens_total{model="gpt",provider="q",class="input"} 10"#,
+            r#"tollgate_time_to_first_token_seconds_count{model="gpt",provider="p"} 1"#,
+            r#"tollgate_cost_unknown_total 2"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(
+            !text.contains(r#"tollgate_cost_usd_total{model="gpt",provider="p"}"#),
+            "p had no cost"
+        );
+        assert!(
+            !text.contains(r#"class="reasoning""#),
+            "no reasoning tokens were counted"
+        );
     }
 }
