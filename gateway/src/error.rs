@@ -236,19 +236,8 @@ fn duration_value(ms: f64) -> Option<HeaderValue> {
     if ms >= 1000.0 {
         return HeaderValue::from_str(&duration_text(ms)).ok();
     }
-    let mut n = ms.ceil() as u64;
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut text = Vec::with_capacity(digits.len() - start + 2);
-    text.extend_from_slice(&digits[start..]);
+    let mut text = Vec::with_capacity(22);
+    tollgate_schemas::usage::json::uint(&mut text, ms.ceil() as u64);
     text.extend_from_slice(b"ms");
     HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok()
 }

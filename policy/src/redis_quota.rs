@@ -337,9 +337,9 @@ struct Expiring {
 }
 
 impl Expiring {
-    fn of(plan: &Plan, keys: &Arc<[String]>) -> Option<Expiring> {
+    fn of(layout: &[Item], keys: &Arc<[String]>) -> Option<Expiring> {
         let (mut par, mut bud, mut at) = (0u64, 0u64, 0);
-        for item in items(plan) {
+        for &item in layout {
             match item {
                 Item::Par(_) => par |= 1 << at.min(63),
                 Item::Budgets(..) => bud |= 1 << (at + 1).min(63),
@@ -498,7 +498,7 @@ impl RedisQuota {
             }
         }
         if ok {
-            if let (Some(e), Ok(mut live)) = (Expiring::of(plan, keys), self.inner.live.lock()) {
+            if let (Some(e), Ok(mut live)) = (Expiring::of(&layout, keys), self.inner.live.lock()) {
                 live.insert(lease, e);
             }
             return Ok(Ok(info));
